@@ -1,0 +1,42 @@
+"""warden: kernel-enforced sandboxes for untrusted code at the latency of a function call."""
+
+from warden.errors import (
+    CallFailed,
+    DiskQuotaExceeded,
+    ManifestError,
+    MemoryLimitExceeded,
+    PathEscapeError,
+    PayloadTooLarge,
+    PluginError,
+    ProtocolError,
+    ProviderUnavailable,
+    RateLimitExceeded,
+    SandboxSetupError,
+    ScanRejected,
+    TimeoutExceeded,
+    WardenError,
+    WorkerCrashed,
+)
+from warden.limits import ExecResult, Limits
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CallFailed",
+    "DiskQuotaExceeded",
+    "ExecResult",
+    "Limits",
+    "ManifestError",
+    "MemoryLimitExceeded",
+    "PathEscapeError",
+    "PayloadTooLarge",
+    "PluginError",
+    "ProtocolError",
+    "ProviderUnavailable",
+    "RateLimitExceeded",
+    "SandboxSetupError",
+    "ScanRejected",
+    "TimeoutExceeded",
+    "WardenError",
+    "WorkerCrashed",
+]
