@@ -1,0 +1,28 @@
+#include "jail/config.h"
+
+#include <cstdio>
+
+namespace warden::jail {
+
+void SpawnConfig::prepare() {
+  argv_ptrs.clear();
+  for (auto& a : argv) argv_ptrs.push_back(a.data());
+  argv_ptrs.push_back(nullptr);
+  env_ptrs.clear();
+  for (auto& e : env) env_ptrs.push_back(e.data());
+  env_ptrs.push_back(nullptr);
+
+  // Inside 0 is needed only during set-up (to own what the set-up creates); the command runs
+  // as inside_id, which maps to a host id that owns nothing on the host.
+  char buf[128];
+  snprintf(buf, sizeof buf, "0 %u 1\n%u %u 1\n", outside_base, inside_id,
+           outside_base + inside_id);
+  uid_map = buf;
+  gid_map = buf;
+
+  snprintf(buf, sizeof buf, "size=%llu,mode=0755,uid=0,gid=0",
+           static_cast<unsigned long long>(disk_bytes));
+  writable_opts = buf;
+}
+
+}  // namespace warden::jail

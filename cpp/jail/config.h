@@ -1,0 +1,110 @@
+// Everything the child needs, prepared by the parent before clone.
+//
+// The child reads this structure and makes syscalls; it never allocates, so every string and
+// array it uses is built here, in the parent, ahead of time (paths already prefixed with the
+// staging root, PATH candidates already joined, the seccomp program already compiled).
+#pragma once
+
+#include <linux/filter.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace warden::jail {
+
+// Where the new root is assembled inside the child's private mount namespace before
+// pivot_root. Mounting over it there does not affect the host: the tree is made private first.
+inline constexpr const char* kStagingRoot = "/tmp";
+
+enum class MountKind : int {
+  kDir,          // mkdir target
+  kFile,         // create target with `data` as content
+  kSymlink,      // symlink `data` -> target
+  kBindRO,       // bind `source` read-only, nosuid, nodev, recursively
+  kBindDev,      // bind a host device node (no nodev) onto a file
+  kTmpfs,        // mount tmpfs with options `data`
+  kProc,         // fresh procfs
+  kMask,         // hide target: /dev/null over a file, empty read-only tmpfs over a dir
+  kReadOnly,     // bind target onto itself, read-only
+  kRemountRO,    // make an existing mount read-only (after it has been populated)
+};
+
+struct MountOp {
+  MountKind kind;
+  std::string source;   // host path (binds)
+  std::string target;   // full path under kStagingRoot
+  std::string data;     // tmpfs options, file content or symlink target
+  unsigned mode = 0755;
+  bool optional = false;  // a missing source or target is skipped rather than fatal
+  bool is_dir = true;     // for binds: whether the source is a directory
+  int source_index = -1;  // binds: slot of the source's O_PATH descriptor (see mnt.h)
+};
+
+// Most host paths one sandbox may bind.
+inline constexpr int kMaxBinds = 64;
+
+// A directory of the quota'd writable tmpfs, bound to `target` (full path under kStagingRoot).
+struct WritableDir {
+  std::string name;     // directory inside the writable tmpfs
+  std::string target;
+  unsigned mode;
+};
+
+struct SpawnConfig {
+  // The command. `exec_candidates` are the absolute paths to try in order (PATH resolved in the
+  // parent against the sandbox's PATH, which sees the same /usr as the host).
+  std::vector<std::string> argv;
+  std::vector<std::string> env;
+  std::vector<std::string> exec_candidates;
+  std::vector<char*> argv_ptrs;  // filled by prepare()
+  std::vector<char*> env_ptrs;
+  std::string cwd = "/workspace";
+  std::string hostname = "warden";
+
+  // Identity. Inside uid/gid 0 and `inside_id` are mapped to `outside_base` and
+  // `outside_base + inside_id`. The command runs as `inside_id`, with no capabilities.
+  uint32_t inside_id = 1000;
+  uint32_t outside_base = 2000000000u;
+  std::string uid_map;  // filled by prepare()
+  std::string gid_map;
+
+  // Filesystem.
+  std::vector<MountOp> mounts;
+  std::vector<WritableDir> writable;
+  uint64_t disk_bytes = 64ull << 20;
+  std::string writable_staging;  // where the writable tmpfs is mounted before binding
+  std::string writable_opts;     // tmpfs options, filled by prepare()
+
+  // Resource limits set by the parent with prlimit before the child runs.
+  uint64_t open_files = 256;
+  uint64_t file_size_bytes = 0;  // 0: unlimited
+  uint64_t cpu_time_s = 0;       // 0: unlimited
+
+  // cgroups: v1 writes the child's pid into each file; v2 passes a directory fd to clone3.
+  std::vector<std::string> cgroup_procs;
+  int cgroup_fd = -1;
+
+  // Compiled seccomp program; required (fail closed when empty).
+  std::vector<sock_filter> seccomp;
+
+  // Descriptors: the child's stdio (-1: /dev/null) and extra descriptors passed on purpose,
+  // which appear in the sandbox as 3, 4, ... in this order.
+  int stdin_fd = -1;
+  int stdout_fd = -1;
+  int stderr_fd = -1;
+  std::vector<int> pass_fds;
+
+  // Fork mode: instead of exec'ing argv, the child returns to the caller inside the sandbox
+  // (the zygote uses this to run a Python worker). In exec mode the child is a small init
+  // (pid 1 of the sandbox) that forks the command, reaps, and reports its status.
+  bool fork_mode = false;
+
+  uint32_t last_cap = 40;  // /proc/sys/kernel/cap_last_cap, read by the parent
+
+  // Builds the pointer arrays and generated strings above. Parent side; may allocate.
+  void prepare();
+};
+
+}  // namespace warden::jail

@@ -1,0 +1,24 @@
+// The child's side of sandbox set-up, in one ordered list (contain.cc).
+#pragma once
+
+#include "jail/config.h"
+#include "jail/status.h"
+
+namespace warden::jail {
+
+// Descriptor numbers inside the child after arrange_fds: stdio, then the passed descriptors
+// from 3 on, then warden's own two pipes.
+struct ChildFds {
+  int go;       // read end: the parent's go-ahead (closed once read)
+  int report;   // write end, close-on-exec: (step, errno) on failure
+  int status;   // write end: the init's FinalStatus (exec mode), else -1
+};
+
+// Runs every set-up step in order. Returns 0 with the process fully contained (seccomp
+// installed), or -errno with *step naming the failed step. Never allocates.
+int contain(const SpawnConfig& cfg, ChildFds* fds, Step* step);
+
+// Writes a report record; used for failures and, in fork mode, for success (Step::kDone).
+void report(int fd, Step step, int err);
+
+}  // namespace warden::jail

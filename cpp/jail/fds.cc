@@ -1,0 +1,64 @@
+#include "jail/fds.h"
+
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace warden::jail::fds {
+
+namespace {
+
+constexpr int kMaxFds = 64;
+
+// Moves fd above every number we will assign, so later dup2s cannot clobber it.
+int lift(int fd, int floor) {
+  if (fd < 0) return -1;
+  int out = fcntl(fd, F_DUPFD_CLOEXEC, floor);
+  return out < 0 ? -errno : out;
+}
+
+}  // namespace
+
+int arrange(const SpawnConfig& cfg, ChildFds* fds) {
+  int n_pass = static_cast<int>(cfg.pass_fds.size());
+  if (n_pass > kMaxFds) return -EMFILE;
+  int floor = 3 + n_pass + 3;
+  int lifted[kMaxFds];
+  int in = lift(cfg.stdin_fd, floor), out = lift(cfg.stdout_fd, floor),
+      err = lift(cfg.stderr_fd, floor);
+  if (in < -1 || out < -1 || err < -1) return -EBADF;
+  for (int i = 0; i < n_pass; ++i) {
+    lifted[i] = lift(cfg.pass_fds[i], floor);
+    if (lifted[i] < 0) return lifted[i];
+  }
+  int rep = lift(fds->report, floor), st = fds->status >= 0 ? lift(fds->status, floor) : -1;
+  if (rep < 0 || st < -1) return -EBADF;
+
+  int null_fd = -1;
+  if (in < 0 || out < 0 || err < 0) {
+    null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null_fd < 0) return -errno;
+  }
+  int stdio[3] = {in < 0 ? null_fd : in, out < 0 ? null_fd : out, err < 0 ? null_fd : err};
+  for (int i = 0; i < 3; ++i) {
+    if (dup2(stdio[i], i) < 0) return -errno;
+  }
+  for (int i = 0; i < n_pass; ++i) {
+    if (dup2(lifted[i], 3 + i) < 0) return -errno;
+  }
+  int next = 3 + n_pass;
+  fds->go = -1;
+  if (dup3(rep, next, O_CLOEXEC) < 0) return -errno;
+  fds->report = next++;
+  if (st >= 0) {
+    if (dup3(st, next, O_CLOEXEC) < 0) return -errno;
+    fds->status = next++;
+  }
+  if (syscall(SYS_close_range, next, ~0U, 0) != 0) return -errno;
+  return 0;
+}
+
+}  // namespace warden::jail::fds

@@ -1,0 +1,427 @@
+#include "jail/mnt.h"
+
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace warden::jail::mnt {
+
+namespace {
+
+// struct mount_attr and its flags (linux/mount.h), declared here because that header clashes
+// with glibc's <sys/mount.h>.
+struct MountAttr {
+  uint64_t attr_set;
+  uint64_t attr_clr;
+  uint64_t propagation;
+  uint64_t userns_fd;
+};
+constexpr uint64_t kAttrRdonly = 0x00000001;
+constexpr uint64_t kAttrNosuid = 0x00000002;
+constexpr uint64_t kAttrNodev = 0x00000004;
+constexpr unsigned kAtRecursive = 0x8000;
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+
+// Docker's masked and read-only /proc paths (moby oci/defaults.go), the set container runtimes
+// agree on: files that leak host state or accept writes that reach the host kernel.
+const char* const kProcMasked[] = {
+    "/proc/asound",   "/proc/acpi",      "/proc/kcore",       "/proc/keys",
+    "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+    "/proc/scsi",     "/proc/sysrq-trigger", "/proc/kmsg",     "/proc/config.gz",
+};
+const char* const kProcReadOnly[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys"};
+
+const char* const kDevNodes[] = {"null", "zero", "full", "random", "urandom"};
+
+void add(SpawnConfig* cfg, MountKind kind, std::string source, const std::string& target,
+         std::string data = {}, unsigned mode = 0755, bool optional = false, bool is_dir = true) {
+  MountOp op;
+  op.kind = kind;
+  op.source = std::move(source);
+  op.target = std::string(kStagingRoot) + target;
+  op.data = std::move(data);
+  op.mode = mode;
+  op.optional = optional;
+  op.is_dir = is_dir;
+  cfg->mounts.push_back(std::move(op));
+}
+
+// Adds the directories leading to `path` (not the path itself), once each.
+void add_parents(SpawnConfig* cfg, const std::string& path, std::vector<std::string>* made) {
+  for (size_t i = 1; i < path.size(); ++i) {
+    if (path[i] != '/') continue;
+    std::string dir = path.substr(0, i);
+    bool seen = false;
+    for (auto& m : *made) seen = seen || m == dir;
+    if (seen) continue;
+    made->push_back(dir);
+    add(cfg, MountKind::kDir, {}, dir);
+  }
+}
+
+int bind_ro(SpawnConfig* cfg, const std::string& src, const std::string& dst,
+            std::vector<std::string>* made, std::string* what) {
+  struct stat st;
+  if (stat(src.c_str(), &st) != 0) {
+    *what = src;
+    return -errno;
+  }
+  add_parents(cfg, dst, made);
+  made->push_back(dst);
+  add(cfg, MountKind::kBindRO, src, dst, {}, 0755, false, S_ISDIR(st.st_mode));
+  return 0;
+}
+
+// Gives every bind a descriptor slot; fails when there are more than the child can hold.
+int number_sources(SpawnConfig* cfg, std::string* what) {
+  int next = 0;
+  for (auto& op : cfg->mounts) {
+    if (op.kind != MountKind::kBindRO && op.kind != MountKind::kBindDev) continue;
+    if (next == kMaxBinds) {
+      *what = "more than " + std::to_string(kMaxBinds) + " bind mounts";
+      return -E2BIG;
+    }
+    op.source_index = next++;
+  }
+  return 0;
+}
+
+std::string etc_passwd(uint32_t id) {
+  std::string s = "root:x:0:0:root:/:/usr/sbin/nologin\n";
+  s += "sandbox:x:" + std::to_string(id) + ":" + std::to_string(id) + ":warden sandbox:/workspace:/bin/sh\n";
+  s += "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
+  return s;
+}
+
+std::string etc_group(uint32_t id) {
+  return "root:x:0:\nsandbox:x:" + std::to_string(id) + ":\nnogroup:x:65534:\n";
+}
+
+}  // namespace
+
+int plan_root(const RootSpec& spec, SpawnConfig* cfg, std::string* what) {
+  cfg->mounts.clear();
+  cfg->writable.clear();
+  std::vector<std::string> made;
+
+  // /usr and the merged-/usr links (or directories, on hosts that still have them).
+  int rc = bind_ro(cfg, "/usr", "/usr", &made, what);
+  if (rc < 0) return rc;
+  for (const char* top : {"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"}) {
+    struct stat st;
+    if (lstat(top, &st) != 0) continue;
+    if (S_ISLNK(st.st_mode)) {
+      char target[256];
+      ssize_t n = readlink(top, target, sizeof target - 1);
+      if (n < 0) {
+        *what = top;
+        return -errno;
+      }
+      target[n] = '\0';
+      add(cfg, MountKind::kSymlink, {}, top, target);
+    } else if (S_ISDIR(st.st_mode)) {
+      rc = bind_ro(cfg, top, top, &made, what);
+      if (rc < 0) return rc;
+    }
+  }
+
+  // A generated /etc: only what programs need to start, nothing of the host's configuration.
+  add(cfg, MountKind::kDir, {}, "/etc");
+  made.push_back("/etc");
+  add(cfg, MountKind::kFile, {}, "/etc/passwd", etc_passwd(spec.inside_id), 0644);
+  add(cfg, MountKind::kFile, {}, "/etc/group", etc_group(spec.inside_id), 0644);
+  add(cfg, MountKind::kFile, {}, "/etc/hostname", spec.hostname + "\n", 0644);
+  add(cfg, MountKind::kFile, {}, "/etc/hosts",
+      "127.0.0.1\tlocalhost " + spec.hostname + "\n::1\tlocalhost ip6-localhost\n", 0644);
+  add(cfg, MountKind::kFile, {}, "/etc/nsswitch.conf",
+      "passwd: files\ngroup: files\nhosts: files\n", 0644);
+  add(cfg, MountKind::kFile, {}, "/etc/resolv.conf", "", 0644);
+  // The dynamic loader's cache and Debian's alternatives links: read-only, harmless, and
+  // without them many binaries do not start.
+  for (const char* f : {"/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime"}) {
+    struct stat st;
+    if (stat(f, &st) != 0) continue;
+    made.push_back(f);
+    add(cfg, MountKind::kBindRO, f, f, {}, 0755, true, S_ISDIR(st.st_mode));
+  }
+
+  for (auto& p : spec.ro_paths) {
+    rc = bind_ro(cfg, p, p, &made, what);
+    if (rc < 0) return rc;
+  }
+  for (auto& [src, dst] : spec.ro_binds) {
+    rc = bind_ro(cfg, src, dst, &made, what);
+    if (rc < 0) return rc;
+  }
+
+  add(cfg, MountKind::kDir, {}, "/proc", {}, 0555);
+  add(cfg, MountKind::kProc, {}, "/proc");
+  for (const char* p : kProcMasked) add(cfg, MountKind::kMask, {}, p, {}, 0, true);
+  for (const char* p : kProcReadOnly) add(cfg, MountKind::kReadOnly, {}, p, {}, 0, true);
+
+  add(cfg, MountKind::kDir, {}, "/dev");
+  add(cfg, MountKind::kTmpfs, {}, "/dev", "mode=0755,size=64k,nr_inodes=64,uid=0,gid=0");
+  for (const char* n : kDevNodes) {
+    add(cfg, MountKind::kBindDev, std::string("/dev/") + n, std::string("/dev/") + n, {}, 0666,
+        false, false);
+  }
+  add(cfg, MountKind::kSymlink, {}, "/dev/fd", "/proc/self/fd");
+  add(cfg, MountKind::kSymlink, {}, "/dev/stdin", "/proc/self/fd/0");
+  add(cfg, MountKind::kSymlink, {}, "/dev/stdout", "/proc/self/fd/1");
+  add(cfg, MountKind::kSymlink, {}, "/dev/stderr", "/proc/self/fd/2");
+  add(cfg, MountKind::kDir, {}, "/dev/shm", {}, 01777);
+
+  // The writable area: one tmpfs, so that /workspace, /tmp and /dev/shm share one quota.
+  std::vector<std::pair<std::string, unsigned>> writable = spec.writable;
+  bool has_tmp = false, has_shm = false;
+  for (auto& [p, m] : writable) {
+    has_tmp = has_tmp || p == "/tmp";
+    has_shm = has_shm || p == "/dev/shm";
+  }
+  if (writable.empty()) writable.emplace_back("/workspace", 0755);
+  if (!has_tmp) writable.emplace_back("/tmp", 01777);
+  if (!has_shm) writable.emplace_back("/dev/shm", 01777);
+  add(cfg, MountKind::kDir, {}, "/.rw", {}, 0700);
+  cfg->writable_staging = std::string(kStagingRoot) + "/.rw";
+  int n = 0;
+  for (auto& [path, mode] : writable) {
+    if (path != "/dev/shm") {
+      add_parents(cfg, path, &made);
+      add(cfg, MountKind::kDir, {}, path, {}, 0755);
+    }
+    cfg->writable.push_back({"d" + std::to_string(n++), std::string(kStagingRoot) + path, mode});
+  }
+  cfg->inside_id = spec.inside_id;
+  cfg->hostname = spec.hostname;
+  return number_sources(cfg, what);
+}
+
+namespace {
+
+int make_parent_free_file(const char* path, unsigned mode) {
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+  if (fd < 0) return -errno;
+  close(fd);
+  return 0;
+}
+
+int write_file(const char* path, const std::string& data, unsigned mode) {
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+  if (fd < 0) return -errno;
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = write(fd, data.data() + off, data.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int e = errno;
+      close(fd);
+      return -e;
+    }
+    off += static_cast<size_t>(n);
+  }
+  // fchmod: the mode given to open() is filtered by the umask inherited from the host.
+  if (fchmod(fd, mode) != 0) {
+    int e = errno;
+    close(fd);
+    return -e;
+  }
+  close(fd);
+  return 0;
+}
+
+int set_attr(const char* path, uint64_t set, bool recursive) {
+  MountAttr attr{set, 0, 0, 0};
+  unsigned flags = recursive ? kAtRecursive : 0;
+  if (syscall(SYS_mount_setattr, AT_FDCWD, path, flags, &attr, sizeof attr) == 0) return 0;
+  if (errno != ENOSYS) return -errno;
+  // Kernels before 5.12: a non-recursive remount keeps the locked flags of the source mount.
+  unsigned long ms = MS_REMOUNT | MS_BIND;
+  if (set & kAttrRdonly) ms |= MS_RDONLY;
+  if (set & kAttrNosuid) ms |= MS_NOSUID;
+  if (set & kAttrNodev) ms |= MS_NODEV;
+  if (mount(nullptr, path, nullptr, ms, nullptr) != 0) return -errno;
+  return 0;
+}
+
+// "/proc/self/fd/N" without snprintf (not async-signal-safe).
+void fd_path(int fd, char* out) {
+  const char prefix[] = "/proc/self/fd/";
+  memcpy(out, prefix, sizeof prefix - 1);
+  char digits[12];
+  int n = 0;
+  do {
+    digits[n++] = static_cast<char>('0' + fd % 10);
+    fd /= 10;
+  } while (fd > 0);
+  char* p = out + sizeof prefix - 1;
+  while (n > 0) *p++ = digits[--n];
+  *p = '\0';
+}
+
+int apply(const MountOp& op, const int* fds) {
+  const char* t = op.target.c_str();
+  switch (op.kind) {
+    case MountKind::kDir:
+      if (mkdir(t, op.mode) != 0 && errno != EEXIST) return -errno;
+      if (chmod(t, op.mode) != 0) return -errno;
+      return 0;
+    case MountKind::kFile:
+      return write_file(t, op.data, op.mode);
+    case MountKind::kSymlink:
+      if (symlink(op.data.c_str(), t) != 0) return -errno;
+      return 0;
+    case MountKind::kBindRO:
+    case MountKind::kBindDev: {
+      int rc = op.is_dir ? (mkdir(t, 0755) == 0 || errno == EEXIST ? 0 : -errno)
+                         : make_parent_free_file(t, 0644);
+      if (rc < 0 && rc != -EEXIST) return rc;
+      int src = op.source_index >= 0 ? fds[op.source_index] : -1;
+      if (src < 0) {
+        if (op.optional) return 0;
+        return -EBADF;
+      }
+      char via[40];
+      fd_path(src, via);
+      if (mount(via, t, nullptr, MS_BIND | MS_REC, nullptr) != 0) return -errno;
+      uint64_t attr = kAttrNosuid;
+      if (op.kind == MountKind::kBindRO) attr |= kAttrRdonly | kAttrNodev;
+      return set_attr(t, attr, true);
+    }
+    case MountKind::kTmpfs:
+      if (mount("tmpfs", t, "tmpfs", MS_NOSUID | MS_NOEXEC, op.data.c_str()) != 0) return -errno;
+      return 0;
+    case MountKind::kProc:
+      if (mount("proc", t, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) return -errno;
+      return 0;
+    case MountKind::kMask: {
+      struct stat st;
+      if (lstat(t, &st) != 0) return op.optional && errno == ENOENT ? 0 : -errno;
+      if (S_ISDIR(st.st_mode)) {
+        if (mount("tmpfs", t, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                  "size=0,nr_inodes=1,mode=0500") != 0) {
+          return -errno;
+        }
+        return 0;
+      }
+      if (mount("/dev/null", t, nullptr, MS_BIND, nullptr) != 0) return -errno;
+      return set_attr(t, kAttrRdonly | kAttrNosuid | kAttrNodev, false);
+    }
+    case MountKind::kReadOnly: {
+      struct stat st;
+      if (lstat(t, &st) != 0) return op.optional && errno == ENOENT ? 0 : -errno;
+      if (mount(t, t, nullptr, MS_BIND | MS_REC, nullptr) != 0) return -errno;
+      return set_attr(t, kAttrRdonly | kAttrNosuid | kAttrNodev, true);
+    }
+    case MountKind::kRemountRO:
+      return set_attr(t, kAttrRdonly | kAttrNosuid | kAttrNodev, false);
+  }
+  return -EINVAL;
+}
+
+Step step_of(MountKind k) {
+  switch (k) {
+    case MountKind::kBindRO: return Step::kBindMount;
+    case MountKind::kBindDev:
+    case MountKind::kTmpfs: return Step::kDev;
+    case MountKind::kProc:
+    case MountKind::kMask:
+    case MountKind::kReadOnly: return Step::kProc;
+    default: return Step::kMountLayout;
+  }
+}
+
+}  // namespace
+
+int open_sources(const SpawnConfig& cfg, int* fds, Step* step) {
+  *step = Step::kBindMount;
+  for (int i = 0; i < kMaxBinds; ++i) fds[i] = -1;
+  for (const MountOp& op : cfg.mounts) {
+    if (op.source_index < 0) continue;
+    int fd = open(op.source.c_str(), O_PATH | O_CLOEXEC);
+    if (fd < 0 && !(op.optional && errno == ENOENT)) return -errno;
+    fds[op.source_index] = fd;
+  }
+  return 0;
+}
+
+namespace {
+
+void close_sources(int* fds) {
+  for (int i = 0; i < kMaxBinds; ++i) {
+    if (fds[i] >= 0) close(fds[i]);
+    fds[i] = -1;
+  }
+}
+
+int setup_tree(const SpawnConfig& cfg, const int* fds, Step* step) {
+  // Nothing mounted from here on may propagate back to the host (mount_namespaces(7)).
+  *step = Step::kMountPrivate;
+  if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return -errno;
+  *step = Step::kRootTmpfs;
+  // uid=0 is the namespace's root, a mapped id: the root directory then belongs to an id the
+  // set-up can act as after it leaves the host's credentials.
+  if (mount("tmpfs", kStagingRoot, "tmpfs", MS_NOSUID | MS_NODEV,
+            "mode=0755,size=1m,nr_inodes=4096,uid=0,gid=0") != 0) {
+    return -errno;
+  }
+  for (const MountOp& op : cfg.mounts) {
+    *step = step_of(op.kind);
+    int rc = apply(op, fds);
+    if (rc < 0) return rc;
+  }
+  return 0;
+}
+
+int finish_root(const SpawnConfig& cfg, Step* step) {
+  *step = Step::kWritableArea;
+  const char* stage = cfg.writable_staging.c_str();
+  if (mount("tmpfs", stage, "tmpfs", MS_NOSUID | MS_NODEV, cfg.writable_opts.c_str()) != 0) {
+    return -errno;
+  }
+  char path[512];
+  for (const WritableDir& w : cfg.writable) {
+    int len = snprintf(path, sizeof path, "%s/%s", stage, w.name.c_str());
+    if (len < 0 || static_cast<size_t>(len) >= sizeof path) return -ENAMETOOLONG;
+    if (mkdir(path, 0700) != 0) return -errno;
+    if (chown(path, cfg.inside_id, cfg.inside_id) != 0) return -errno;
+    if (chmod(path, w.mode) != 0) return -errno;
+    if (mount(path, w.target.c_str(), nullptr, MS_BIND, nullptr) != 0) return -errno;
+  }
+  // The binds keep the tmpfs alive; its staging mount point goes away.
+  if (umount2(stage, MNT_DETACH) != 0) return -errno;
+
+  char dev[64];
+  snprintf(dev, sizeof dev, "%s/dev", kStagingRoot);
+  int rc = set_attr(dev, kAttrRdonly | kAttrNosuid, false);
+  if (rc < 0) return rc;
+
+  // pivot_root(".", ".") stacks the old root on top of the new one; detaching "." then drops
+  // the old root without needing a directory for it (pivot_root(2), NOTES).
+  *step = Step::kPivotRoot;
+  if (chdir(kStagingRoot) != 0) return -errno;
+  if (syscall(SYS_pivot_root, ".", ".") != 0) return -errno;
+  if (umount2(".", MNT_DETACH) != 0) return -errno;
+  if (chdir("/") != 0) return -errno;
+  if (rmdir("/.rw") != 0) return -errno;
+
+  *step = Step::kRemountRoot;
+  return set_attr("/", kAttrRdonly | kAttrNosuid | kAttrNodev, false);
+}
+
+}  // namespace
+
+int setup_root(const SpawnConfig& cfg, int* fds, Step* step) {
+  int rc = setup_tree(cfg, fds, step);
+  close_sources(fds);
+  if (rc < 0) return rc;
+  return finish_root(cfg, step);
+}
+
+}  // namespace warden::jail::mnt

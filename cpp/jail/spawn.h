@@ -1,0 +1,30 @@
+// clone3 into fresh namespaces and the parent/child handshake.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+
+#include "jail/config.h"
+#include "jail/status.h"
+
+namespace warden::jail {
+
+struct Child {
+  pid_t pid = -1;       // the sandbox's init (exec mode) or the forked worker (fork mode)
+  int pidfd = -1;       // for race-free signals and polling
+  int status_fd = -1;   // exec mode: read end of the init's FinalStatus pipe
+};
+
+struct SpawnError {
+  Step step = Step::kNone;
+  int err = 0;
+};
+
+// Parent: creates the sandbox. In exec mode returns 0 once the command has been exec'd. In
+// fork mode returns 0 in both processes, like fork(): *in_child tells which side this is; in
+// the child, the process is fully contained and seccomp is installed.
+// On failure returns -1 with *error set; the half-made child has been reaped.
+int spawn(const SpawnConfig& cfg, Child* child, SpawnError* error, bool* in_child);
+
+}  // namespace warden::jail

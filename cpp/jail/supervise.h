@@ -1,0 +1,33 @@
+// The parent's side of a running command: feeds stdin, collects stdout and stderr up to a
+// cap, enforces the wall deadline by killing the sandbox's init (which takes every process
+// of the pid namespace with it), and reaps.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "jail/spawn.h"
+#include "jail/status.h"
+
+namespace warden::jail {
+
+struct Outcome {
+  bool timed_out = false;
+  bool have_status = false;   // the init reported; false when it was killed (timeout, OOM)
+  FinalStatus status{};
+  int init_wait_status = 0;   // how the init itself ended
+  std::string out, err;
+  bool out_truncated = false, err_truncated = false;
+  double duration_s = 0;
+  bool disk_full_at_kill = false;  // statfs of the writable area just before a kill
+};
+
+// Runs until the init exits. `stdin_fd` (write end, or -1) receives `input` and is closed;
+// `out_fd`/`err_fd` are read ends. Owns and closes every descriptor it is given, and the
+// child's pidfd and status_fd. `deadline_ns` is CLOCK_MONOTONIC; 0 means none.
+int supervise(Child* child, int stdin_fd, const std::string& input, int out_fd, int err_fd,
+              uint64_t deadline_ns, size_t cap, Outcome* outcome);
+
+uint64_t monotonic_ns();
+
+}  // namespace warden::jail
