@@ -21,3 +21,5 @@ def require(condition: bool, why: str) -> None:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
+    config.addinivalue_line(
+        "markers", "cgroup2guest: also runs inside the cgroup-v2-only guest of scripts/v2-guest")

@@ -4,6 +4,7 @@
 
     WardenError
     ├── SandboxSetupError        a set-up step failed in the child or parent (.step, .errno)
+    ├── CgroupTeardownError      a sandbox's cgroup could not be emptied or removed (.path)
     ├── ProviderUnavailable      this host cannot give what was asked (.missing)
     ├── ScanRejected             the scanner refused source (.findings)
     ├── ManifestError            plugin.yaml is invalid (.field, .value, .allowed)
@@ -24,21 +25,22 @@ Every message says what happened, to what, and what to do about it.
 from __future__ import annotations
 
 __all__ = [
-    "WardenError",
-    "SandboxSetupError",
-    "ProviderUnavailable",
-    "ScanRejected",
+    "CallFailed",
+    "CgroupTeardownError",
+    "DiskQuotaExceeded",
     "ManifestError",
+    "MemoryLimitExceeded",
     "PathEscapeError",
     "PayloadTooLarge",
-    "ProtocolError",
-    "RateLimitExceeded",
-    "CallFailed",
-    "TimeoutExceeded",
-    "MemoryLimitExceeded",
-    "DiskQuotaExceeded",
-    "WorkerCrashed",
     "PluginError",
+    "ProtocolError",
+    "ProviderUnavailable",
+    "RateLimitExceeded",
+    "SandboxSetupError",
+    "ScanRejected",
+    "TimeoutExceeded",
+    "WardenError",
+    "WorkerCrashed",
 ]
 
 import errno as _errno
@@ -61,6 +63,19 @@ class SandboxSetupError(WardenError):
         if detail:
             msg += f": {detail}"
         msg += "; nothing was run (run `warden doctor` to see what this host supports)"
+        super().__init__(msg)
+
+
+class CgroupTeardownError(WardenError):
+    """A sandbox's cgroup could not be emptied or removed at teardown."""
+
+    def __init__(self, path: str, errno: int, detail: str = "") -> None:
+        self.path = path
+        self.errno = errno
+        name = _errno.errorcode.get(errno, str(errno))
+        msg = f"could not tear down cgroup {path}: {name} ({_os.strerror(errno)})"
+        if detail:
+            msg += f": {detail}"
         super().__init__(msg)
 
 
@@ -156,7 +171,7 @@ class WorkerCrashed(CallFailed):
 class PluginError(CallFailed):
     """The code inside the sandbox raised an exception."""
 
-    def __init__(self, type: str, message: str, traceback: str = "") -> None:  # noqa: A002
+    def __init__(self, type: str, message: str, traceback: str = "") -> None:
         self.type = type
         self.message = message
         self.traceback = traceback
