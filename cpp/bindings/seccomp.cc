@@ -24,7 +24,8 @@ py::bytes compile(bool allow_inet) {
   }
   if (rc < 0) {
     // OSError(errno, message): the Python side names the step (SandboxSetupError).
-    py::object exc = py::module_::import("builtins").attr("OSError")(-rc, "seccomp compile: " + err);
+    py::object exc =
+        py::module_::import("builtins").attr("OSError")(-rc, "seccomp compile: " + err);
     PyErr_SetObject(PyExc_OSError, exc.ptr());
     throw py::error_already_set();
   }
@@ -78,7 +79,8 @@ py::dict policy(bool allow_inet) {
   // left out of the filter and so refused (fail closed).
   py::dict numbers;
   for (std::string_view n : sc::allowed()) numbers[str(n)] = sc::native_number(n);
-  for (const sc::ErrnoRule& r : sc::errno_rules()) numbers[str(r.syscall)] = sc::native_number(r.syscall);
+  for (const sc::ErrnoRule& r : sc::errno_rules())
+    numbers[str(r.syscall)] = sc::native_number(r.syscall);
   for (const sc::ArgRule& r : sc::arg_rules({.allow_inet = allow_inet}))
     numbers[str(r.syscall)] = sc::native_number(r.syscall);
   for (const sc::Denied& d : sc::denied()) numbers[str(d.syscall)] = sc::native_number(d.syscall);

@@ -13,58 +13,68 @@ using namespace std::string_view_literals;
 // untrusted code has no use for and what has a record of kernel bugs; see denied() for each
 // removal. Only names of 64-bit syscalls: 32-bit ABIs never reach the allowlist (they are killed).
 constexpr std::array kAllowed = {
-    "accept"sv, "accept4"sv, "access"sv, "alarm"sv, "arch_prctl"sv, "bind"sv, "brk"sv, "cachestat"sv, "capget"sv,
-    "capset"sv, "chdir"sv, "chmod"sv, "chown"sv, "clock_getres"sv, "clock_gettime"sv, "clock_nanosleep"sv,
-    "close"sv, "close_range"sv, "connect"sv, "copy_file_range"sv, "creat"sv, "dup"sv, "dup2"sv, "dup3"sv,
-    "epoll_create"sv, "epoll_create1"sv, "epoll_ctl"sv, "epoll_pwait"sv, "epoll_pwait2"sv, "epoll_wait"sv,
-    "eventfd"sv, "eventfd2"sv, "execve"sv, "execveat"sv, "exit"sv, "exit_group"sv, "faccessat"sv, "faccessat2"sv,
-    "fadvise64"sv, "fallocate"sv, "fchdir"sv, "fchmod"sv, "fchmodat"sv, "fchmodat2"sv, "fchown"sv, "fchownat"sv,
-    "fcntl"sv, "fdatasync"sv, "fgetxattr"sv, "flistxattr"sv, "flock"sv, "fork"sv, "fremovexattr"sv, "fsetxattr"sv,
-    "fstat"sv, "fstatfs"sv, "fsync"sv, "ftruncate"sv, "futex"sv, "futex_requeue"sv, "futex_wait"sv,
-    "futex_waitv"sv, "futex_wake"sv, "futimesat"sv, "get_robust_list"sv, "getcpu"sv, "getcwd"sv, "getdents"sv,
-    "getdents64"sv, "getegid"sv, "geteuid"sv, "getgid"sv, "getgroups"sv, "getitimer"sv, "getpeername"sv,
-    "getpgid"sv, "getpgrp"sv, "getpid"sv, "getppid"sv, "getpriority"sv, "getrandom"sv, "getresgid"sv,
-    "getresuid"sv, "getrlimit"sv, "getrusage"sv, "getsid"sv, "getsockname"sv, "getsockopt"sv, "gettid"sv,
-    "gettimeofday"sv, "getuid"sv, "getxattr"sv, "inotify_add_watch"sv, "inotify_init"sv, "inotify_init1"sv,
-    "inotify_rm_watch"sv, "io_cancel"sv, "io_destroy"sv, "io_getevents"sv, "io_pgetevents"sv, "io_setup"sv,
+    "accept"sv, "accept4"sv, "access"sv, "alarm"sv, "arch_prctl"sv, "bind"sv, "brk"sv,
+    "cachestat"sv, "capget"sv, "capset"sv, "chdir"sv, "chmod"sv, "chown"sv, "clock_getres"sv,
+    "clock_gettime"sv, "clock_nanosleep"sv, "close"sv, "close_range"sv, "connect"sv,
+    "copy_file_range"sv, "creat"sv, "dup"sv, "dup2"sv, "dup3"sv, "epoll_create"sv,
+    "epoll_create1"sv, "epoll_ctl"sv, "epoll_pwait"sv, "epoll_pwait2"sv, "epoll_wait"sv,
+    "eventfd"sv, "eventfd2"sv, "execve"sv, "execveat"sv, "exit"sv, "exit_group"sv, "faccessat"sv,
+    "faccessat2"sv, "fadvise64"sv, "fallocate"sv, "fchdir"sv, "fchmod"sv, "fchmodat"sv,
+    "fchmodat2"sv, "fchown"sv, "fchownat"sv, "fcntl"sv, "fdatasync"sv, "fgetxattr"sv,
+    "flistxattr"sv, "flock"sv, "fork"sv, "fremovexattr"sv, "fsetxattr"sv, "fstat"sv, "fstatfs"sv,
+    "fsync"sv, "ftruncate"sv, "futex"sv, "futex_requeue"sv, "futex_wait"sv, "futex_waitv"sv,
+    "futex_wake"sv, "futimesat"sv, "get_robust_list"sv, "getcpu"sv, "getcwd"sv, "getdents"sv,
+    "getdents64"sv, "getegid"sv, "geteuid"sv, "getgid"sv, "getgroups"sv, "getitimer"sv,
+    "getpeername"sv, "getpgid"sv, "getpgrp"sv, "getpid"sv, "getppid"sv, "getpriority"sv,
+    "getrandom"sv, "getresgid"sv, "getresuid"sv, "getrlimit"sv, "getrusage"sv, "getsid"sv,
+    "getsockname"sv, "getsockopt"sv, "gettid"sv, "gettimeofday"sv, "getuid"sv, "getxattr"sv,
+    "inotify_add_watch"sv, "inotify_init"sv, "inotify_init1"sv, "inotify_rm_watch"sv,
+    "io_cancel"sv, "io_destroy"sv, "io_getevents"sv, "io_pgetevents"sv, "io_setup"sv,
     "io_submit"sv, "ioprio_get"sv, "ioprio_set"sv, "kill"sv, "landlock_add_rule"sv,
-    "landlock_create_ruleset"sv, "landlock_restrict_self"sv, "lchown"sv, "lgetxattr"sv, "link"sv, "linkat"sv,
-    "listen"sv, "listxattr"sv, "llistxattr"sv, "lremovexattr"sv, "lseek"sv, "lsetxattr"sv, "lstat"sv, "madvise"sv,
-    "map_shadow_stack"sv, "membarrier"sv, "memfd_create"sv, "mincore"sv, "mkdir"sv, "mkdirat"sv, "mknod"sv,
-    "mknodat"sv, "mlock"sv, "mlock2"sv, "mlockall"sv, "mmap"sv, "mprotect"sv, "mq_getsetattr"sv, "mq_notify"sv,
-    "mq_open"sv, "mq_timedreceive"sv, "mq_timedsend"sv, "mq_unlink"sv, "mremap"sv, "mseal"sv, "msgctl"sv,
-    "msgget"sv, "msgrcv"sv, "msgsnd"sv, "msync"sv, "munlock"sv, "munlockall"sv, "munmap"sv, "nanosleep"sv,
-    "newfstatat"sv, "open"sv, "openat"sv, "openat2"sv, "pause"sv, "pidfd_open"sv, "pidfd_send_signal"sv, "pipe"sv,
-    "pipe2"sv, "pkey_alloc"sv, "pkey_free"sv, "pkey_mprotect"sv, "poll"sv, "ppoll"sv, "prctl"sv, "pread64"sv,
-    "preadv"sv, "preadv2"sv, "prlimit64"sv, "process_mrelease"sv, "pselect6"sv, "pwrite64"sv, "pwritev"sv,
-    "pwritev2"sv, "read"sv, "readahead"sv, "readlink"sv, "readlinkat"sv, "readv"sv, "recvfrom"sv, "recvmmsg"sv,
-    "recvmsg"sv, "removexattr"sv, "rename"sv, "renameat"sv, "renameat2"sv, "restart_syscall"sv, "rmdir"sv,
-    "rseq"sv, "rt_sigaction"sv, "rt_sigpending"sv, "rt_sigprocmask"sv, "rt_sigqueueinfo"sv, "rt_sigreturn"sv,
-    "rt_sigsuspend"sv, "rt_sigtimedwait"sv, "rt_tgsigqueueinfo"sv, "sched_get_priority_max"sv,
-    "sched_get_priority_min"sv, "sched_getaffinity"sv, "sched_getattr"sv, "sched_getparam"sv,
-    "sched_getscheduler"sv, "sched_rr_get_interval"sv, "sched_setaffinity"sv, "sched_setattr"sv,
-    "sched_setparam"sv, "sched_setscheduler"sv, "sched_yield"sv, "seccomp"sv, "select"sv, "semctl"sv, "semget"sv,
-    "semop"sv, "semtimedop"sv, "sendfile"sv, "sendmmsg"sv, "sendmsg"sv, "sendto"sv, "set_robust_list"sv,
-    "set_tid_address"sv, "setfsgid"sv, "setfsuid"sv, "setgid"sv, "setgroups"sv, "setitimer"sv, "setpgid"sv,
-    "setpriority"sv, "setregid"sv, "setresgid"sv, "setresuid"sv, "setreuid"sv, "setrlimit"sv, "setsid"sv,
-    "setsockopt"sv, "setuid"sv, "setxattr"sv, "shmat"sv, "shmctl"sv, "shmdt"sv, "shmget"sv, "shutdown"sv,
-    "sigaltstack"sv, "signalfd"sv, "signalfd4"sv, "splice"sv, "stat"sv, "statfs"sv, "statx"sv, "symlink"sv,
-    "symlinkat"sv, "sync"sv, "sync_file_range"sv, "syncfs"sv, "sysinfo"sv, "tee"sv, "tgkill"sv, "time"sv,
-    "timer_create"sv, "timer_delete"sv, "timer_getoverrun"sv, "timer_gettime"sv, "timer_settime"sv,
-    "timerfd_create"sv, "timerfd_gettime"sv, "timerfd_settime"sv, "times"sv, "tkill"sv, "truncate"sv, "umask"sv,
-    "uname"sv, "unlink"sv, "unlinkat"sv, "utime"sv, "utimensat"sv, "utimes"sv, "vfork"sv, "wait4"sv, "waitid"sv,
-    "write"sv, "writev"sv,
+    "landlock_create_ruleset"sv, "landlock_restrict_self"sv, "lchown"sv, "lgetxattr"sv, "link"sv,
+    "linkat"sv, "listen"sv, "listxattr"sv, "llistxattr"sv, "lremovexattr"sv, "lseek"sv,
+    "lsetxattr"sv, "lstat"sv, "madvise"sv, "map_shadow_stack"sv, "membarrier"sv, "memfd_create"sv,
+    "mincore"sv, "mkdir"sv, "mkdirat"sv, "mknod"sv, "mknodat"sv, "mlock"sv, "mlock2"sv,
+    "mlockall"sv, "mmap"sv, "mprotect"sv, "mq_getsetattr"sv, "mq_notify"sv, "mq_open"sv,
+    "mq_timedreceive"sv, "mq_timedsend"sv, "mq_unlink"sv, "mremap"sv, "mseal"sv, "msgctl"sv,
+    "msgget"sv, "msgrcv"sv, "msgsnd"sv, "msync"sv, "munlock"sv, "munlockall"sv, "munmap"sv,
+    "nanosleep"sv, "newfstatat"sv, "open"sv, "openat"sv, "openat2"sv, "pause"sv, "pidfd_open"sv,
+    "pidfd_send_signal"sv, "pipe"sv, "pipe2"sv, "pkey_alloc"sv, "pkey_free"sv, "pkey_mprotect"sv,
+    "poll"sv, "ppoll"sv, "prctl"sv, "pread64"sv, "preadv"sv, "preadv2"sv, "prlimit64"sv,
+    "process_mrelease"sv, "pselect6"sv, "pwrite64"sv, "pwritev"sv, "pwritev2"sv, "read"sv,
+    "readahead"sv, "readlink"sv, "readlinkat"sv, "readv"sv, "recvfrom"sv, "recvmmsg"sv,
+    "recvmsg"sv, "removexattr"sv, "rename"sv, "renameat"sv, "renameat2"sv, "restart_syscall"sv,
+    "rmdir"sv, "rseq"sv, "rt_sigaction"sv, "rt_sigpending"sv, "rt_sigprocmask"sv,
+    "rt_sigqueueinfo"sv, "rt_sigreturn"sv, "rt_sigsuspend"sv, "rt_sigtimedwait"sv,
+    "rt_tgsigqueueinfo"sv, "sched_get_priority_max"sv, "sched_get_priority_min"sv,
+    "sched_getaffinity"sv, "sched_getattr"sv, "sched_getparam"sv, "sched_getscheduler"sv,
+    "sched_rr_get_interval"sv, "sched_setaffinity"sv, "sched_setattr"sv, "sched_setparam"sv,
+    "sched_setscheduler"sv, "sched_yield"sv, "seccomp"sv, "select"sv, "semctl"sv, "semget"sv,
+    "semop"sv, "semtimedop"sv, "sendfile"sv, "sendmmsg"sv, "sendmsg"sv, "sendto"sv,
+    "set_robust_list"sv, "set_tid_address"sv, "setfsgid"sv, "setfsuid"sv, "setgid"sv,
+    "setgroups"sv, "setitimer"sv, "setpgid"sv, "setpriority"sv, "setregid"sv, "setresgid"sv,
+    "setresuid"sv, "setreuid"sv, "setrlimit"sv, "setsid"sv, "setsockopt"sv, "setuid"sv,
+    "setxattr"sv, "shmat"sv, "shmctl"sv, "shmdt"sv, "shmget"sv, "shutdown"sv, "sigaltstack"sv,
+    "signalfd"sv, "signalfd4"sv, "splice"sv, "stat"sv, "statfs"sv, "statx"sv, "symlink"sv,
+    "symlinkat"sv, "sync"sv, "sync_file_range"sv, "syncfs"sv, "sysinfo"sv, "tee"sv, "tgkill"sv,
+    "time"sv, "timer_create"sv, "timer_delete"sv, "timer_getoverrun"sv, "timer_gettime"sv,
+    "timer_settime"sv, "timerfd_create"sv, "timerfd_gettime"sv, "timerfd_settime"sv, "times"sv,
+    "tkill"sv, "truncate"sv, "umask"sv, "uname"sv, "unlink"sv, "unlinkat"sv, "uretprobe"sv,
+    "utime"sv, "utimensat"sv, "utimes"sv, "vfork"sv, "wait4"sv, "waitid"sv, "write"sv, "writev"sv,
 };
 
-constexpr std::string_view kMountApi = "mounts and the new mount API: leave the sandbox's file view";
-constexpr std::string_view kNamespaces = "new namespaces: the kernel's largest unprivileged attack surface";
+constexpr std::string_view kMountApi =
+    "mounts and the new mount API: leave the sandbox's file view";
+constexpr std::string_view kNamespaces =
+    "new namespaces: the kernel's largest unprivileged attack surface";
 constexpr std::string_view kTracing = "reads or writes another process's memory";
 constexpr std::string_view kKeys = "kernel keyring: shared with the host user, frequent CVEs";
 constexpr std::string_view kKernelCode = "loads code or programs into the kernel";
 constexpr std::string_view kUring = "io_uring: its operations are invisible to seccomp";
-constexpr std::string_view kTime = "sets host clocks (adjtimex/clock_adjtime with modes 0 only read, "
-                                   "but one mode value suffices to write)";
-constexpr std::string_view kHost = "administers the host (accounting, quotas, swap, power, console)";
+constexpr std::string_view kTime =
+    "sets host clocks; adjtimex/clock_adjtime read them too, which clock_gettime covers";
+constexpr std::string_view kHost =
+    "administers the host (accounting, quotas, swap, power, console)";
 constexpr std::string_view kHandles = "file handles: open any inode of a mount, bypassing paths";
 constexpr std::string_view kObsolete = "obsolete or niche, with a history of kernel bugs";
 constexpr std::string_view kNuma = "NUMA placement of host memory";
@@ -84,7 +94,8 @@ constexpr std::array kDenied = {
     Denied{"kexec_load"sv, kKernelCode}, Denied{"kexec_file_load"sv, kKernelCode},
     Denied{"init_module"sv, kKernelCode}, Denied{"finit_module"sv, kKernelCode},
     Denied{"delete_module"sv, kKernelCode}, Denied{"create_module"sv, kKernelCode},
-    Denied{"userfaultfd"sv, "stalls kernel page faults at will: the classic race-widener for exploits"},
+    Denied{"userfaultfd"sv,
+           "stalls kernel page faults at will: the classic race-widener for exploits"},
     Denied{"io_uring_setup"sv, kUring}, Denied{"io_uring_enter"sv, kUring},
     Denied{"io_uring_register"sv, kUring},
     Denied{"open_by_handle_at"sv, kHandles}, Denied{"name_to_handle_at"sv, kHandles},
@@ -115,15 +126,17 @@ constexpr std::array kErrnoRules = {
 // x86_64 numbers from arch/x86/entry/syscalls/syscall_64.tbl, for names libseccomp 2.5 lacks.
 constexpr std::array kKnownNumbers = {
     KnownNumber{"mseal"sv, 462},
+    KnownNumber{"uretprobe"sv, 335},
 };
 
-constexpr std::array kKilledArches = {"x86 (i386, int 0x80)"sv, "x32 (syscall numbers with bit 0x40000000)"sv};
+constexpr std::array kKilledArches = {"x86 (i386, int 0x80)"sv,
+                                      "x32 (syscall numbers with bit 0x40000000)"sv};
 
 constexpr std::array<uint32_t, 2> kRefusedIoctls = {kTIOCSTI, kTIOCLINUX};
 
 // Harmless personality(2) values, as Docker allows: PER_LINUX, PER_LINUX32, UNAME26,
-// PER_LINUX32|UNAME26 and 0xffffffff, the query. Anything else (ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC)
-// weakens the process's own hardening.
+// PER_LINUX32|UNAME26 and 0xffffffff, the query. Anything else (ADDR_NO_RANDOMIZE,
+// READ_IMPLIES_EXEC) weakens the process's own hardening.
 constexpr std::array<uint64_t, 5> kPersonalities = {0x0, 0x8, 0x20000, 0x20008, 0xffffffff};
 
 }  // namespace

@@ -134,7 +134,8 @@ void test_tables() {
   CHECK(allow.size() == allowed.size(), "duplicate names in the allowlist");
   std::set<std::string_view> deny;
   for (const auto& d : sc::denied()) {
-    CHECK(deny.insert(d.syscall).second, "%.*s denied twice", (int)d.syscall.size(), d.syscall.data());
+    CHECK(deny.insert(d.syscall).second, "%.*s denied twice", (int)d.syscall.size(),
+          d.syscall.data());
     CHECK(!allow.count(d.syscall), "%.*s both allowed and denied", (int)d.syscall.size(),
           d.syscall.data());
     CHECK(!d.why.empty(), "no reason for %.*s", (int)d.syscall.size(), d.syscall.data());
@@ -186,7 +187,8 @@ void test_low32_none_of() {
   for (uint64_t low = 0; low <= 0x3ff; ++low) {
     for (uint64_t high : {0ull, 0x1'00000000ull, 0xffffffff'00000000ull}) {
       bool in = low == 0x10 || low == 0x13 || low == 0x80;
-      CHECK(any_match(ms2, high | low) == !in, "set2 value 0x%llx", (unsigned long long)(high | low));
+      CHECK(any_match(ms2, high | low) == !in, "set2 value 0x%llx",
+            (unsigned long long)(high | low));
     }
   }
   // Values differing in more than 8 bits would need too many rules: none is returned, so the
@@ -241,8 +243,8 @@ void test_program(const std::vector<sock_filter>& prog, bool inet) {
     uint32_t want_inet = inet ? kAllow : kEperm;
     CHECK(verdict(prog, nr, 2 /* AF_INET */) == want_inet, "AF_INET inet=%d", inet);
     CHECK(verdict(prog, nr, 10 /* AF_INET6 */) == want_inet, "AF_INET6 inet=%d", inet);
-    for (uint64_t fam : {16ull /* NETLINK */, 17ull /* PACKET */, 38ull /* ALG */, 40ull /* VSOCK */,
-                         0ull, 3ull /* AX25 */, 0x1'00000010ull})
+    for (uint64_t fam : {16ull /* NETLINK */, 17ull /* PACKET */, 38ull /* ALG */,
+                         40ull /* VSOCK */, 0ull, 3ull /* AX25 */, 0x1'00000010ull})
       CHECK(verdict(prog, nr, fam) == kEperm, "family %llu allowed", (unsigned long long)fam);
   }
 
