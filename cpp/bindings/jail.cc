@@ -32,6 +32,20 @@ T get(const py::dict& d, const char* key, T fallback) {
   return d[key].cast<T>();
 }
 
+// warden-init, opened once per path: an O_PATH descriptor kept for the life of the process,
+// exec'd by every exec-mode sandbox through execveat.
+int init_fd(const std::string& path) {
+  static std::string cached_path;
+  static int cached_fd = -1;
+  if (cached_fd >= 0 && cached_path == path) return cached_fd;
+  int fd = open(path.c_str(), O_PATH | O_CLOEXEC);
+  if (fd < 0) raise_setup_error("init", errno, "cannot open " + path);
+  if (cached_fd >= 0) close(cached_fd);
+  cached_fd = fd;
+  cached_path = path;
+  return fd;
+}
+
 SpawnConfig to_config(const py::dict& d) {
   SpawnConfig cfg;
   cfg.argv = d["argv"].cast<std::vector<std::string>>();
@@ -49,6 +63,7 @@ SpawnConfig to_config(const py::dict& d) {
   cfg.cgroup_fd = get(d, "cgroup_fd", -1);
   cfg.pass_fds = get(d, "pass_fds", std::vector<int>{});
   cfg.fork_mode = get(d, "fork_mode", false);
+  if (!cfg.fork_mode) cfg.init_fd = init_fd(d["init_path"].cast<std::string>());
   cfg.last_cap = get(d, "last_cap", 40u);
   std::string prog = d["seccomp"].cast<std::string>();
   if (prog.empty() || prog.size() % sizeof(sock_filter) != 0 ||

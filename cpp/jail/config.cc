@@ -1,6 +1,7 @@
 #include "jail/config.h"
 
 #include <cstdio>
+#include <string>
 
 namespace warden::jail {
 
@@ -11,6 +12,20 @@ void SpawnConfig::prepare() {
   env_ptrs.clear();
   for (auto& e : env) env_ptrs.push_back(e.data());
   env_ptrs.push_back(nullptr);
+
+  if (!fork_mode) {
+    // fds::arrange puts stdio at 0-2, the passed descriptors at 3.., then the report pipe,
+    // the status pipe and warden-init itself.
+    int report_fd = 3 + static_cast<int>(pass_fds.size());
+    init_argv = {"warden-init", std::to_string(report_fd), std::to_string(report_fd + 1),
+                 std::to_string(exec_candidates.size())};
+    for (auto& c : exec_candidates) init_argv.push_back(c);
+    init_argv.push_back("--");
+    for (auto& a : argv) init_argv.push_back(a);
+    init_argv_ptrs.clear();
+    for (auto& a : init_argv) init_argv_ptrs.push_back(a.data());
+    init_argv_ptrs.push_back(nullptr);
+  }
 
   // Inside 0 is needed only during set-up (to own what the set-up creates); the command runs
   // as inside_id, which maps to a host id that owns nothing on the host.

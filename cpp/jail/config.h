@@ -101,6 +101,12 @@ struct SpawnConfig {
   // (pid 1 of the sandbox) that forks the command, reaps, and reports its status.
   bool fork_mode = false;
 
+  // Exec mode: an O_PATH descriptor of warden-init, which the set-up child execs as pid 1,
+  // and its argv (descriptor numbers are fixed by fds::arrange, so the parent can write them).
+  int init_fd = -1;
+  std::vector<std::string> init_argv;
+  std::vector<char*> init_argv_ptrs;
+
   uint32_t last_cap = 40;  // /proc/sys/kernel/cap_last_cap, read by the parent
 
   // Builds the pointer arrays and generated strings above. Parent side; may allocate.

@@ -21,17 +21,7 @@
 #include "jail/fds.h"
 #include "jail/mnt.h"
 #include "jail/net.h"
-#if __has_include("jail/seccomp.h")
 #include "jail/seccomp.h"
-#else
-#include <linux/seccomp.h>
-namespace warden::seccomp {
-inline int install(const sock_filter* prog, unsigned short len) {
-  sock_fprog fp{len, const_cast<sock_filter*>(prog)};
-  return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &fp, 0, 0) == 0 ? 0 : -errno;
-}
-}  // namespace warden::seccomp
-#endif
 #include "jail/user.h"
 #include "jail/uts.h"
 

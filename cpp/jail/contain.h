@@ -12,6 +12,7 @@ struct ChildFds {
   int go;       // read end: the parent's go-ahead (closed once read)
   int report;   // write end, close-on-exec: (step, errno) on failure
   int status;   // write end: the init's FinalStatus (exec mode), else -1
+  int init;     // exec mode: warden-init, else -1
 };
 
 // Runs every set-up step in order. Returns 0 with the process fully contained (seccomp

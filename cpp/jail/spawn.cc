@@ -4,8 +4,8 @@
 #include <linux/sched.h>
 #include <sched.h>
 #include <signal.h>
-#include <sys/resource.h>
-#include <sys/statfs.h>
+#include <pthread.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -29,71 +29,83 @@ namespace {
 constexpr uint64_t kNamespaces = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET |
                                  CLONE_NEWIPC | CLONE_NEWUTS;
 
-uint64_t micros(const struct timeval& tv) {
-  return static_cast<uint64_t>(tv.tv_sec) * 1000000u + static_cast<uint64_t>(tv.tv_usec);
+// clone3 with a stack of the caller's choosing: the child starts on that stack, so it cannot
+// return into the C code that made the call; it calls fn(arg) and exits with its result.
+// (glibc has no public clone3 wrapper; this is the same few instructions as its internal one.)
+// Returns the child's pid in the parent, or -errno.
+__attribute__((noinline)) long clone3_on_stack(struct clone_args* args, int (*fn)(void*),
+                                               void* arg) {
+  register void* r12 asm("r12") = arg;
+  register int (*r13)(void*) asm("r13") = fn;
+  long ret;
+  asm volatile(
+      "syscall\n\t"
+      "testq %%rax, %%rax\n\t"
+      "jnz 1f\n\t"
+      "xorl %%ebp, %%ebp\n\t"
+      "movq %%r12, %%rdi\n\t"
+      "callq *%%r13\n\t"
+      "movl %%eax, %%edi\n\t"
+      "movl $60, %%eax\n\t"  // SYS_exit
+      "syscall\n\t"
+      "hlt\n\t"
+      "1:\n\t"
+      : "=a"(ret)
+      : "0"(static_cast<long>(SYS_clone3)), "D"(args), "S"(sizeof(*args)), "r"(r12), "r"(r13)
+      : "rcx", "r11", "memory");
+  return ret;
 }
 
-[[noreturn]] void exec_command(const SpawnConfig& cfg, int report_fd) {
-  int err = ENOENT;
-  for (const auto& path : cfg.exec_candidates) {
-    execve(path.c_str(), cfg.argv_ptrs.data(), cfg.env_ptrs.data());
-    // Keep looking past a missing file; remember a permission error, as execvp(3) does.
-    if (errno == EACCES) err = EACCES;
-    else if (errno != ENOENT && errno != ENOTDIR) {
-      err = errno;
-      break;
-    }
+struct ExecChild {
+  const SpawnConfig* cfg;
+  ChildFds fds;
+};
+
+// The set-up child of exec mode. It shares the parent's memory (CLONE_VM) until it execs
+// warden-init: it only reads the config and writes its own stack, and the parent keeps both
+// alive until the handshake ends.
+int exec_child_main(void* p) {
+  auto* c = static_cast<ExecChild*>(p);
+  Step step = Step::kNone;
+  int rc = contain(*c->cfg, &c->fds, &step);
+  if (rc < 0) {
+    report(c->fds.report, step, -rc);
+    return 127;
   }
-  report(report_fd, Step::kExec, err);
-  _exit(127);
+  // The init inherits the two pipes; it closes them from its command itself.
+  fcntl(c->fds.report, F_SETFD, 0);
+  fcntl(c->fds.status, F_SETFD, 0);
+  syscall(SYS_execveat, c->fds.init, "", c->cfg->init_argv_ptrs.data(),
+          c->cfg->env_ptrs.data(), AT_EMPTY_PATH);
+  report(c->fds.report, Step::kExec, errno);
+  return 127;
 }
 
-// The sandbox's pid 1: forks the command, reaps everything, and reports how the command
-// ended. Signals from inside the namespace cannot kill it (pid_namespaces(7)); when it exits,
-// the kernel kills every process left in the namespace.
-[[noreturn]] void run_init(const SpawnConfig& cfg, const ChildFds& fds) {
-  pid_t cmd = static_cast<pid_t>(syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0));
-  if (cmd < 0) {
-    report(fds.report, Step::kFork, errno);
-    _exit(127);
+// A private stack for the set-up child, with a guard page below it.
+struct ChildStack {
+  static constexpr size_t kSize = 256 * 1024;
+  void* base = MAP_FAILED;
+  ChildStack() {
+    base = mmap(nullptr, kSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
+                -1, 0);
+    if (base != MAP_FAILED) mprotect(base, 4096, PROT_NONE);
   }
-  if (cmd == 0) {
-    close(fds.status);
-    exec_command(cfg, fds.report);
+  ~ChildStack() {
+    if (base != MAP_FAILED) munmap(base, kSize);
   }
-  close(fds.report);
-  close(0);
-  close(1);
-  close(2);
+};
 
-  FinalStatus st{};
-  for (;;) {
-    int ws = 0;
-    pid_t got = static_cast<pid_t>(wait4(-1, &ws, __WALL, nullptr));
-    if (got == cmd) {
-      st.wait_status = ws;
-      break;
-    }
-    if (got < 0 && errno != EINTR) break;
+// Blocks every signal in the calling thread for the length of the handshake: the CLONE_VM
+// child shares this thread's errno, and an interrupted read here would read the child's.
+struct BlockSignals {
+  sigset_t old;
+  BlockSignals() {
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
   }
-  struct statfs sfs;
-  if (statfs("/tmp", &sfs) == 0) {
-    st.have_disk = 1;
-    st.disk_free_bytes = static_cast<uint64_t>(sfs.f_bfree) * sfs.f_bsize;
-    st.disk_total_bytes = static_cast<uint64_t>(sfs.f_blocks) * sfs.f_bsize;
-  }
-  struct rusage ru;
-  if (getrusage(RUSAGE_CHILDREN, &ru) == 0) {
-    st.cpu_user_us = micros(ru.ru_utime);
-    st.cpu_sys_us = micros(ru.ru_stime);
-    st.max_rss_kb = static_cast<uint64_t>(ru.ru_maxrss);
-  }
-  ssize_t n;
-  do {
-    n = write(fds.status, &st, sizeof st);
-  } while (n < 0 && errno == EINTR);
-  _exit(0);
-}
+  ~BlockSignals() { pthread_sigmask(SIG_SETMASK, &old, nullptr); }
+};
 
 void close_fd(int* fd) {
   if (*fd >= 0) close(*fd);
@@ -136,6 +148,25 @@ int spawn(const SpawnConfig& cfg, Child* child, SpawnError* error, bool* in_chil
     return fail(Step::kPipe, e, error);
   }
 
+  if (!cfg.fork_mode && cfg.init_fd < 0) {
+    for (int* p : {go, rep, st}) {
+      close_fd(&p[0]);
+      close_fd(&p[1]);
+    }
+    return fail(Step::kExec, EBADF, error);
+  }
+  BlockSignals blocked;
+  ChildStack stack;
+  if (stack.base == MAP_FAILED) {
+    int e = errno;
+    for (int* p : {go, rep, st}) {
+      close_fd(&p[0]);
+      close_fd(&p[1]);
+    }
+    return fail(Step::kClone, e, error);
+  }
+  ExecChild exec_child{&cfg, {go[0], rep[1], st[1], cfg.init_fd}};
+
   int pidfd = -1;
   struct clone_args args;
   memset(&args, 0, sizeof args);
@@ -148,9 +179,24 @@ int spawn(const SpawnConfig& cfg, Child* child, SpawnError* error, bool* in_chil
     args.flags |= CLONE_INTO_CGROUP;
     args.cgroup = static_cast<uint64_t>(cfg.cgroup_fd);
   }
-  long pid = syscall(SYS_clone3, &args, sizeof args);
+  long pid;
+  if (!cfg.fork_mode) {
+    // Exec mode: no copy of the host's page tables (and so none of its memory) is made; the
+    // child shares them until it execs warden-init.
+    args.flags |= CLONE_VM;
+    args.stack = reinterpret_cast<uint64_t>(stack.base);
+    args.stack_size = ChildStack::kSize;
+    pid = clone3_on_stack(&args, exec_child_main, &exec_child);
+    if (pid < 0) {
+      errno = static_cast<int>(-pid);
+      pid = -1;
+    }
+  } else {
+    pid = syscall(SYS_clone3, &args, sizeof args);
+  }
   if (pid == 0) {
-    ChildFds fds{go[0], rep[1], st[1]};
+    // Fork mode only: a private copy of the caller, which returns to it once contained.
+    ChildFds fds{go[0], rep[1], -1, -1};
     close(go[1]);
     close(rep[0]);
     if (st[0] >= 0) close(st[0]);
@@ -160,14 +206,11 @@ int spawn(const SpawnConfig& cfg, Child* child, SpawnError* error, bool* in_chil
       report(fds.report, step, -rc);
       _exit(127);
     }
-    if (cfg.fork_mode) {
-      report(fds.report, Step::kDone, 0);
-      close(fds.report);
-      *in_child = true;
-      child->pid = 0;
-      return 0;
-    }
-    run_init(cfg, fds);
+    report(fds.report, Step::kDone, 0);
+    close(fds.report);
+    *in_child = true;
+    child->pid = 0;
+    return 0;
   }
   int clone_errno = errno;
   close_fd(&go[0]);

@@ -1,7 +1,7 @@
 #include "jail/user.h"
 
 #include <fcntl.h>
-#include <grp.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -34,18 +34,21 @@ int init_ns_from_parent(pid_t pid, const SpawnConfig& cfg) {
   return write_proc_file(pid, "gid_map", cfg.gid_map);
 }
 
+// Raw syscalls, not the glibc wrappers: in a process cloned from a multithreaded host, glibc
+// still believes the host's threads exist and would try to change their credentials too
+// (nptl's setxid broadcast), signalling thread ids that mean nothing in the child.
 int become_setup_root() {
-  if (setresgid(0, 0, 0) != 0) return -errno;
-  if (setresuid(0, 0, 0) != 0) return -errno;
+  if (syscall(SYS_setresgid, 0, 0, 0) != 0) return -errno;
+  if (syscall(SYS_setresuid, 0, 0, 0) != 0) return -errno;
   return 0;
 }
 
 int become_sandbox_user(const SpawnConfig& cfg) {
-  if (setgroups(0, nullptr) != 0) return -errno;
+  if (syscall(SYS_setgroups, 0, nullptr) != 0) return -errno;
   gid_t g = cfg.inside_id;
   uid_t u = cfg.inside_id;
-  if (setresgid(g, g, g) != 0) return -errno;
-  if (setresuid(u, u, u) != 0) return -errno;
+  if (syscall(SYS_setresgid, g, g, g) != 0) return -errno;
+  if (syscall(SYS_setresuid, u, u, u) != 0) return -errno;
   return 0;
 }
 

@@ -18,6 +18,7 @@ from warden.errors import (
     WorkerCrashed,
 )
 from warden.limits import ExecResult, Limits
+from warden.runner import run
 
 __version__ = "0.1.0"
 
@@ -39,4 +40,5 @@ __all__ = [
     "TimeoutExceeded",
     "WardenError",
     "WorkerCrashed",
+    "run",
 ]

@@ -1,0 +1,189 @@
+"""warden.run: one command in a fresh native sandbox, torn down when it ends."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal as _signal
+import sys
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+
+from warden import _core
+from warden.errors import ProviderUnavailable
+from warden.limits import ExecResult, Limits
+
+__all__ = ["run", "sandbox_env", "base_config", "verdict"]
+
+FIXED_ENV = {"PATH": "", "HOME": "/workspace", "LANG": "C.UTF-8"}
+DEFAULT_OUTPUT_CAP = 16 << 20
+INIT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "warden-init")
+_SYSTEM_PATH = ("/usr/local/bin", "/usr/bin", "/bin")
+
+
+@lru_cache(maxsize=1)
+def python_paths() -> tuple[str, ...]:
+    """The Python installation in use, bound read-only into every sandbox (outside /usr)."""
+    paths = []
+    for p in {os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)}:
+        if p != "/usr" and not p.startswith("/usr/"):
+            paths.append(p)
+    return tuple(sorted(paths))
+
+
+@lru_cache(maxsize=1)
+def sandbox_path() -> str:
+    bins = [os.path.join(p, "bin") for p in python_paths()]
+    return ":".join([*bins, *_SYSTEM_PATH])
+
+
+@lru_cache(maxsize=1)
+def _last_cap() -> int:
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        return int(f.read())
+
+
+@lru_cache(maxsize=4)
+def seccomp_program(allow_inet: bool = False) -> bytes:
+    """The compiled filter; compiled once per process (it never changes)."""
+    return _core.seccomp_compile(allow_inet)
+
+
+def sandbox_env(env: Mapping[str, str] | None) -> list[str]:
+    """A clean environment: the fixed PATH/HOME/LANG, then only what the caller gave."""
+    merged = dict(FIXED_ENV, PATH=sandbox_path())
+    for key, value in (env or {}).items():
+        if not isinstance(key, str) or not key or "=" in key or "\0" in key:
+            raise ValueError(f"environment variable name {key!r} is not valid")
+        if not isinstance(value, str) or "\0" in value:
+            raise ValueError(f"environment variable {key} must be a string without NUL bytes")
+        merged[key] = value
+    return [f"{k}={v}" for k, v in merged.items()]
+
+
+def _exec_candidates(argv0: str, path: str) -> list[str]:
+    if "/" in argv0:
+        return [argv0]
+    return [os.path.join(d, argv0) for d in path.split(":") if d.startswith("/")]
+
+
+def base_config(limits: Limits, *, network: str = "none") -> dict:
+    """The parts of a native spawn config that depend only on the spec."""
+    if network != "none":
+        raise ProviderUnavailable(
+            f"network policy {network!r}",
+            "the native provider offers network='none' (a private namespace with loopback only)",
+        )
+    return {
+        "ro_paths": list(python_paths()),
+        "disk_bytes": limits.disk_mb << 20,
+        "open_files": limits.open_files,
+        "file_size_bytes": (limits.file_size_mb or 0) << 20,
+        # RLIMIT_CPU counts whole seconds: round up, never grant less than asked.
+        "cpu_time_s": math.ceil(limits.cpu_time_s or 0),
+        # Internet sockets are allowed: the network namespace, not the filter, is what keeps
+        # them on loopback. Netlink, packet, vsock and AF_ALG sockets stay denied.
+        "seccomp": seccomp_program(True),
+        "last_cap": _last_cap(),
+        "init_path": INIT_PATH,
+    }
+
+
+def verdict(out: dict, stats, limits: Limits) -> ExecResult:
+    """Turns the native outcome and the cgroup's counters into an ExecResult."""
+    exit_code = sig = None
+    if out["timed_out"]:
+        reason, sig = "timeout", _signal.SIGKILL
+    elif out["have_status"]:
+        ws = out["wait_status"]
+        if os.WIFEXITED(ws):
+            reason, exit_code = "exited", os.WEXITSTATUS(ws)
+        else:
+            sig = os.WTERMSIG(ws)
+            if sig == _signal.SIGSYS:
+                reason = "seccomp"
+            elif sig == _signal.SIGKILL and stats.oom_kills:
+                reason = "memory"
+            else:
+                reason = "signaled"
+    else:
+        # The init itself was killed, which happens only from outside: the OOM killer (a
+        # memory.oom.group kill takes every process) or a kill of the whole sandbox.
+        sig = _signal.SIGKILL
+        reason = "memory" if stats.oom_kills else "signaled"
+
+    hit = set()
+    if stats.oom_kills or stats.memory_limit_hit:
+        hit.add("memory")
+    if stats.pids_limit_hit:
+        hit.add("pids")
+    free = out["disk_free_bytes"]
+    if out["disk_full_at_kill"] or (free is not None and free == 0):
+        hit.add("disk")
+    if sig == _signal.SIGXFSZ:
+        hit.add("file_size")
+    cpu_s = (out["cpu_user_us"] + out["cpu_sys_us"]) / 1e6
+    if sig == _signal.SIGXCPU or (limits.cpu_time_s and cpu_s >= limits.cpu_time_s):
+        hit.add("cpu_time")
+    peak = stats.peak_memory_bytes or out["max_rss_kb"] * 1024
+    return ExecResult(
+        exit_code=exit_code,
+        signal=int(sig) if sig is not None else None,
+        stdout=out["stdout"],
+        stderr=out["stderr"],
+        reason=reason,
+        limits_hit=frozenset(hit),
+        duration_s=out["duration_s"],
+        peak_memory_bytes=peak,
+        stdout_truncated=out["stdout_truncated"],
+        stderr_truncated=out["stderr_truncated"],
+    )
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    stdin: bytes | str | None = None,
+    limits: Limits | None = None,
+    network: str = "none",
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    provider: str = "native",
+    max_output_bytes: int = DEFAULT_OUTPUT_CAP,
+) -> ExecResult:
+    """Run ``argv`` in a fresh sandbox and tear it down; see the README for what it isolates."""
+    if provider != "native":
+        from warden.providers import get_provider
+
+        return get_provider(provider).run(argv, stdin=stdin, limits=limits, network=network,
+                                          env=env, cwd=cwd)
+    from warden import cgroups
+
+    argv = [os.fsdecode(a) for a in argv]
+    if not argv or not argv[0]:
+        raise ValueError("argv must name a command")
+    if any("\0" in a for a in argv):
+        raise ValueError("argv must not contain NUL bytes")
+    if cwd is not None and not os.path.isabs(cwd):
+        raise ValueError(f"cwd must be an absolute path inside the sandbox, got {cwd!r}")
+    if isinstance(stdin, str):
+        stdin = stdin.encode()
+    limits = limits or Limits()
+    cfg = base_config(limits, network=network)
+    envl = sandbox_env(env)
+    path = next(e[5:] for e in envl if e.startswith("PATH="))
+    cfg.update(argv=argv, env=envl, exec_candidates=_exec_candidates(argv[0], path),
+               cwd=cwd or "/workspace")
+
+    # One more pid than asked for: the sandbox's init, which the caller did not start.
+    cg = cgroups.driver().create(limits.memory_mb << 20, limits.pids + 1, limits.cpus)
+    try:
+        cfg["cgroup_procs"] = cg.procs_files()
+        fd = cg.dir_fd()
+        if fd is not None:
+            cfg["cgroup_fd"] = fd
+        out = _core.run(cfg, stdin, float(limits.wall_time_s), max_output_bytes)
+        stats = cg.stats()
+    finally:
+        cg.destroy()
+    return verdict(out, stats, limits)
