@@ -150,30 +150,26 @@ std::span<const std::string_view> killed_arches() { return kKilledArches; }
 std::vector<ArgMatch> low32_none_of(unsigned arg, std::span<const uint32_t> values) {
   std::vector<ArgMatch> out;
   if (values.empty()) {
-    out.push_back({arg, 0, 0});  // no value refused: always allowed
+    out.push_back({arg, 0, 0});  // nothing refused: always allowed
     return out;
   }
-  uint32_t differing = 0;
-  for (uint32_t v : values) differing |= v ^ values[0];
-  for (unsigned bit = 0; bit < 32; ++bit) {
-    uint32_t m = 1u << bit;
-    if (differing & m) continue;
-    out.push_back({arg, m, (~values[0]) & m});
-  }
-  // The remaining bits: every pattern no value has. A pattern is spread onto the differing bits.
-  unsigned nbits = static_cast<unsigned>(__builtin_popcount(differing));
-  if (nbits > 8) return {};
-  for (uint32_t p = 0; p < (1u << nbits); ++p) {
-    uint32_t spread = 0;
-    unsigned k = 0;
-    for (unsigned bit = 0; bit < 32; ++bit) {
-      if (!(differing & (1u << bit))) continue;
-      if (p & (1u << k)) spread |= 1u << bit;
-      ++k;
+  // Walk the binary trie of the refused values from bit 31 down. A value is not refused exactly
+  // when, at some bit, its prefix leaves the trie: the bits above equal a refused value's and
+  // this bit takes the branch no refused value takes. One rule per such missing branch.
+  for (int bit = 31; bit >= 0; --bit) {
+    uint32_t above = bit == 31 ? 0 : ~((2u << bit) - 1);
+    uint32_t mask = above | (1u << bit);
+    for (size_t i = 0; i < values.size(); ++i) {
+      uint32_t prefix = values[i] & above;
+      bool seen = false;
+      for (size_t j = 0; j < i; ++j) seen = seen || (values[j] & above) == prefix;
+      if (seen) continue;
+      for (uint32_t branch : {0u, 1u << bit}) {
+        bool taken = false;
+        for (uint32_t v : values) taken = taken || (v & mask) == (prefix | branch);
+        if (!taken) out.push_back({arg, mask, prefix | branch});
+      }
     }
-    bool taken = false;
-    for (uint32_t v : values) taken = taken || (v & differing) == spread;
-    if (!taken) out.push_back({arg, differing, spread});
   }
   return out;
 }

@@ -81,8 +81,8 @@ std::vector<ArgRule> arg_rules(const Options& opts);
 // The kernel truncates int arguments such as ioctl's request, so 0x1'00005412 is TIOCSTI too and
 // must be refused like 0x5412. libseccomp cannot add an EPERM rule when EPERM is already the
 // default action, nor test "not equal under a mask", so the refusal is written as allow rules:
-// one per bit on which all the values agree (the argument differs there), plus one per pattern
-// of the remaining bits that none of the values has. Requires at most 8 such remaining bits.
+// one per branch of the refused values' binary trie that no refused value takes (at most 32
+// per value; 34 for TIOCSTI and TIOCLINUX).
 std::vector<ArgMatch> low32_none_of(unsigned arg, std::span<const uint32_t> values);
 
 }  // namespace warden::seccomp
