@@ -1,0 +1,402 @@
+"""The frame codec (pure) and the channel over a real unix socketpair."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import threading
+import time
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from warden import (
+    PathEscapeError,
+    PayloadTooLarge,
+    PluginError,
+    ProtocolError,
+    TimeoutExceeded,
+)
+from warden.ipc import (
+    INCOMPLETE,
+    Channel,
+    ChannelClosed,
+    FrameReader,
+    decode_body,
+    encode,
+    error_from_reply,
+    error_reply,
+    make_memfd,
+    memfd_ref,
+    ok_reply,
+    put_large,
+    read_large_file,
+    read_memfd,
+    resolve_large,
+)
+
+# msgpack values that round-trip exactly (tuples come back as lists, so none are generated).
+scalars = (st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1)
+           | st.floats(allow_nan=False) | st.text(max_size=50) | st.binary(max_size=50))
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=5)
+    | st.dictionaries(st.text(max_size=10) | st.integers(-1000, 1000), inner, max_size=5),
+    max_leaves=30,
+)
+messages = st.fixed_dictionaries({"id": st.integers(0, 2**62), "op": st.text(max_size=10)},
+                                 optional={"payload": values})
+
+
+def drain(reader: FrameReader) -> list:
+    """Everything the reader yields, with refusals recorded in stream order."""
+    out = []
+    while True:
+        try:
+            msg = reader.read()
+        except PayloadTooLarge as exc:
+            out.append(("too large", exc.size, getattr(exc, "request_id", None)))
+            continue
+        except ProtocolError:
+            out.append(("garbage",))
+            continue
+        if msg is INCOMPLETE:
+            return out
+        out.append(msg)
+
+
+def body_size(msg: object) -> int:
+    return len(msgpack.packb(msg, use_bin_type=True))
+
+
+# -- codec --------------------------------------------------------------------------------------
+
+
+@given(values)
+def test_round_trip(value):
+    frame = encode(value)
+    (n,) = struct.unpack(">I", frame[:4])
+    assert n == len(frame) - 4
+    reader = FrameReader()
+    reader.feed(frame)
+    assert reader.read() == value
+    assert reader.read() is INCOMPLETE
+    assert reader.buffered == 0
+
+
+@given(st.lists(messages, max_size=8), st.data())
+@settings(suppress_health_check=[HealthCheck.too_slow])
+def test_any_split_of_the_stream_gives_the_same_messages(msgs, data):
+    stream = b"".join(encode(m) for m in msgs)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=12)))
+    reader = FrameReader()
+    got = []
+    prev = 0
+    for cut in cuts + [len(stream)]:
+        reader.feed(stream[prev:cut])
+        prev = cut
+        got.extend(drain(reader))
+    assert got == msgs
+
+
+@given(st.lists(st.tuples(messages, st.booleans()), max_size=6), st.data())
+@settings(suppress_health_check=[HealthCheck.too_slow])
+def test_oversized_frames_are_skipped_and_the_stream_stays_usable(items, data):
+    """Frames over the reader's cap (sent by a peer with a larger cap) are refused one by one,
+    with their request id, and every frame under the cap still arrives, however the bytes are
+    split."""
+    limit = 64
+    stream = b""
+    expected = []
+    for msg, big in items:
+        msg = {"id": msg["id"], **msg}  # the protocol puts the id first; the reader peeks it
+        if big:
+            msg = dict(msg, payload=b"x" * 100)
+        frame = encode(msg, limit=1 << 20)
+        stream += frame
+        size = len(frame) - 4
+        if size > limit:
+            expected.append(("too large", size, msg["id"]))
+        else:
+            expected.append(msg)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=20)))
+    reader = FrameReader(limit)
+    got = []
+    prev = 0
+    for cut in cuts + [len(stream)]:
+        reader.feed(stream[prev:cut])
+        prev = cut
+        got.extend(drain(reader))
+    assert got == expected
+
+
+@pytest.mark.parametrize("delta", [-1, 0, 1])
+def test_frames_at_just_under_and_over_the_cap(delta):
+    msg = {"id": 1, "op": "call", "payload": b"p" * 1000}
+    size = body_size(msg)
+    limit = size - delta  # delta -1: just under; 0: at; +1: one byte over
+    if delta <= 0:
+        frame = encode(msg, limit)
+        reader = FrameReader(limit)
+        reader.feed(frame)
+        assert reader.read() == msg
+    else:
+        with pytest.raises(PayloadTooLarge) as info:
+            encode(msg, limit)
+        assert (info.value.size, info.value.limit) == (size, limit)
+        reader = FrameReader(limit)
+        reader.feed(encode(msg, size) + encode({"id": 2, "op": "ping"}, size))
+        with pytest.raises(PayloadTooLarge) as info:
+            reader.read()
+        assert info.value.request_id == 1
+        assert reader.read() == {"id": 2, "op": "ping"}
+
+
+def test_oversized_body_is_not_buffered():
+    """A peer announcing a huge frame cannot make the reader hold it in memory."""
+    reader = FrameReader(1024)
+    reader.feed(struct.pack(">I", 100 << 20) + msgpack.packb({"id": 9}) + b"\0" * 1000)
+    with pytest.raises(PayloadTooLarge) as info:
+        reader.read()
+    assert info.value.request_id == 9
+    for _ in range(99):  # 99 MiB more: still inside the announced 100 MiB body
+        reader.feed(b"\0" * (1 << 20))
+        assert reader.read() is INCOMPLETE
+        assert reader.buffered == 0
+
+
+@given(st.binary(max_size=200))
+def test_garbage_only_ever_raises_protocol_errors(blob):
+    reader = FrameReader(256)
+    reader.feed(blob)
+    outcomes = drain(reader)  # drain() lets only ProtocolError and PayloadTooLarge through
+    assert len(outcomes) <= len(blob) // 4
+    assert reader.buffered < len(blob) + 1
+
+
+@given(st.binary(max_size=100))
+def test_garbage_body_is_consumed_and_the_next_frame_decodes(tail):
+    blob = b"\xc1" + tail  # 0xc1 is never valid msgpack
+    reader = FrameReader()
+    reader.feed(struct.pack(">I", len(blob)) + blob + encode({"id": 3, "op": "ping"}))
+    with pytest.raises(ProtocolError):
+        reader.read()
+    assert reader.read() == {"id": 3, "op": "ping"}
+
+
+@pytest.mark.parametrize("blob", [b"", b"\xc1", b"\x91", b"\x81\x80\x01", b"\x01\x02",
+                                  b"\xd4\x05\x00", b"\xdd\xff\xff\xff\xff"])
+def test_known_bad_bodies(blob):
+    with pytest.raises(ProtocolError):
+        decode_body(blob)
+
+
+def test_unencodable_message_is_a_protocol_error():
+    with pytest.raises(ProtocolError, match="cannot encode"):
+        encode({"id": 1, "x": {1, 2}})
+    with pytest.raises(ProtocolError):
+        encode(2**70)
+    assert decode_body(encode(["still", "fine"])[4:]) == ["still", "fine"]
+
+
+def test_error_replies_map_back():
+    try:
+        raise KeyError("k")
+    except KeyError as exc:
+        reply = error_reply(5, exc)
+    err = error_from_reply(reply["error"])
+    assert isinstance(err, PluginError)
+    assert err.type == "KeyError" and "raise KeyError" in err.traceback
+    too = error_from_reply(error_reply(6, PayloadTooLarge(10, 5), origin="warden")["error"])
+    assert isinstance(too, PayloadTooLarge) and (too.size, too.limit) == (10, 5)
+    assert isinstance(error_from_reply("nope"), ProtocolError)
+    assert ok_reply(1, [1]) == {"id": 1, "ok": True, "result": [1]}
+
+
+# -- large payloads -----------------------------------------------------------------------------
+
+
+def test_memfd_round_trip_is_sealed_and_mapped():
+    fd = make_memfd(b"abc" * 1000)
+    with pytest.raises(PermissionError):
+        os.write(fd, b"x")  # sealed: the sender cannot change it under the receiver
+    view = read_memfd(os.dup(fd))
+    assert bytes(view) == b"abc" * 1000
+    os.close(fd)
+
+
+def test_unsealed_or_foreign_fds_are_refused(tmp_path):
+    fd = os.memfd_create("x")
+    os.write(fd, b"data")
+    with pytest.raises(ProtocolError, match="not sealed"):
+        read_memfd(fd)
+    path = tmp_path / "f"
+    path.write_bytes(b"data")
+    with pytest.raises(ProtocolError, match="not a sealable memfd"):
+        read_memfd(os.open(path, os.O_RDONLY))
+    with pytest.raises(PayloadTooLarge):
+        read_memfd(make_memfd(b"x" * 100), limit=10)
+
+
+def test_memfd_ref_resolves_bytes_and_values():
+    ref, fd = memfd_ref({"rows": list(range(10))})
+    ref2, fd2 = memfd_ref(b"raw", index=1)
+    used: set[int] = set()
+    assert resolve_large(ref, fds=[fd, fd2], used=used) == {"rows": list(range(10))}
+    assert bytes(resolve_large(ref2, fds=[fd, fd2], used=used)) == b"raw"
+    assert used == {0, 1}
+    with pytest.raises(ProtocolError):
+        resolve_large({"$fd": 3}, fds=[])
+    assert resolve_large({"$fd": 0, "other": 1}, fds=[]) == {"$fd": 0, "other": 1}
+
+
+def test_files_in_the_data_area(tmp_path):
+    ref = put_large(b"B" * 5000, tmp_path)
+    assert set(ref) == {"$file"}
+    assert resolve_large(ref, data_dir=tmp_path) == b"B" * 5000
+    ref = put_large({"a": [1, 2]}, tmp_path)
+    assert resolve_large(ref, data_dir=tmp_path) == {"a": [1, 2]}
+    with pytest.raises(PayloadTooLarge):
+        read_large_file(tmp_path, ref["$file"], limit=3)
+
+
+@pytest.mark.parametrize("relpath", ["/etc/passwd", "../x", "a/../../x", "", "a//b", "./a"])
+def test_file_refs_cannot_leave_the_data_area(tmp_path, relpath):
+    with pytest.raises(PathEscapeError):
+        resolve_large({"$file": relpath}, data_dir=tmp_path)
+
+
+def test_file_refs_do_not_follow_symlinks_or_open_fifos(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"host secret")
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    (data / "link").symlink_to(secret)
+    (data / "dirlink").symlink_to(tmp_path)
+    os.mkfifo(data / "fifo")
+    with pytest.raises(PathEscapeError):
+        resolve_large({"$file": "link"}, data_dir=data)
+    with pytest.raises(PathEscapeError):
+        resolve_large({"$file": "dirlink/secret"}, data_dir=data)
+    with pytest.raises(PathEscapeError, match="not a regular file"):
+        resolve_large({"$file": "fifo"}, data_dir=data)
+
+
+# -- channel ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pair():
+    a, b = socket.socketpair()
+    ca, cb = Channel(a, max_recv=4096, max_send=4096), Channel(b, max_recv=4096, max_send=1 << 20)
+    yield ca, cb
+    ca.close()
+    cb.close()
+
+
+def test_channel_send_recv_and_sender_side_cap(pair):
+    a, b = pair
+    a.send({"id": 1, "op": "ping"})
+    assert b.recv() == {"id": 1, "op": "ping"}
+    with pytest.raises(PayloadTooLarge):
+        a.send({"id": 2, "payload": b"x" * 5000})
+    a.send({"id": 3, "op": "after"})
+    assert b.recv() == {"id": 3, "op": "after"}
+
+
+def test_channel_receiver_side_cap_keeps_the_stream(pair):
+    a, b = pair
+    b.send({"id": 7, "payload": b"x" * 100_000})  # b may send more than a accepts
+    b.send({"id": 8, "op": "next"})
+    with pytest.raises(PayloadTooLarge) as info:
+        a.recv(deadline=time.monotonic() + 5)
+    assert info.value.request_id == 7
+    assert a.recv(deadline=time.monotonic() + 5) == {"id": 8, "op": "next"}
+
+
+def test_channel_deadline_and_eof(pair):
+    a, b = pair
+    with pytest.raises(TimeoutExceeded):
+        a.recv(deadline=time.monotonic() + 0.05)
+    b.close()
+    with pytest.raises(ChannelClosed):
+        a.recv()
+
+
+def test_fds_travel_with_their_frame(pair):
+    a, b = pair
+    fd = make_memfd(b"payload" * 10_000)
+    a.send({"id": 1, "op": "first"})
+    a.send({"id": 2, "op": "with fd"}, fds=[fd])
+    a.send({"id": 3, "op": "third"})
+    os.close(fd)
+    assert b.recv_with_fds() == ({"id": 1, "op": "first"}, [])
+    msg, fds = b.recv_with_fds()
+    assert msg["id"] == 2 and len(fds) == 1
+    assert bytes(read_memfd(fds[0])) == b"payload" * 10_000
+    assert b.recv_with_fds() == ({"id": 3, "op": "third"}, [])
+
+
+@pytest.mark.parametrize("sizes", [(10, 10, 10, 10), (300_000, 10, 300_000, 10),
+                                   (10, 300_000, 10, 300_000), (200_000,) * 4])
+def test_fds_stay_with_their_frames_under_any_mix_of_sizes(sizes):
+    a, b = socket.socketpair()
+    sender, receiver = Channel(a, max_send=1 << 20), Channel(b, max_recv=1 << 20)
+
+    def send_all():
+        for i, size in enumerate(sizes):
+            fds = [make_memfd(str(i).encode())] if i % 2 else []
+            sender.send({"id": i, "pad": b"p" * size}, fds=fds)
+            for fd in fds:
+                os.close(fd)
+
+    t = threading.Thread(target=send_all)
+    t.start()
+    try:
+        for i in range(len(sizes)):
+            msg, fds = receiver.recv_with_fds(deadline=time.monotonic() + 10)
+            assert msg["id"] == i
+            if i % 2:
+                assert [bytes(read_memfd(fd)) for fd in fds] == [str(i).encode()]
+            else:
+                assert fds == []
+    finally:
+        t.join()
+        sender.close()
+        receiver.close()
+
+
+def test_request_abandons_the_channel_after_a_timeout(pair):
+    """A late reply must never be taken for the answer to a later request."""
+    a, b = pair
+
+    def late_worker():
+        msg = b.recv()
+        time.sleep(0.2)
+        b.send(ok_reply(msg["id"], "late"))
+
+    t = threading.Thread(target=late_worker)
+    t.start()
+    with pytest.raises(TimeoutExceeded):
+        a.call("call", deadline=time.monotonic() + 0.05, action="x", payload=None)
+    t.join()
+    assert a.abandoned
+    with pytest.raises(ChannelClosed):
+        a.call("ping")
+
+
+def test_reply_with_the_wrong_id_is_refused(pair):
+    a, b = pair
+
+    def wrong_worker():
+        msg = b.recv()
+        b.send(ok_reply(msg["id"] + 1, "not yours"))
+
+    t = threading.Thread(target=wrong_worker)
+    t.start()
+    with pytest.raises(ProtocolError, match="carried id"):
+        a.call("ping", deadline=time.monotonic() + 5)
+    t.join()
+    assert a.abandoned
