@@ -283,3 +283,114 @@ def test_shell_pipelines_and_coreutils_work(bins, tmp_path):
         r = _under(bins, "strict", *argv, cwd=tmp_path)
         assert r.returncode == 0, (shell, r.stderr.decode(errors="replace"))
         assert r.stdout == expect.stdout, shell
+
+
+# --- The same probes through warden.run: the filter as warden's own child installs it. -------
+#
+# Inside, the probes run as an unprivileged user, so an EPERM there could also come from a
+# missing capability; the host runs above tell the two apart. Here the point is that warden's
+# pipeline installs this filter, last, in every sandbox: calls that an unprivileged process is
+# allowed without seccomp (netlink and packet sockets in its own namespaces, process_vm_readv on
+# itself, personality, io_uring_setup's argument check, clone3) must answer as the filter says.
+
+# The sandbox's writable areas are noexec; the probe binary is executed from a memfd.
+_MEMFD_EXEC = (
+    "import os, sys\n"
+    "fd = os.memfd_create('seccomp_probes')\n"
+    "os.write(fd, sys.stdin.buffer.read())\n"
+    "os.execv(f'/proc/self/fd/{fd}', ['seccomp_probes', *sys.argv[1:]])\n"
+)
+
+
+def _in_warden(bins, *args: str):
+    import warden
+
+    return warden.run(
+        [sys.executable, "-c", _MEMFD_EXEC, *args],
+        stdin=bins["probes"].read_bytes(),
+        limits=warden.Limits(wall_time_s=30),
+    )
+
+
+@pytest.fixture(scope="module")
+def sandboxed(bins):
+    r = _in_warden(bins)
+    assert r.ok, (r.reason, r.exit_code, r.stderr.decode(errors="replace"))
+    table = {}
+    for line in r.stdout.decode().splitlines():
+        name, rc, err = line.split()
+        table[name] = (int(rc), int(err))
+    return table
+
+
+@pytest.mark.parametrize("name", DENIED)
+def test_refused_call_gets_eperm_in_warden_run(sandboxed, name):
+    assert sandboxed[name] == (-1, errno.EPERM)
+
+
+def test_filter_is_what_answers_in_warden_run(sandboxed):
+    # ENOSYS for clone3 can only come from the filter; the allowed calls still work under it.
+    assert sandboxed["clone3"] == (-1, errno.ENOSYS)
+    for name in ALLOWED:
+        if name == "ioctl_tcgets":
+            assert sandboxed[name] == (-1, errno.ENOTTY)
+        else:
+            assert sandboxed[name] == (0, 0), name
+
+
+@pytest.mark.parametrize("arch", ["i386", "x32"])
+def test_foreign_arch_call_ends_the_run_with_reason_seccomp(bins, arch):
+    r = _in_warden(bins, arch)
+    assert (r.reason, r.signal) == ("seccomp", signal.SIGSYS), (r, r.stderr)
+    assert arch.encode() not in r.stdout
+
+
+def test_running_sandbox_has_exactly_warden_filter(tmp_path):
+    """From the host: the sandboxed process is in seccomp filter mode with no_new_privs, and
+    the kernel reports one filter on it (no other layer stacked or missing)."""
+    import threading
+    import time
+    import uuid
+
+    import warden
+
+    marker = f"warden-seccomp-{uuid.uuid4().hex}"
+    box = {}
+
+    def go():
+        # The marker goes into argv so that the host can find this process and no other.
+        box["r"] = warden.run(
+            [sys.executable, "-c", "import sys, time; time.sleep(30)", marker],
+            limits=warden.Limits(wall_time_s=20),
+        )
+
+    t = threading.Thread(target=go)
+    t.start()
+    pid = None
+    deadline = time.monotonic() + 15
+    while pid is None and time.monotonic() < deadline and t.is_alive():
+        for p in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{p}/cmdline", "rb") as f:
+                    if marker.encode() in f.read().split(b"\0"):
+                        pid = int(p)
+                        break
+            except OSError:
+                continue
+        time.sleep(0.02)
+    try:
+        assert pid is not None, "the sandboxed process did not show up"
+        status = {}
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                status[key] = value.strip()
+        assert status["Seccomp"] == "2"
+        assert status["NoNewPrivs"] == "1"
+        assert status["Seccomp_filters"] == "1"
+        assert os.readlink(f"/proc/{pid}/ns/user") != os.readlink("/proc/self/ns/user")
+    finally:
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+        t.join()
+    assert box["r"].signal == signal.SIGKILL
