@@ -215,7 +215,16 @@ def test_x32_syscall_kills_the_process(bins):
     assert b"x32" not in filtered.stdout
 
 
-def test_python_threads_subprocess_asyncio_work(bins, tmp_path):
+def _pythons() -> list[str]:
+    """This interpreter, plus sibling CPython 3.10+ installs (pyenv's layout) when present."""
+    found = {os.path.realpath(sys.executable)}
+    for exe in Path(sys.base_prefix).parent.glob("3.1[0-9]*/bin/python3"):
+        found.add(os.path.realpath(exe))
+    return sorted(found)
+
+
+@pytest.mark.parametrize("python", _pythons())
+def test_python_threads_subprocess_asyncio_work(bins, tmp_path, python):
     code = textwrap.dedent(
         """
         import asyncio, concurrent.futures, hashlib, os, socket, subprocess, tempfile, threading
@@ -243,7 +252,7 @@ def test_python_threads_subprocess_asyncio_work(bins, tmp_path):
             print(sum(pool.map(abs, [-1, -2, -3])))
         """
     )
-    r = _under(bins, "strict", sys.executable, "-c", code, cwd=tmp_path)
+    r = _under(bins, "strict", python, "-c", code, cwd=tmp_path)
     assert r.returncode == 0, r.stderr.decode(errors="replace")
     lines = r.stdout.decode().split()
     expect_hash = __import__("hashlib").sha256(b"x" * 1000).hexdigest()[:8]
