@@ -155,3 +155,9 @@ def test_write_docker_profile_round_trips(tmp_path, profile):
     path = seccomp_profile.write_docker_profile(tmp_path / "warden-seccomp.json")
     assert json.loads(path.read_text()) == json.loads(json.dumps(profile))
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_docker_security_opt_inlines_the_profile(profile):
+    opt = seccomp_profile.docker_security_opt()
+    assert opt.startswith("seccomp=")
+    assert json.loads(opt[len("seccomp=") :]) == json.loads(json.dumps(profile))

@@ -17,7 +17,13 @@ from typing import Any
 
 from warden import _core
 
-__all__ = ["docker_profile", "native_arch", "policy", "write_docker_profile"]
+__all__ = [
+    "docker_profile",
+    "docker_security_opt",
+    "native_arch",
+    "policy",
+    "write_docker_profile",
+]
 
 # platform.machine() -> libseccomp's architecture token in OCI profiles.
 _ARCHES = {
@@ -101,6 +107,17 @@ def docker_profile(*, allow_inet: bool = False) -> dict[str, Any]:
         "architectures": [native_arch()],
         "syscalls": syscalls,
     }
+
+
+def docker_security_opt(*, allow_inet: bool = False) -> str:
+    """The ``security_opt`` entry for the Docker API (``docker.containers.run(security_opt=[...])``).
+
+    The API takes the profile's JSON itself, not a path: the docker CLI reads the file and inlines
+    it; a client talking to the API directly must do the same.
+    """
+    return "seccomp=" + json.dumps(
+        docker_profile(allow_inet=allow_inet), separators=(",", ":")
+    )
 
 
 def write_docker_profile(
