@@ -155,9 +155,32 @@ py::dict run(const py::dict& d, const py::object& input, double timeout_s, size_
   return r;
 }
 
+// Fork mode, for the zygote: like os.fork(), but the child comes back already inside a fresh
+// sandbox (namespaces, root, identity, no capabilities, seccomp). Returns (pid, pidfd) in the
+// parent and (0, -1) in the child. The caller must be single-threaded, as for os.fork().
+py::tuple fork_sandboxed(const py::dict& d) {
+  py::dict copy(d);
+  copy["fork_mode"] = true;
+  SpawnConfig cfg = to_config(copy);
+  Child child;
+  SpawnError error;
+  bool in_child = false;
+  PyOS_BeforeFork();
+  int rc = spawn(cfg, &child, &error, &in_child);
+  if (in_child) {
+    PyOS_AfterFork_Child();
+    return py::make_tuple(0, -1);
+  }
+  PyOS_AfterFork_Parent();
+  if (rc < 0) raise_setup_error(step_name(error.step), error.err);
+  return py::make_tuple(child.pid, child.pidfd);
+}
+
 }  // namespace
 
 void bind_jail(py::module_& m) {
+  m.def("fork_sandboxed", &fork_sandboxed, py::arg("config"),
+        "Fork into a fresh sandbox: (pid, pidfd) in the parent, (0, -1) in the child.");
   m.def("run", &run, py::arg("config"), py::arg("stdin") = py::none(),
         py::arg("timeout_s") = 0.0, py::arg("output_cap") = size_t{16} << 20,
         "Run one command in a fresh sandbox described by `config`; return its outcome.");

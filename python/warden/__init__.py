@@ -19,6 +19,7 @@ from warden.errors import (
 )
 from warden.limits import ExecResult, Limits
 from warden.runner import run
+from warden.sandbox import Sandbox
 
 __version__ = "0.1.0"
 
@@ -36,6 +37,7 @@ __all__ = [
     "ProviderUnavailable",
     "RateLimitExceeded",
     "SandboxSetupError",
+    "Sandbox",
     "ScanRejected",
     "TimeoutExceeded",
     "WardenError",

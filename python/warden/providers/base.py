@@ -49,6 +49,11 @@ class SandboxSpec:
     cwd: str = "/workspace"
     env: Mapping[str, str] = field(default_factory=dict)
     image: str | None = None             # container providers only
+    # Worker: the plugin's entry file inside the sandbox (e.g. /plugin/src/main.py), loaded by
+    # the worker at start; "" for a sandbox without a plugin. `data_dir` (inside) enables
+    # {"$file": relpath} payloads.
+    entry_point: str = ""
+    data_dir: str = ""
 
     def __post_init__(self) -> None:
         for key, value in self.labels.items():

@@ -1,0 +1,351 @@
+"""The native provider: sandboxes made by warden's own C++ core, workers forked by the zygote.
+
+Each sandbox is one worker process, pid 1 of its own user, pid, mount, network, ipc, uts and
+cgroup namespaces, with its own cgroup, seccomp filter and quota'd writable area. The host
+talks to it over one socket (warden.ipc frames). A call that passes its deadline kills the
+whole sandbox (the worker is its pid 1: the kernel takes every other process with it) and the
+channel is abandoned, so a late reply can never reach another caller.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+
+from warden import cgroups, ipc, runner
+from warden.errors import (
+    CallFailed,
+    DiskQuotaExceeded,
+    MemoryLimitExceeded,
+    PathEscapeError,
+    PluginError,
+    TimeoutExceeded,
+    WorkerCrashed,
+)
+from warden.limits import ExecResult
+from warden.providers.base import (
+    Capabilities,
+    Provider,
+    ReconcileReport,
+    SandboxHandle,
+    SandboxSpec,
+)
+from warden.toolops import check_relative
+from warden.zygote import Zygote
+
+__all__ = ["NativeProvider"]
+
+_ALL_LIMITS = frozenset({"memory_mb", "pids", "cpus", "wall_time_s", "cpu_time_s", "disk_mb",
+                         "open_files", "file_size_mb"})
+
+
+def _import_roots() -> list[str]:
+    """Directories the worker's imports may need beyond the Python installation: the one
+    holding the warden package (a source checkout in development) and the site directories
+    of its dependencies."""
+    import msgpack
+    import yaml
+
+    roots = set()
+    for mod in (sys.modules["warden"], msgpack, yaml):
+        pkg_dir = os.path.dirname(os.path.abspath(mod.__file__))
+        roots.add(os.path.dirname(pkg_dir))
+    bound = runner.python_paths()
+    return sorted(r for r in roots
+                  if not any(r == b or r.startswith(b + "/") for b in bound)
+                  and not r.startswith("/usr/"))
+
+
+def _disk_error(err: PluginError) -> bool:
+    return err.type in ("OSError", "IOError") and f"[Errno {errno.ENOSPC}]" in err.message
+
+
+class NativeProvider(Provider):
+    name = "native"
+
+    def __init__(self) -> None:
+        self._zygote = Zygote()
+        self._lock = threading.Lock()
+        self._live: dict[str, SandboxHandle] = {}
+        self._seq = itertools.count(1)
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(isolation="namespaces+seccomp+cgroups", limits=_ALL_LIMITS,
+                            network_policies=frozenset({"none"}), readonly_root=True)
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    def _config(self, spec: SandboxSpec, host_ws: str | None) -> dict:
+        cfg = runner.base_config(spec.limits, network=spec.network)
+        cfg["ro_paths"] = [*cfg["ro_paths"], *_import_roots()]
+        binds = []
+        writable = list(spec.writable) or (["/workspace"] if host_ws is None else [])
+        if spec.code_dir:
+            binds.append((os.path.realpath(spec.code_dir), spec.mount_at))
+        if host_ws is not None:
+            binds.append((host_ws, "/workspace"))
+        cfg["ro_binds"] = binds
+        cfg["writable"] = [(w, 0o755) for w in writable] + [("/tmp", 0o1777)]
+        cfg["cwd"] = spec.cwd
+        cfg["argv"] = ["warden-worker"]
+        cfg["env"] = runner.sandbox_env(spec.env)
+        cfg["init_path"] = runner.INIT_PATH
+        return cfg
+
+    def create(self, spec: SandboxSpec, *, reuse_key: str | None = None) -> SandboxHandle:
+        self.check(spec)
+        if reuse_key is not None:
+            with self._lock:
+                for h in self._live.values():
+                    if h.reuse_key == reuse_key and h.spec == spec and not h.state["dead"]:
+                        return h
+        lim = spec.limits
+        host_ws = None
+        if spec.readonly:
+            # A read-only workspace is a host directory bound read-only: the tool layer writes
+            # it from outside, the code inside can only read it.
+            host_ws = tempfile.mkdtemp(prefix="warden-ws-")
+            os.chmod(host_ws, 0o755)
+        cg = cgroups.driver().create(lim.memory_mb << 20, lim.pids, lim.cpus)
+        host, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            cfg = self._config(spec, host_ws)
+            cfg["cgroup_procs"] = cg.procs_files()
+            fds = [child.fileno()]
+            if cg.dir_fd() is not None:
+                fds.append(cg.dir_fd())
+            result, got = self._zygote.request(
+                {"op": "spawn", "config": cfg, "entry": spec.entry_point or None,
+                 "data_dir": spec.data_dir or None}, fds)
+        except BaseException:
+            host.close()
+            cg.destroy()
+            if host_ws:
+                shutil.rmtree(host_ws, ignore_errors=True)
+            raise
+        finally:
+            child.close()
+        handle = SandboxHandle(
+            id=f"native-{os.getpid()}-{next(self._seq)}", provider=self.name, spec=spec,
+            labels=dict(spec.labels), reuse_key=reuse_key,
+            state={"pid": result["pid"], "pidfd": got[0], "chan": ipc.Channel(host),
+                   "cgroup": cg, "lock": threading.Lock(), "dead": None, "host_ws": host_ws,
+                   "created": time.monotonic(), "calls": 0})
+        with self._lock:
+            self._live[handle.id] = handle
+        return handle
+
+    def _kill(self, handle: SandboxHandle) -> None:
+        st = handle.state
+        try:
+            signal.pidfd_send_signal(st["pidfd"], signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def _reap(self, handle: SandboxHandle) -> int | None:
+        """The worker's wait status (asks the zygote, which is its parent); once."""
+        st = handle.state
+        if "status" not in st:
+            try:
+                result, _ = self._zygote.request({"op": "wait", "pid": st["pid"]})
+                st["status"] = result["status"]
+            except CallFailed:
+                st["status"] = None
+        return st["status"]
+
+    def _death(self, handle: SandboxHandle, why: str) -> CallFailed:
+        """Why the worker died, as the error a caller should see."""
+        st = handle.state
+        self._kill(handle)
+        status = self._reap(handle)
+        stats = st["cgroup"].stats()
+        st["dead"] = why
+        if stats.oom_kills:
+            return MemoryLimitExceeded(
+                f"sandbox {handle.id} was OOM-killed at its memory limit of "
+                f"{handle.spec.limits.memory_mb} MiB (exit 137); raise max_memory_mb or use less")
+        sig = os.WTERMSIG(status) if status is not None and os.WIFSIGNALED(status) else None
+        code = os.WEXITSTATUS(status) if status is not None and os.WIFEXITED(status) else None
+        name = signal.Signals(sig).name if sig else None
+        if sig == signal.SIGSYS:
+            detail = "killed by seccomp for a forbidden system call"
+        elif sig:
+            detail = f"killed by {name}"
+        else:
+            detail = f"exited with status {code}"
+        return WorkerCrashed(f"worker of sandbox {handle.id} died ({detail}) while {why}",
+                             signal=sig, exit_code=code)
+
+    def destroy(self, handle: SandboxHandle) -> None:
+        st = handle.state
+        with self._lock:
+            self._live.pop(handle.id, None)
+        with st["lock"]:
+            if st.get("destroyed"):
+                return
+            st["destroyed"] = True
+            st["dead"] = st["dead"] or "destroyed"
+            self._kill(handle)
+            self._reap(handle)
+            st["chan"].close()
+            os.close(st["pidfd"])
+            st["cgroup"].destroy()
+            if st["host_ws"]:
+                shutil.rmtree(st["host_ws"], ignore_errors=True)
+
+    def list(self, labels: Mapping[str, str] | None = None) -> list[SandboxHandle]:
+        want = dict(labels or {})
+        with self._lock:
+            return [h for h in self._live.values()
+                    if all(h.labels.get(k) == v for k, v in want.items())]
+
+    def reconcile(self) -> ReconcileReport:
+        """Drop sandboxes whose worker died, and sweep cgroups left by crashed warden
+        processes. (Sandboxes of a dead host process die with its zygote: the workers carry
+        PR_SET_PDEATHSIG.)"""
+        report = ReconcileReport()
+        for h in self.list():
+            if not h.state["dead"] and self._alive(h):
+                continue
+            report.exits[h.id] = "crashed" if not h.state["dead"] else "exited"
+            self.destroy(h)
+            report.removed.append(h.id)
+        report.removed.extend(cgroups.driver().sweep())
+        return report
+
+    @staticmethod
+    def _alive(h: SandboxHandle) -> bool:
+        import select
+
+        p = select.poll()
+        p.register(h.state["pidfd"], select.POLLIN)
+        return not p.poll(0)
+
+    def close(self) -> None:
+        for h in self.list():
+            self.destroy(h)
+        self._zygote.close()
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def call(self, handle: SandboxHandle, op: str, args: dict, *,
+             timeout: float | None = None) -> object:
+        st = handle.state
+        if timeout is None:
+            timeout = handle.spec.limits.wall_time_s
+        with st["lock"]:
+            if st["dead"]:
+                raise WorkerCrashed(f"sandbox {handle.id} is gone ({st['dead']}); create a new one")
+            deadline = time.monotonic() + timeout
+            try:
+                result = st["chan"].call(op, deadline=deadline, **args)
+            except TimeoutExceeded:
+                self._kill(handle)
+                self._reap(handle)
+                st["dead"] = "timed out"
+                raise TimeoutExceeded(
+                    f"{op} in sandbox {handle.id} passed its {timeout:g}s deadline; the sandbox "
+                    "and everything in it were killed") from None
+            except ipc.ChannelClosed:
+                raise self._death(handle, f"serving {op!r}") from None
+            except PluginError as exc:
+                if _disk_error(exc):
+                    raise DiskQuotaExceeded(
+                        f"sandbox {handle.id} filled its disk quota of "
+                        f"{handle.spec.limits.disk_mb} MiB; further writes fail until files are "
+                        f"removed ({exc.type}: {exc.message})") from exc
+                raise
+            st["calls"] += 1
+            return result
+
+    def exec(self, handle: SandboxHandle, argv: Sequence[str], *, stdin: bytes | None = None,
+             timeout: float | None = None) -> ExecResult:
+        limit = timeout if timeout is not None else handle.spec.limits.wall_time_s
+        t0 = time.monotonic()
+        try:
+            # The worker enforces the command's own deadline; the call's deadline is a little
+            # longer so the worker can report it instead of being killed.
+            r = self.call(handle, "exec", {"argv": [os.fsdecode(a) for a in argv],
+                                           "stdin": stdin, "timeout": limit},
+                          timeout=limit + 5.0)
+        except MemoryLimitExceeded:
+            return ExecResult(None, signal.SIGKILL, b"", b"", "memory",
+                              frozenset({"memory"}), time.monotonic() - t0)
+        stats = handle.state["cgroup"].stats()
+        hit = set()
+        if stats.oom_kills or stats.memory_limit_hit:
+            hit.add("memory")
+        if stats.pids_limit_hit:
+            hit.add("pids")
+        sig = r["signal"]
+        if r["timed_out"]:
+            reason = "timeout"
+        elif sig == signal.SIGSYS:
+            reason = "seccomp"
+        elif sig == signal.SIGKILL and stats.oom_kills:
+            reason = "memory"
+        elif sig:
+            reason = "signaled"
+        else:
+            reason = "exited"
+        if sig == signal.SIGXFSZ:
+            hit.add("file_size")
+        if sig == signal.SIGXCPU:
+            hit.add("cpu_time")
+        return ExecResult(r["exit_code"], sig, r["stdout"], r["stderr"], reason, frozenset(hit),
+                          time.monotonic() - t0, stats.peak_memory_bytes,
+                          r["stdout_truncated"], r["stderr_truncated"])
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def _host_path(self, handle: SandboxHandle, path: str) -> str:
+        root = handle.state["host_ws"]
+        full = os.path.realpath(os.path.join(root, check_relative(path)))
+        if full != root and not full.startswith(root + "/"):
+            raise PathEscapeError(f"path {path!r} resolves outside the workspace")
+        return full
+
+    def write_file(self, handle: SandboxHandle, path: str, data: bytes) -> None:
+        if handle.state["host_ws"]:
+            full = self._host_path(handle, path)
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            return
+        self.call(handle, "write_file", {"path": check_relative(path), "data": bytes(data)})
+
+    def read_file(self, handle: SandboxHandle, path: str) -> bytes:
+        if handle.state["host_ws"]:
+            fd = os.open(self._host_path(handle, path), os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(fd, "rb") as f:
+                return f.read()
+        return self.call(handle, "read_file", {"path": check_relative(path)})
+
+    def list_files(self, handle: SandboxHandle, path: str = ".") -> list[str]:
+        if handle.state["host_ws"]:
+            return sorted(os.listdir(self._host_path(handle, path)))
+        return [e["name"] for e in self.call(handle, "list_files", {"path": check_relative(path)})]
+
+    def remove_file(self, handle: SandboxHandle, path: str) -> None:
+        if handle.state["host_ws"]:
+            full = self._host_path(handle, path)
+            if os.path.isdir(full) and not os.path.islink(full):
+                shutil.rmtree(full)
+            else:
+                os.unlink(full)
+            return
+        self.call(handle, "remove_file", {"path": check_relative(path)})
+
+    def run(self, argv, *, stdin=None, limits=None, network="none", env=None, cwd=None):
+        # One-shot commands need no worker: warden.run is the fast path.
+        return runner.run(argv, stdin=stdin, limits=limits, network=network, env=env, cwd=cwd)
