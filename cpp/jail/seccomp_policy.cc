@@ -78,6 +78,8 @@ constexpr std::string_view kHost =
 constexpr std::string_view kHandles = "file handles: open any inode of a mount, bypassing paths";
 constexpr std::string_view kObsolete = "obsolete or niche, with a history of kernel bugs";
 constexpr std::string_view kNuma = "NUMA placement of host memory";
+constexpr std::string_view kLsm = "LSM attributes: Docker grants them only with CAP_SYS_ADMIN";
+constexpr std::string_view kUnused = "i386 TLS calls and the never-implemented epoll_*_old";
 
 constexpr std::array kDenied = {
     Denied{"mount"sv, kMountApi}, Denied{"umount"sv, kMountApi}, Denied{"umount2"sv, kMountApi},
@@ -85,6 +87,7 @@ constexpr std::array kDenied = {
     Denied{"fsopen"sv, kMountApi}, Denied{"fsconfig"sv, kMountApi}, Denied{"fsmount"sv, kMountApi},
     Denied{"fspick"sv, kMountApi}, Denied{"open_tree"sv, kMountApi},
     Denied{"move_mount"sv, kMountApi}, Denied{"mount_setattr"sv, kMountApi},
+    Denied{"open_tree_attr"sv, kMountApi},
     Denied{"unshare"sv, kNamespaces}, Denied{"setns"sv, kNamespaces},
     Denied{"ptrace"sv, kTracing}, Denied{"process_vm_readv"sv, kTracing},
     Denied{"process_vm_writev"sv, kTracing}, Denied{"process_madvise"sv, kTracing},
@@ -107,6 +110,8 @@ constexpr std::array kDenied = {
     Denied{"ioperm"sv, kHost}, Denied{"sethostname"sv, kHost}, Denied{"setdomainname"sv, kHost},
     Denied{"fanotify_init"sv, kHost}, Denied{"fanotify_mark"sv, kHost},
     Denied{"lookup_dcookie"sv, kHost},
+    Denied{"lsm_get_self_attr"sv, kLsm}, Denied{"lsm_set_self_attr"sv, kLsm},
+    Denied{"lsm_list_modules"sv, kLsm},
     Denied{"modify_ldt"sv, kObsolete}, Denied{"vmsplice"sv, kObsolete},
     Denied{"remap_file_pages"sv, kObsolete}, Denied{"uselib"sv, kObsolete},
     Denied{"_sysctl"sv, kObsolete}, Denied{"sysfs"sv, kObsolete}, Denied{"ustat"sv, kObsolete},
@@ -115,18 +120,34 @@ constexpr std::array kDenied = {
     Denied{"mbind"sv, kNuma}, Denied{"set_mempolicy"sv, kNuma}, Denied{"get_mempolicy"sv, kNuma},
     Denied{"migrate_pages"sv, kNuma}, Denied{"move_pages"sv, kNuma},
     Denied{"set_mempolicy_home_node"sv, kNuma},
+    Denied{"get_thread_area"sv, kUnused}, Denied{"set_thread_area"sv, kUnused},
+    Denied{"epoll_ctl_old"sv, kUnused}, Denied{"epoll_wait_old"sv, kUnused},
 };
+
+constexpr std::string_view kNewer =
+    "newer than the policy's review, with an older equivalent that is allowed; ENOSYS (not "
+    "EPERM) makes callers fall back to it";
 
 constexpr std::array kErrnoRules = {
     ErrnoRule{"clone3"sv, ENOSYS,
               "a filter cannot read clone3's flags (they are in memory); ENOSYS makes libc fall "
               "back to clone, whose flags it can"sv},
+    ErrnoRule{"statmount"sv, ENOSYS, kNewer}, ErrnoRule{"listmount"sv, ENOSYS, kNewer},
+    ErrnoRule{"setxattrat"sv, ENOSYS, kNewer}, ErrnoRule{"getxattrat"sv, ENOSYS, kNewer},
+    ErrnoRule{"listxattrat"sv, ENOSYS, kNewer}, ErrnoRule{"removexattrat"sv, ENOSYS, kNewer},
+    ErrnoRule{"file_getattr"sv, ENOSYS, kNewer}, ErrnoRule{"file_setattr"sv, ENOSYS, kNewer},
 };
 
-// x86_64 numbers from arch/x86/entry/syscalls/syscall_64.tbl, for names libseccomp 2.5 lacks.
+// x86_64 numbers from arch/x86/entry/syscalls/syscall_64.tbl, for names libseccomp 2.5.4 lacks
+// (used only when libseccomp cannot resolve the name).
 constexpr std::array kKnownNumbers = {
-    KnownNumber{"mseal"sv, 462},
-    KnownNumber{"uretprobe"sv, 335},
+    KnownNumber{"uretprobe"sv, 335},        KnownNumber{"statmount"sv, 457},
+    KnownNumber{"listmount"sv, 458},        KnownNumber{"lsm_get_self_attr"sv, 459},
+    KnownNumber{"lsm_set_self_attr"sv, 460}, KnownNumber{"lsm_list_modules"sv, 461},
+    KnownNumber{"mseal"sv, 462},            KnownNumber{"setxattrat"sv, 463},
+    KnownNumber{"getxattrat"sv, 464},       KnownNumber{"listxattrat"sv, 465},
+    KnownNumber{"removexattrat"sv, 466},    KnownNumber{"open_tree_attr"sv, 467},
+    KnownNumber{"file_getattr"sv, 468},     KnownNumber{"file_setattr"sv, 469},
 };
 
 constexpr std::array kKilledArches = {"x86 (i386, int 0x80)"sv,

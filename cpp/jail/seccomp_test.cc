@@ -218,6 +218,12 @@ void test_program(const std::vector<sock_filter>& prog, bool inet) {
           d.syscall.data(), nr);
   }
   CHECK(verdict(prog, sc::native_number("clone3")) == kEnosys, "clone3 not ENOSYS");
+  for (const auto& r : sc::errno_rules()) {
+    int nr = sc::native_number(r.syscall);
+    if (nr < 0) continue;
+    CHECK(verdict(prog, nr) == (SECCOMP_RET_ERRNO | static_cast<uint32_t>(r.err)), "%.*s (%d)",
+          (int)r.syscall.size(), r.syscall.data(), nr);
+  }
   CHECK(verdict(prog, 1000) == kEperm, "an unknown syscall number is not EPERM");
 
   int clone_nr = sc::native_number("clone");

@@ -157,9 +157,8 @@ def results(bins):
 
 
 def test_probe_lists_cover_every_probe(results):
-    assert set(results["control"]) == set(DENIED) | set(ALLOWED) | set(INET) | {
-        "clone3"
-    }
+    enosys = {"clone3", "statmount"}
+    assert set(results["control"]) == set(DENIED) | set(ALLOWED) | set(INET) | enosys
 
 
 @pytest.mark.parametrize("name", DENIED)
@@ -188,6 +187,11 @@ def test_clone3_answers_enosys_so_libc_falls_back_to_clone(results):
     assert results["control"]["clone3"][1] != errno.ENOSYS
     # glibc's pthread_create and posix_spawn try clone3 first: they still work.
     assert results["strict"]["pthread"] == (0, 0)
+
+
+def test_newer_call_with_older_equivalent_answers_enosys(results):
+    # statmount: callers fall back to /proc/self/mountinfo on ENOSYS.
+    assert results["strict"]["statmount"] == (-1, errno.ENOSYS)
 
 
 def test_inet_sockets_only_when_asked(results):

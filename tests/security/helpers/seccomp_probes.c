@@ -83,6 +83,8 @@ static long p_clone_newnet(void) { return clone_flags(CLONE_NEWNET); }
 static long p_clone_newcgroup(void) { return clone_flags(CLONE_NEWCGROUP); }
 static long p_clone_plain(void) { return clone_flags(0) > 0 ? 0 : -1; }
 static long p_clone3(void) { return syscall(SYS_clone3, NULL, 0); }
+/* statmount(2), Linux 6.8; x86_64 and the generic table share the number. */
+static long p_statmount(void) { return syscall(457, NULL, NULL, 0, 0); }
 static void *thread_fn(void *arg) { return arg; }
 static long p_pthread(void) {
   pthread_t t;
@@ -215,7 +217,8 @@ struct probe {
 static const struct probe probes[] = {
     P(mount), P(umount2), P(pivot_root), P(unshare), P(unshare_newuser), P(setns),
     P(clone_newns), P(clone_newuts), P(clone_newipc), P(clone_newuser), P(clone_newpid),
-    P(clone_newnet), P(clone_newcgroup), P(clone_plain), P(clone3), P(pthread), P(ptrace),
+    P(clone_newnet), P(clone_newcgroup), P(clone_plain), P(clone3), P(statmount), P(pthread),
+    P(ptrace),
     P(process_vm_readv), P(process_vm_writev), P(keyctl), P(add_key), P(request_key), P(bpf),
     P(perf_event_open), P(userfaultfd), P(io_uring_setup), P(io_uring_enter),
     P(io_uring_register), P(kexec_load), P(kexec_file_load), P(init_module), P(finit_module),
