@@ -11,6 +11,9 @@ import subprocess
 import pytest
 from warden import doctor
 
+# Also run in the cgroup-v2-only guest (scripts/v2-guest): the same facts, the other driver.
+pytestmark = pytest.mark.cgroup2guest
+
 UNSHARE_OPTS = {"user": "--user", "pid": "--pid --fork", "mount": "--mount", "net": "--net",
                 "ipc": "--ipc", "uts": "--uts", "cgroup": "--cgroup"}
 
