@@ -517,9 +517,8 @@ def resolve_large(value: object, *, fds: Sequence[int] = (), data_dir: str | os.
                   = None, limit: int = DEFAULT_MAX_LARGE, used: set[int] | None = None) -> object:
     """Replace a ``{"$fd"}`` or ``{"$file"}`` reference by its payload; return anything else
     unchanged. ``used`` collects the fds consumed (read_memfd closes them)."""
-    if not is_large_ref(value):
+    if not is_large_ref(value) or not isinstance(value, dict):
         return value
-    assert isinstance(value, dict)
     codec = value.get("$codec")
     if codec not in (None, "msgpack"):
         raise ProtocolError(f"large-payload codec {codec!r} is unknown; use msgpack or none")

@@ -350,26 +350,6 @@ def manifest_from_dict(data: object) -> Manifest:
 # YAML
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys, which PyYAML would silently resolve to the last
-    one (two readers of the same file could then disagree on a limit)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: set = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                duplicate = key in seen
-            except TypeError:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"unhashable mapping key {key!r}", key_node.start_mark) from None
-            if duplicate:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 _PLAIN_TAGS = frozenset({None, "!", "tag:yaml.org,2002:str", "tag:yaml.org,2002:int",
                          "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool",
                          "tag:yaml.org,2002:null", "tag:yaml.org,2002:map",
@@ -382,8 +362,28 @@ def _precheck(text: str, source: str) -> None:
     depth = 0
     count = 0
     docs = 0
+    # One entry per open collection: the keys seen so far for a mapping (None for a sequence)
+    # and whether the next node is a key. Duplicate keys are refused here because PyYAML would
+    # silently keep the last one, and two readers of one file could then disagree on a limit.
+    stack: list[list] = []
     try:
         for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                stack.pop()
+                depth -= 1
+                _after_node(stack)
+                continue
+            if stack and stack[-1][0] is not None and stack[-1][1] and isinstance(
+                    event, yaml.NodeEvent):
+                if not isinstance(event, yaml.ScalarEvent):
+                    raise ManifestError("(document)", f"a non-scalar mapping key at line "
+                                        f"{event.start_mark.line + 1}",
+                                        "plain keys such as name or max_memory_mb", source)
+                if event.value in stack[-1][0]:
+                    raise ManifestError(event.value, f"given twice (line "
+                                        f"{event.start_mark.line + 1})",
+                                        "each key once per mapping", source)
+                stack[-1][0].add(event.value)
             count += 1
             if count > _MAX_EVENTS:
                 raise ManifestError("(document)", f"more than {_MAX_EVENTS} YAML nodes",
@@ -407,10 +407,18 @@ def _precheck(text: str, source: str) -> None:
                 if depth > _MAX_DEPTH:
                     raise ManifestError("(document)", f"nesting deeper than {_MAX_DEPTH}",
                                         "a shallow document", source)
-            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
-                depth -= 1
+                stack.append([set() if isinstance(event, yaml.MappingStartEvent) else None,
+                              True])
+            elif isinstance(event, (yaml.ScalarEvent, yaml.AliasEvent)):
+                _after_node(stack)
     except yaml.YAMLError as exc:
         raise ManifestError("(document)", _yaml_problem(exc), "valid YAML", source) from exc
+
+
+def _after_node(stack: list[list]) -> None:
+    """A whole node ended: inside a mapping, keys and values alternate."""
+    if stack and stack[-1][0] is not None:
+        stack[-1][1] = not stack[-1][1]
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
@@ -439,7 +447,7 @@ def parse_manifest(text: str | bytes, *, source: str = MANIFEST_NAME) -> Manifes
                             f"at most {MAX_MANIFEST_BYTES} bytes", source)
     _precheck(text, source)
     try:
-        data: Any = yaml.load(text, Loader=_StrictLoader)
+        data: Any = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ManifestError("(document)", _yaml_problem(exc), "valid YAML", source) from exc
     except RecursionError as exc:  # pragma: no cover - _precheck bounds the depth first

@@ -111,7 +111,8 @@ class _CappedText(io.TextIOBase):
 
 class _Worker:
     def __init__(self, channel: Channel, handler_factory: Callable[[], object],
-                 data_dir: str | None) -> None:
+                 data_dir: str | None, extra_ops: dict | None = None) -> None:
+        self.extra_ops = dict(extra_ops or {})
         self.channel = channel
         self.data_dir = data_dir
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -133,8 +134,7 @@ class _Worker:
 
     def _handler(self) -> Handler:
         if self.handler is None:
-            assert self.load_error is not None
-            raise self.load_error
+            raise self.load_error or PluginError("EntryPointError", "the plugin has no handler")
         return self.handler
 
     def op_call(self, msg: dict, fds: list[int], used: set[int]) -> Any:
@@ -181,7 +181,8 @@ class _Worker:
         sys.stdout, sys.stderr = out, err
         try:
             compiled = compile(code, "<warden>", "exec")
-            exec(compiled, {"__name__": "__main__", "__builtins__": builtins})  # noqa: S102
+            # Running the caller's code is this op's purpose; the sandbox is the boundary.
+            exec(compiled, {"__name__": "__main__", "__builtins__": builtins})  # noqa: S102  # nosec B102
         except SystemExit as exc:
             code_ = exc.code
             if code_ is None:
@@ -215,7 +216,7 @@ class _Worker:
 
     def serve(self) -> int:
         ops = {"call": self.op_call, "batch": self.op_batch,
-               "exec_python": self.op_exec_python, "ping": self.op_ping}
+               "exec_python": self.op_exec_python, "ping": self.op_ping, **self.extra_ops}
         channel = self.channel
         while True:
             try:
@@ -262,7 +263,7 @@ class _Worker:
 
 
 def serve(fd: int, handler_factory: Callable[[], object], *, max_frame: int = DEFAULT_MAX_FRAME,
-          data_dir: str | None = None) -> int:
+          data_dir: str | None = None, extra_ops: dict | None = None) -> int:
     """Serve requests on the connected socket ``fd`` until shutdown or EOF; return an exit
     status (0 on a clean end, 2 when the host sent something that is not the protocol).
 
@@ -271,7 +272,7 @@ def serve(fd: int, handler_factory: Callable[[], object], *, max_frame: int = DE
     ``{"$file": relpath}`` payloads."""
     channel = Channel(fd, max_send=max_frame, max_recv=max_frame)
     try:
-        return _Worker(channel, handler_factory, data_dir).serve()
+        return _Worker(channel, handler_factory, data_dir, extra_ops).serve()
     finally:
         channel.close()
 
