@@ -195,6 +195,11 @@ finally:
 '''
 
 
+# Containers that some DockerProvider of this process is serving: reconcile by another instance
+# in the same process must not adopt them (two hosts writing frames into one stdin).
+_claimed: set[str] = set()
+
+
 def _proc_starttime(pid: int) -> str | None:
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -514,11 +519,13 @@ class DockerProvider(Provider):
                                       f"the Docker engine could not start it: "
                                       f"{exc.explanation or exc}") from exc
         st["container"] = cid
+        _claimed.add(cid)
         st["link"] = link
         st["dead"] = None
         st["next_id"] = itertools.count(1)
 
     def _remove(self, cid: str) -> None:
+        _claimed.discard(cid)
         try:
             self.api.remove_container(cid, force=True)
         except docker.errors.NotFound:
@@ -675,6 +682,8 @@ class DockerProvider(Provider):
                 continue  # another machine's container: not ours to judge
             if alive and owner != self.owner:
                 continue  # a live warden process's sandbox
+            if owner == self.owner and cid in _claimed:
+                continue  # served by another provider object of this process
             if owner == self.owner and running and wid not in {h.id for h in mine.values()}:
                 # Ours but unknown to this provider object (made by an earlier instance in
                 # this process): adopt it under its labels so that list() shows it.
@@ -712,6 +721,7 @@ class DockerProvider(Provider):
                                  "next_id": itertools.count(1 << 20), "adopted": True})
         with self._lock:
             self._live[h.id] = h
+        _claimed.add(cid)
 
     def _classify(self, cid: str, oom_seen: set[str]) -> str:
         if cid in self._deadlines:
