@@ -4,6 +4,7 @@ removal and the classification of exits."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -13,11 +14,11 @@ import threading
 import time
 
 import pytest
-
 import warden
-from tests.conftest import require
 from warden.errors import MemoryLimitExceeded, TimeoutExceeded, WorkerCrashed
 from warden.providers.base import SandboxSpec
+
+from tests.conftest import require
 
 
 @pytest.fixture
@@ -74,10 +75,10 @@ def test_container_posture_as_the_engine_reports_it(own):
 def test_seccomp_profile_is_warden_s_not_docker_s_default(own):
     # ptrace is allowed by Docker's default profile and refused by warden's policy.
     h = own.create(SandboxSpec())
-    r = own.exec(h, ["python3", "-c",
-                     "import ctypes,os; l=ctypes.CDLL(None, use_errno=True); "
-                     "print(l.ptrace(0,0,0,0), ctypes.get_errno())"])
-    assert r.stdout.split() == [b"-1", str(__import__("errno").EPERM).encode()]
+    code = ("import ctypes; l = ctypes.CDLL(None, use_errno=True); "
+            "print(l.ptrace(0, 0, 0, 0), ctypes.get_errno())")
+    r = own.exec(h, ["python3", "-c", code])
+    assert r.stdout.split() == [b"-1", str(errno.EPERM).encode()]
 
 
 def test_worker_killed_from_outside_during_a_call(own):
@@ -114,6 +115,7 @@ time.sleep(600)
 """
 
 _RECONCILER = """
+import errno
 import json
 from warden.providers.docker import DockerProvider
 r = DockerProvider(idle_seconds=0, reconcile_interval=0).reconcile()
