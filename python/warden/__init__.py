@@ -18,6 +18,7 @@ from warden.errors import (
     WorkerCrashed,
 )
 from warden.limits import ExecResult, Limits
+from warden.plugins import Engine, Plugin
 from warden.runner import run
 from warden.sandbox import Sandbox
 
@@ -26,12 +27,14 @@ __version__ = "0.1.0"
 __all__ = [
     "CallFailed",
     "DiskQuotaExceeded",
+    "Engine",
     "ExecResult",
     "Limits",
     "ManifestError",
     "MemoryLimitExceeded",
     "PathEscapeError",
     "PayloadTooLarge",
+    "Plugin",
     "PluginError",
     "ProtocolError",
     "ProviderUnavailable",
