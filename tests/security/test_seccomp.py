@@ -407,3 +407,73 @@ def test_running_sandbox_has_exactly_warden_filter(tmp_path):
             os.kill(pid, signal.SIGKILL)
         t.join()
     assert box["r"].signal == signal.SIGKILL
+
+
+# --- The Docker provider: the generated profile, applied by runc, answers the same. ----------
+
+
+@pytest.fixture(scope="module")
+def docker_run(bins, tmp_path_factory):
+    """Runs the probes (linked statically: any image will do) in a container of warden's image
+    with warden's profile; returns (exit status, stdout)."""
+    from tests.conftest import IN_CI
+    from tests.providers.conftest import DockerEngine, _engine_answers
+
+    engine = DockerEngine()
+    if os.environ.get("DOCKER_HOST") and _engine_answers():
+        engine.available = True
+    elif IN_CI or os.environ.get("WARDEN_TEST_DOCKER") == "1":
+        engine.start()
+    require(
+        engine.available,
+        engine.why
+        or "no Docker engine: set DOCKER_HOST, or WARDEN_TEST_DOCKER=1 to start a private "
+        "dockerd (scripts/dockerd-start)",
+    )
+    import docker
+    from warden import images
+    from warden.seccomp_profile import docker_security_opt
+
+    image = images.ensure_image()
+    d = tmp_path_factory.mktemp("seccomp-docker")
+    d.chmod(0o755)  # the image's user is not root: pytest's directories are 0700
+    _compile(HELPERS / "seccomp_probes.c", d / "seccomp_probes", "-pthread", "-static")
+    client = docker.from_env(timeout=60)
+
+    def run(*args: str) -> tuple[int, bytes]:
+        c = client.containers.run(
+            image,
+            ["/probes/seccomp_probes", *args],
+            network_mode="none",
+            security_opt=[docker_security_opt(), "no-new-privileges"],
+            volumes={str(d): {"bind": "/probes", "mode": "ro"}},
+            detach=True,
+        )
+        try:
+            status = c.wait(timeout=120)["StatusCode"]
+            return status, c.logs(stdout=True, stderr=False)
+        finally:
+            c.remove(force=True)
+
+    try:
+        yield run
+    finally:
+        client.close()
+        if engine.started:
+            engine.stop()
+
+
+def test_docker_profile_answers_like_the_native_filter(docker_run, results):
+    status, out = docker_run()
+    assert status == 0, out
+    table = {}
+    for line in out.decode().splitlines():
+        name, rc, err = line.split()
+        table[name] = (int(rc), int(err))
+    assert table == results["strict"]
+
+
+@pytest.mark.parametrize("arch", ["i386", "x32"])
+def test_docker_profile_kills_foreign_arch_calls(docker_run, arch):
+    status, out = docker_run(arch)
+    assert status == 128 + signal.SIGSYS, (status, out)
