@@ -1,9 +1,10 @@
 """warden's seccomp policy as a Docker/OCI seccomp profile, for the Docker provider.
 
 The profile is generated from the same tables the native filter is compiled from
-(``_core.seccomp_policy``), so both providers refuse the same calls. What the JSON format cannot
-say is done by the container runtime instead: the action for a foreign architecture (i386,
-x32) is runc's choice, not the profile's; the native filter kills the process.
+(``_core.seccomp_policy``), so both providers refuse the same calls. One thing the JSON format
+cannot say: the action for a foreign architecture (i386, x32). The profile lists the native
+architecture only, and the runtime picks the action for the others; runc kills the process, as
+the native filter does (tests/security/test_seccomp.py checks both).
 """
 
 from __future__ import annotations
