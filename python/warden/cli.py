@@ -107,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     if cli_scan is not None:
         cli_scan.add_parser(sub)
 
+    from warden import cli_images
+
+    cli_images.add_parser(sub)
+
     m = sub.add_parser("demo", help="the transformation engine, end to end")
     m.add_argument("--records", type=int, default=1_000_000)
     m.add_argument("--batch", type=int, default=10_000)
