@@ -75,6 +75,7 @@ def body_size(msg: object) -> int:
 
 
 @given(values)
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_round_trip(value):
     frame = encode(value)
     (n,) = struct.unpack(">I", frame[:4])
@@ -87,7 +88,7 @@ def test_round_trip(value):
 
 
 @given(st.lists(messages, max_size=8), st.data())
-@settings(suppress_health_check=[HealthCheck.too_slow])
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
 def test_any_split_of_the_stream_gives_the_same_messages(msgs, data):
     stream = b"".join(encode(m) for m in msgs)
     cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=12)))
@@ -102,7 +103,7 @@ def test_any_split_of_the_stream_gives_the_same_messages(msgs, data):
 
 
 @given(st.lists(st.tuples(messages, st.booleans()), max_size=6), st.data())
-@settings(suppress_health_check=[HealthCheck.too_slow])
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
 def test_oversized_frames_are_skipped_and_the_stream_stays_usable(items, data):
     """Frames over the reader's cap (sent by a peer with a larger cap) are refused one by one,
     with their request id, and every frame under the cap still arrives, however the bytes are
@@ -168,6 +169,7 @@ def test_oversized_body_is_not_buffered():
 
 
 @given(st.binary(max_size=200))
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_garbage_only_ever_raises_protocol_errors(blob):
     reader = FrameReader(256)
     reader.feed(blob)
@@ -177,6 +179,7 @@ def test_garbage_only_ever_raises_protocol_errors(blob):
 
 
 @given(st.binary(max_size=100))
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_garbage_body_is_consumed_and_the_next_frame_decodes(tail):
     blob = b"\xc1" + tail  # 0xc1 is never valid msgpack
     reader = FrameReader()

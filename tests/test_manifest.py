@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from warden import Limits, ManifestError
 from warden.manifest import (
@@ -213,7 +213,7 @@ manifest_like = st.recursive(
 
 
 @given(manifest_like)
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_random_data_only_ever_raises_manifest_error(data):
     try:
         m = manifest_from_dict(data)
@@ -225,7 +225,7 @@ def test_random_data_only_ever_raises_manifest_error(data):
 
 
 @given(st.dictionaries(field_names, json_values, max_size=9).map(lambda d: {"name": "t", **d}))
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_random_yaml_documents_only_ever_raise_manifest_error(data):
     text = yaml.safe_dump(data)
     try:
@@ -237,7 +237,7 @@ def test_random_yaml_documents_only_ever_raise_manifest_error(data):
 
 
 @given(st.text(max_size=300))
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_random_text_only_ever_raises_manifest_error(text):
     try:
         m = parse_manifest(text)

@@ -78,7 +78,9 @@ _HEADER_SIZE = _HEADER.size
 # the key "id" as fixstr (3) and an int (<= 9).
 _PEEK = 17
 _SMALL_SEND = 64 << 10
-_RECV_CHUNK = 256 << 10
+# Reads go into a reused scratch buffer: recv(n) would allocate n bytes per call, and above
+# glibc's mmap threshold (128 KiB) that is an mmap/munmap pair and fresh page faults per read.
+_RECV_CHUNK = 64 << 10
 _RECV_MAX_CHUNK = 4 << 20
 _ANCBUF = socket.CMSG_SPACE(MAX_FDS_PER_FRAME * 4)
 _INT_SIZE = struct.calcsize("i")
@@ -576,6 +578,8 @@ class Channel:
         self._pending_fds: list[tuple[int, int, list[int]]] = []
         self._ids = itertools.count(1)
         self._abandoned: str | None = None
+        self._scratch = bytearray(_RECV_CHUNK)
+        self._scratch_view = memoryview(self._scratch)
 
     @property
     def max_recv(self) -> int:
@@ -705,29 +709,35 @@ class Channel:
 
     def _fill(self, deadline: float | None) -> None:
         reader = self._reader
-        size = min(max(reader.wanted(), _RECV_CHUNK), _RECV_MAX_CHUNK)
+        wanted = reader.wanted()
+        if wanted <= _RECV_CHUNK:
+            view = self._scratch_view
+        else:
+            # A large frame: one temporary buffer per read, sized to what the frame still needs.
+            view = memoryview(bytearray(min(wanted, _RECV_MAX_CHUNK)))
         if deadline is not None:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not self._poll.poll(math.ceil(remaining * 1000)):
                 raise TimeoutExceeded(f"no reply on channel fd {self._fd} before the deadline")
         try:
             if self.accept_fds:
-                data, anc, flags, _ = self._sock.recvmsg(size, _ANCBUF,
-                                                         socket.MSG_CMSG_CLOEXEC)
+                n, anc, flags, _ = self._sock.recvmsg_into([view], _ANCBUF,
+                                                           socket.MSG_CMSG_CLOEXEC)
                 if anc:
                     fds = _fds_from_ancillary(anc)
-                    if flags & socket.MSG_CTRUNC or not data:
+                    if flags & socket.MSG_CTRUNC or not n:
                         _close_all(fds)
                     elif fds:
                         start = reader.offset
-                        self._pending_fds.append((start, start + len(data), fds))
+                        self._pending_fds.append((start, start + n, fds))
             else:
-                data = self._sock.recv(size)
+                n = self._sock.recv_into(view)
         except (ConnectionResetError, BrokenPipeError) as exc:
             raise ChannelClosed(f"peer reset the channel ({exc.strerror})") from exc
-        if not data:
+        if not n:
             where = " in the middle of a frame" if reader.buffered else ""
             raise ChannelClosed(f"peer closed the channel{where}")
+        data = view[:n]
         reader.feed(data)
 
     # -- request / reply ----------------------------------------------------------------------
