@@ -29,7 +29,7 @@ from warden.errors import (
     WardenError,
 )
 
-__all__ = ["EXAMPLES", "main", "make_batch", "expected"]
+__all__ = ["EXAMPLES", "expected", "main", "make_batch"]
 
 # Inside the package, so that the demo works from a source checkout and from an installed
 # wheel alike (the repository's examples/ points here).
@@ -162,8 +162,8 @@ def _protections(engine, transform, out: TextIO) -> list[_Outcome]:
 
     def fork_judge(result, error):
         if isinstance(result, dict) and result.get("refused"):
-            return (True, f"pids limit: {result['forked']} processes forked, then "
-                    f"{result['refused']}", "kernel: pids cgroup (max_pids)")
+            shown = f"pids limit: {result['forked']} processes forked, then {result['refused']}"
+            return True, shown, "kernel: pids cgroup (max_pids)"
         if isinstance(error, TimeoutExceeded):
             return True, _short(error), "kernel pids cgroup, then the deadline"
         return False, _short(error) if error else f"returned {result!r:.80}", "nothing"
@@ -210,8 +210,9 @@ def _protections(engine, transform, out: TextIO) -> list[_Outcome]:
                 conn.close()
                 reached = True
             if not reached and isinstance(error, PluginError):
-                return (True, _short(error), f"kernel: own network namespace, host port {port} "
-                        "unreachable (only the sandbox's loopback exists)")
+                where = (f"kernel: own network namespace, host port {port} unreachable (only "
+                         "the sandbox's loopback exists)")
+                return True, _short(error), where
             return False, _short(error) if error else f"returned {result!r:.60}", "nothing"
 
         record("socket to a host port", lambda: _attack(engine, "socket_kernel", "connect",
@@ -311,10 +312,8 @@ def _run(engine, records: int, batch: int, out: TextIO, err: TextIO, t_start: fl
         ("demo wall time", f"{total_s:.1f} s"),
     ]
     width = max(len(k) for k, _ in rows)
-    out.write("\n" + "-" * (width + 40) + "\n")
-    for k, v in rows:
-        out.write(f"{k:<{width}}  {v}\n")
-    out.write("-" * (width + 40) + "\n")
+    rule = "-" * (width + 40)
+    out.write("\n".join(["", rule, *(f"{k:<{width}}  {v}" for k, v in rows), rule, ""]))
     out.flush()
     good = large_ok and all(o.held and o.served_after for o in outcomes)
     return 0 if good else 1

@@ -37,7 +37,7 @@ from warden.middleware import CallContext, Metrics, Pipeline, RateLimit, Retry
 from warden.providers import get_provider
 from warden.providers.base import LABEL_KEYS, Provider, SandboxHandle, SandboxSpec
 
-__all__ = ["Engine", "Plugin", "Pool", "MOUNT_AT", "DATA_INSIDE"]
+__all__ = ["DATA_INSIDE", "MOUNT_AT", "Engine", "Plugin", "Pool"]
 
 MOUNT_AT = "/plugin"
 DATA_INSIDE = MOUNT_AT + "/data"
@@ -443,9 +443,9 @@ class Engine:
         labels = dict(labels or {})
         for k, v in labels.items():
             if not isinstance(k, str) or not isinstance(v, str):
-                raise ValueError(f"labels must map str to str, got {k!r}: {v!r}")
+                raise TypeError(f"labels must map str to str, got {k!r}: {v!r}")
         if tenant is not None and not isinstance(tenant, str):
-            raise ValueError(f"tenant must be a string, got {tenant!r}")
+            raise TypeError(f"tenant must be a string, got {tenant!r}")
         unknown = sorted(set(labels) - set(LABEL_KEYS) - {"plugin"})
         if unknown:
             raise ValueError(f"unknown labels {unknown}; labels are {', '.join(LABEL_KEYS)}")
@@ -485,7 +485,7 @@ class Engine:
         if executor is not None:
             executor.shutdown(wait=False)
 
-    def __enter__(self) -> Engine:
+    def __enter__(self) -> Engine:  # noqa: PYI034 - Self needs Python 3.11
         return self
 
     def __exit__(self, *exc: object) -> None:
