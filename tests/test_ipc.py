@@ -403,3 +403,25 @@ def test_reply_with_the_wrong_id_is_refused(pair):
         a.call("ping", deadline=time.monotonic() + 5)
     t.join()
     assert a.abandoned
+
+
+def test_a_send_that_times_out_abandons_the_channel(pair):
+    _, b = pair
+    big = Channel(socket.socket(fileno=os.dup(b.fileno())), max_send=16 << 20)
+    try:
+        with pytest.raises(TimeoutExceeded):
+            big.send({"id": 1, "payload": b"x" * (8 << 20)}, deadline=time.monotonic() + 0.1)
+        assert big.abandoned
+        with pytest.raises(ChannelClosed):
+            big.send({"id": 2})
+    finally:
+        big.close()
+
+
+def test_using_a_closed_channel_raises_channel_closed(pair):
+    a, b = pair
+    a.close()
+    with pytest.raises(ChannelClosed):
+        b.send({"id": 1})  # a unix socket whose peer is closed refuses with EPIPE
+    with pytest.raises(ChannelClosed):
+        b.recv()

@@ -628,9 +628,13 @@ class Channel:
                 self._sock.sendall(header + body, _MSG_FLAGS)
             else:
                 self._send_buffers([memoryview(header), memoryview(body)], fds, deadline)
-        except (BrokenPipeError, ConnectionResetError) as exc:
-            raise ChannelClosed(f"peer closed the channel while a frame was sent ({exc.strerror})"
-                                ) from exc
+        except TimeoutExceeded:
+            # Part of the frame may be out: the stream can no longer be trusted to be in step.
+            self.abandon("a send timed out part-way through a frame")
+            raise
+        except OSError as exc:
+            raise ChannelClosed(f"cannot send on channel fd {self._fd}: {exc.strerror}; the "
+                                "peer is gone") from exc
 
     def _send_buffers(self, bufs: list[memoryview], fds: Sequence[int],
                       deadline: float | None) -> None:
@@ -732,8 +736,9 @@ class Channel:
                         self._pending_fds.append((start, start + n, fds))
             else:
                 n = self._sock.recv_into(view)
-        except (ConnectionResetError, BrokenPipeError) as exc:
-            raise ChannelClosed(f"peer reset the channel ({exc.strerror})") from exc
+        except OSError as exc:
+            raise ChannelClosed(f"cannot read channel fd {self._fd}: {exc.strerror}; the peer "
+                                "is gone") from exc
         if not n:
             where = " in the middle of a frame" if reader.buffered else ""
             raise ChannelClosed(f"peer closed the channel{where}")

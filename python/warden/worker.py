@@ -215,6 +215,12 @@ class _Worker:
                 f"the result cannot be sent back: {exc}"), origin="plugin"))
 
     def serve(self) -> int:
+        try:
+            return self._loop()
+        except ChannelClosed:
+            return 0  # the host went away while a reply was being sent: nobody to answer
+
+    def _loop(self) -> int:
         ops = {"call": self.op_call, "batch": self.op_batch,
                "exec_python": self.op_exec_python, "ping": self.op_ping, **self.extra_ops}
         channel = self.channel
