@@ -22,6 +22,7 @@ from warden.middleware import (
     RateLimiter,
     Retry,
     TokenBucket,
+    pipeline_for,
 )
 
 
@@ -207,3 +208,27 @@ def test_async_pipeline():
 
     with pytest.raises(TypeError, match="acall"):
         asyncio.run(Pipeline([SyncOnly()]).acall(ctx(), terminal))
+
+
+def test_pipeline_for_a_manifest():
+    from warden.manifest import parse_manifest
+
+    m = parse_manifest("name: t\nresources: {rate_limit: {calls: 2, period_seconds: 60}}\n"
+                       "retry: {attempts: 3, backoff_seconds: 0, idempotent_actions: [read]}\n")
+    metrics = WardenMetrics()
+    pipe = pipeline_for(m, metrics, clock=FakeClock())
+    assert [type(x) for x in pipe.middlewares] == [Metrics, RateLimit, Retry]
+    failures = [WorkerCrashed("once")]
+
+    def terminal(c):
+        if failures:
+            raise failures.pop()
+        return c.attempt
+
+    assert pipe(CallContext("t", "read"), terminal) == 2  # retried, one token spent
+    assert pipe(CallContext("t", "read"), terminal) == 1
+    with pytest.raises(RateLimitExceeded):
+        pipe(CallContext("t", "read"), terminal)
+    assert metrics.limits_hit.value(plugin="t", limit="rate") == 1
+    unlimited = parse_manifest("name: t\nresources: {rate_limit: null}\n")
+    assert pipeline_for(unlimited).middlewares == ()

@@ -292,3 +292,20 @@ class Pipeline:
 
 def _bind(fn: Callable[[CallContext, Any], Any], nxt: Any) -> Callable[[CallContext], Any]:
     return lambda ctx: fn(ctx, nxt)
+
+
+def pipeline_for(manifest: Any, metrics: WardenMetrics | None = None, *,
+                 clock: Callable[[], float] = time.monotonic) -> Pipeline:
+    """The standard pipeline of a plugin from its manifest: metrics outermost (so refused and
+    retried calls are counted and timed as the caller saw them), then the rate limit (a retry
+    does not spend a second token), then retry of crashes."""
+    layers: list[Any] = []
+    if metrics is not None:
+        layers.append(Metrics(metrics))
+    rate = manifest.resources.rate_limit
+    if rate is not None:
+        layers.append(RateLimit(rate.calls, rate.period_seconds, clock=clock))
+    retry = manifest.retry
+    if retry.attempts > 1 and retry.idempotent_actions:
+        layers.append(Retry(retry.attempts, retry.backoff_seconds, retry.idempotent_actions))
+    return Pipeline(layers)
