@@ -21,6 +21,7 @@ from the native filter's tables, and uid 1000.
 
 from __future__ import annotations
 
+import atexit
 import errno
 import itertools
 import os
@@ -44,6 +45,7 @@ from warden.errors import (
     ProtocolError,
     ProviderUnavailable,
     TimeoutExceeded,
+    WardenError,
     WorkerCrashed,
 )
 from warden.limits import ExecResult
@@ -356,6 +358,17 @@ class DockerProvider(Provider):
         self._bg: threading.Thread | None = None
         self._image: str | None = None
         self._mounts: list | None = None
+        # A process that ends without close() would leave stopped containers for reconcile to
+        # find; at a normal exit they are removed here. (SIGKILL skips this: reconcile's job.)
+        atexit.register(self._at_exit)
+
+    def _at_exit(self) -> None:
+        try:
+            self.close()
+        except (WardenError, docker.errors.DockerException, requests.exceptions.RequestException) \
+                as exc:
+            print(f"warden: could not remove this process's containers at exit ({exc}); "
+                  "`reconcile()` from another process will", file=sys.stderr)
 
     # -- what this provider gives --------------------------------------------------------------
 
@@ -797,6 +810,7 @@ class DockerProvider(Provider):
         return removed
 
     def close(self) -> None:
+        atexit.unregister(self._at_exit)
         self._stop.set()
         for h in [h for h in self.list() if not h.state.get("foreign")]:
             self.destroy(h)
