@@ -17,7 +17,8 @@ from __future__ import annotations
 import io
 import os
 import re
-import subprocess
+import shutil
+import subprocess  # nosec B404 - runs ldd only
 import sys
 import sysconfig
 import tarfile
@@ -76,10 +77,16 @@ def _stdlib_dirs() -> list[Path]:
 def _ldd(paths: list[Path]) -> set[Path]:
     """Every shared library (and the loader) that ``paths`` load, by ldd's own resolution."""
     found: set[Path] = set()
+    ldd = shutil.which("ldd")
+    if ldd is None:
+        raise ProviderUnavailable("ldd (to find the interpreter's shared libraries)",
+                                  "install libc-bin (Debian) or glibc's ldd")
     # ldd takes many files at once; a batch keeps this to a few processes.
     for start in range(0, len(paths), 200):
         batch = [str(p) for p in paths[start:start + 200]]
-        proc = subprocess.run(["ldd", *batch], capture_output=True, text=True, check=False)
+        # nosec B603: fixed program, arguments are files of the local Python installation.
+        proc = subprocess.run([ldd, *batch], capture_output=True, text=True,  # nosec B603
+                              check=False)
         for line in proc.stdout.splitlines():
             m = _LDD_LINE.match(line)
             if m:
@@ -160,10 +167,11 @@ def write_rootfs(out: str | os.PathLike[str]) -> int:
     with tarfile.open(out, "w") as tar:
         # Every directory world-traversable: the interpreter may live under /root (pyenv), and
         # the container runs as uid 1000.
-        for d in sorted(dirs | {"/bin", "/etc", "/tmp", "/workspace", "/usr", "/usr/local",
+        # nosec B108: paths inside the image being built, not on this host.
+        for d in sorted(dirs | {"/bin", "/etc", "/tmp",  # nosec B108 "/workspace", "/usr", "/usr/local",
                                 "/usr/local/bin", "/proc", "/sys", "/dev", "/opt",
                                 "/opt/warden", "/home", "/home/warden"}):
-            if d in ("/tmp",):
+            if d == "/tmp":  # nosec B108
                 _add_dir(tar, d, 0o1777)
             elif d in ("/workspace", "/home/warden"):
                 _add_dir(tar, d, 0o755, uid=UID)
