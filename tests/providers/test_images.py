@@ -39,3 +39,13 @@ def test_default_tag_names_python_and_warden_versions():
 def test_cli_has_images_build():
     args = build_parser().parse_args(["images", "build", "--tag", "x/y:z"])
     assert args.tag == "x/y:z" and args.func.__name__ == "_cmd_build"
+
+
+def test_rootfs_has_the_sandbox_s_mount_points(tmp_path):
+    out = tmp_path / "rootfs.tar"
+    images.write_rootfs(out)
+    with tarfile.open(out) as tar:
+        ws = tar.getmember("workspace")
+        assert ws.isdir() and ws.uid == images.UID
+        for d in ("opt/warden", "proc", "sys", "dev", "usr/local/bin", "home/warden"):
+            assert tar.getmember(d).isdir()
