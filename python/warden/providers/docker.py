@@ -421,7 +421,7 @@ class DockerProvider(Provider):
         area_kb = max(64, (total_kb - tmp_kb) // len(areas))
         uid, gid = UID_GID.split(":")
         out = {a: f"size={area_kb}k,uid={uid},gid={gid},mode=0755,nosuid,nodev" for a in areas}
-        out["/tmp"] = f"size={tmp_kb}k,mode=1777,nosuid,nodev"  # nosec B108 - the container's
+        out["/tmp"] = f"size={tmp_kb}k,mode=1777,nosuid,nodev"  # nosec B108
         return out
 
     def _container_config(self, spec: SandboxSpec, wid: str, reuse_key: str | None) -> dict:
