@@ -115,6 +115,8 @@ class Pool:
         self._busy: set[_Worker] = set()
         self._starting = 0
         self._closed = False
+        self._next_reap = 0.0
+        self._waiting = 0
 
     # -- counts --------------------------------------------------------------------------------
 
@@ -141,6 +143,10 @@ class Pool:
 
     def fill(self) -> None:
         """Start workers until ``min_workers`` are alive."""
+        # Unlocked look first: this runs before every call, and a stale answer only means
+        # the locked check below decides.
+        if len(self._idle) + len(self._busy) >= self.settings.min_workers:
+            return
         while True:
             with self._cond:
                 if self._closed or (len(self._idle) + len(self._busy) + self._starting
@@ -167,11 +173,8 @@ class Pool:
 
     def acquire(self) -> _Worker:
         """A worker for one caller; starts one when none is idle and the pool has room."""
-        expired = self._take_expired()
-        for w in expired:
-            self.provider.destroy(w.handle)
-        if expired:
-            self._changed()
+        if time.monotonic() >= self._next_reap:
+            self.reap()
         with self._cond:
             while True:
                 if self._closed:
@@ -186,7 +189,11 @@ class Pool:
                 if (len(self._busy) + self._starting) < self.settings.max_workers:
                     self._starting += 1
                     break
-                self._cond.wait()
+                self._waiting += 1
+                try:
+                    self._cond.wait()
+                finally:
+                    self._waiting -= 1
         try:
             w = self._spawn()
         except BaseException:
@@ -214,7 +221,10 @@ class Pool:
             self._busy.discard(w)
             if not retire and not self._closed:
                 self._idle.append(w)
-            self._cond.notify()
+            if self._waiting:
+                # Condition.notify is Python code; skipping it when nobody waits is measurable
+                # on the warm path.
+                self._cond.notify()
         if retire or self._closed:
             # Replaced by the next acquire (Plugin.pool refills to min_workers first), so a
             # failing spawn is reported to a caller that asked for a worker, not to this one.
@@ -224,6 +234,9 @@ class Pool:
     def _take_expired(self) -> list[_Worker]:
         limit = self.settings.idle_seconds
         now = time.monotonic()
+        # Looking once per tenth of the idle time (at most once a second) is precise enough
+        # and keeps the scan off the path of every call.
+        self._next_reap = now + min(1.0, limit / 10)
         with self._cond:
             keep = len(self._idle) + len(self._busy) - self.settings.min_workers
             out = []
@@ -301,6 +314,10 @@ class Plugin:
         """The pool of ``tenant`` (the plugin's own tenant when None), started on first use."""
         if tenant is None and _default:
             tenant = self.tenant
+        pool = self._pools.get(tenant)
+        if pool is not None:
+            pool.fill()
+            return pool
         with self._lock:
             pool = self._pools.get(tenant)
             if pool is None:
