@@ -12,6 +12,7 @@
 
 #include "jail/config.h"
 #include "jail/mnt.h"
+#include "jail/net.h"
 #include "jail/spawn.h"
 #include "jail/supervise.h"
 
@@ -63,6 +64,7 @@ SpawnConfig to_config(const py::dict& d) {
   cfg.cgroup_fd = get(d, "cgroup_fd", -1);
   cfg.pass_fds = get(d, "pass_fds", std::vector<int>{});
   cfg.fork_mode = get(d, "fork_mode", false);
+  cfg.netns_fd = get(d, "netns_fd", -1);
   if (!cfg.fork_mode) cfg.init_fd = init_fd(d["init_path"].cast<std::string>());
   cfg.last_cap = get(d, "last_cap", 40u);
   std::string prog = d["seccomp"].cast<std::string>();
@@ -176,9 +178,21 @@ py::tuple fork_sandboxed(const py::dict& d) {
   return py::make_tuple(child.pid, child.pidfd);
 }
 
+int netns_create() {
+  int fd;
+  {
+    py::gil_scoped_release nogil;
+    fd = net::make_ns();
+  }
+  if (fd < 0) raise_setup_error("netns", -fd, "making a network namespace ahead of time");
+  return fd;
+}
+
 }  // namespace
 
 void bind_jail(py::module_& m) {
+  m.def("netns_create", &netns_create,
+        "A new network namespace with lo up, as a descriptor (the caller closes it).");
   m.def("fork_sandboxed", &fork_sandboxed, py::arg("config"),
         "Fork into a fresh sandbox: (pid, pidfd) in the parent, (0, -1) in the child.");
   m.def("run", &run, py::arg("config"), py::arg("stdin") = py::none(),

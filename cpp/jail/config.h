@@ -101,6 +101,9 @@ struct SpawnConfig {
   // (pid 1 of the sandbox) that forks the command, reaps, and reports its status.
   bool fork_mode = false;
 
+  // A network namespace made ahead of time (net::make_ns), or -1 for a new one at clone.
+  int netns_fd = -1;
+
   // Exec mode: an O_PATH descriptor of warden-init, which the set-up child execs as pid 1,
   // and its argv (descriptor numbers are fixed by fds::arrange, so the parent can write them).
   int init_fd = -1;

@@ -83,7 +83,9 @@ int contain(const SpawnConfig& cfg, ChildFds* fds, Step* step) {
   rc = mnt::setup_root(cfg, sources, step);
   if (rc < 0) return rc;
   WARDEN_STEP(Step::kHostname, uts::init_ns(cfg));
-  WARDEN_STEP(Step::kLoopback, net::init_ns());
+  // A namespace made ahead of time already has lo up, and belongs to the host's user
+  // namespace, so it could not be changed from here anyway.
+  if (cfg.netns_fd < 0) WARDEN_STEP(Step::kLoopback, net::init_ns());
   WARDEN_STEP(Step::kCgroupNs, cgroup::init_ns());
   WARDEN_STEP(Step::kCaps, caps::drop_bounding(cfg.last_cap));
   WARDEN_STEP(Step::kIdentity, user::become_sandbox_user(cfg));

@@ -11,10 +11,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #include "jail/cgroup.h"
 #include "jail/contain.h"
+#include "jail/net.h"
 #include "jail/rlimit.h"
 #include "jail/user.h"
 
@@ -179,6 +181,19 @@ int spawn(const SpawnConfig& cfg, Child* child, SpawnError* error, bool* in_chil
     args.flags |= CLONE_INTO_CGROUP;
     args.cgroup = static_cast<uint64_t>(cfg.cgroup_fd);
   }
+  if (cfg.netns_fd >= 0) {
+    // The child inherits the calling thread's network namespace: enter the prepared one for
+    // the length of the clone only.
+    args.flags &= ~static_cast<uint64_t>(CLONE_NEWNET);
+    if (net::enter_ns(cfg.netns_fd) < 0) {
+      int e = errno;
+      for (int* p : {go, rep, st}) {
+        close_fd(&p[0]);
+        close_fd(&p[1]);
+      }
+      return fail(Step::kLoopback, e, error);
+    }
+  }
   long pid;
   if (!cfg.fork_mode) {
     // Exec mode: no copy of the host's page tables (and so none of its memory) is made; the
@@ -213,6 +228,7 @@ int spawn(const SpawnConfig& cfg, Child* child, SpawnError* error, bool* in_chil
     return 0;
   }
   int clone_errno = errno;
+  if (cfg.netns_fd >= 0 && net::leave_ns() < 0) abort();  // see net::make_ns
   close_fd(&go[0]);
   close_fd(&rep[1]);
   close_fd(&st[1]);

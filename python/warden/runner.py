@@ -157,7 +157,7 @@ def run(
 
         return get_provider(provider).run(argv, stdin=stdin, limits=limits, network=network,
                                           env=env, cwd=cwd)
-    from warden import cgroups
+    from warden import prepare
 
     argv = [os.fsdecode(a) for a in argv]
     if not argv or not argv[0]:
@@ -176,14 +176,18 @@ def run(
                cwd=cwd or "/workspace")
 
     # One more pid than asked for: the sandbox's init, which the caller did not start.
-    cg = cgroups.driver().create(limits.memory_mb << 20, limits.pids + 1, limits.cpus)
+    prep = prepare.preparer()
+    cg = prep.cgroup(limits.memory_mb << 20, limits.pids + 1, limits.cpus)
+    netns = prep.netns()
     try:
         cfg["cgroup_procs"] = cg.procs_files()
         fd = cg.dir_fd()
         if fd is not None:
             cfg["cgroup_fd"] = fd
+        cfg["netns_fd"] = netns
         out = _core.run(cfg, stdin, float(limits.wall_time_s), max_output_bytes)
         stats = cg.stats()
     finally:
-        cg.destroy()
+        os.close(netns)
+        prep.release(cg)
     return verdict(out, stats, limits)
