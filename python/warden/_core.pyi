@@ -1,0 +1,26 @@
+# Type stubs of warden._core, the native module. Keep in step with cpp/bindings/.
+from typing import Any
+
+# --- jail (cpp/bindings/jail.cc) -------------------------------------------------------------
+
+def run(config: dict[str, Any], stdin: bytes | None = None, timeout_s: float = 0.0,
+        output_cap: int = 16777216) -> dict[str, Any]:
+    """Run one command in a fresh sandbox described by `config`; return its outcome.
+
+    Raises warden.SandboxSetupError(step, errno) when a set-up step fails (nothing ran)."""
+
+def fork_sandboxed(config: dict[str, Any]) -> tuple[int, int]:
+    """Fork into a fresh sandbox: (pid, pidfd) in the parent, (0, -1) in the child."""
+
+def netns_create() -> int:
+    """A new network namespace with lo up, as a descriptor (the caller closes it)."""
+
+# --- seccomp (cpp/bindings/seccomp.cc) -------------------------------------------------------
+
+def seccomp_compile(allow_inet: bool = False) -> bytes:
+    """The default policy compiled to classic BPF (struct sock_filter array)."""
+
+def seccomp_policy(allow_inet: bool = False) -> dict[str, Any]:
+    """The policy tables: allowed, denied, argument rules, killed architectures."""
+
+# --- scan (cpp/bindings/scan.cc) -------------------------------------------------------------

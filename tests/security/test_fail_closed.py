@@ -1,0 +1,70 @@
+"""Fail closed: when a step of the set-up cannot be done, nothing runs, and the error names
+the step and the errno."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+
+import warden
+from warden import _core, runner
+
+
+def test_missing_command_is_a_setup_error_naming_execve(tmp_path):
+    with pytest.raises(warden.SandboxSetupError) as exc:
+        warden.run(["/no/such/program"])
+    assert exc.value.step == "execve" and exc.value.errno == errno.ENOENT
+    assert "ENOENT" in str(exc.value)
+
+
+def test_missing_working_directory_runs_nothing(tmp_path):
+    marker = tmp_path / "ran"
+    with pytest.raises(warden.SandboxSetupError) as exc:
+        warden.run(["/bin/sh", "-c", f"touch {marker}"], cwd="/no/such/dir")
+    assert exc.value.step == "chdir" and exc.value.errno == errno.ENOENT
+    assert not marker.exists()
+
+
+def test_unbindable_path_is_refused_before_clone():
+    cfg = runner.base_config(warden.Limits())
+    cfg.update(argv=["/bin/true"], ro_paths=["/no/such/path"])
+    with pytest.raises(warden.SandboxSetupError) as exc:
+        _core.run(cfg, None, 5.0)
+    assert exc.value.step == "plan-root" and exc.value.errno == errno.ENOENT
+
+
+def test_no_seccomp_program_means_no_sandbox():
+    cfg = runner.base_config(warden.Limits())
+    cfg.update(argv=["/bin/true"], seccomp=b"")
+    with pytest.raises(ValueError, match="seccomp"):
+        _core.run(cfg, None, 5.0)
+
+
+def test_unplaceable_cgroup_runs_nothing(tmp_path):
+    marker = tmp_path / "ran"
+    cfg = runner.base_config(warden.Limits())
+    cfg.update(argv=["/bin/sh", "-c", f"touch {marker}"], env=runner.sandbox_env(None),
+               exec_candidates=["/bin/sh"], cgroup_procs=[str(tmp_path / "no-cgroup.procs")])
+    with pytest.raises(warden.SandboxSetupError) as exc:
+        _core.run(cfg, None, 5.0)
+    assert exc.value.step == "cgroup-place"
+    assert not marker.exists()
+
+
+def test_rlimit_too_high_is_refused_not_clamped():
+    # open_files beyond the kernel's nr_open cannot be set: the run must not go ahead with less.
+    with open("/proc/sys/fs/nr_open") as f:
+        nr_open = int(f.read())
+    cfg = runner.base_config(warden.Limits())
+    cfg.update(argv=["/bin/true"], open_files=nr_open + 1)
+    with pytest.raises(warden.SandboxSetupError) as exc:
+        _core.run(cfg, None, 5.0)
+    assert exc.value.step == "rlimit"
+
+
+def test_setup_error_is_a_warden_error():
+    assert issubclass(warden.SandboxSetupError, warden.WardenError)
+    e = warden.SandboxSetupError("mount-private", errno.EPERM)
+    assert "mount-private" in str(e) and "EPERM" in str(e) and os.strerror(errno.EPERM) in str(e)
