@@ -65,6 +65,18 @@ def main() -> int:
         print(f"warden.run p50 / bwrap p50 = {ratio:.2f}  (target <= 0.5)")
     ratio = statistics.median(times["warden.run"]) / statistics.median(times["subprocess.run"])
     print(f"warden.run p50 / subprocess.run p50 = {ratio:.2f}")
+
+    # How late the wall timeout bites: a process that double-forks and ignores SIGTERM, with a
+    # 200 ms limit; the lateness is the run's duration past the limit.
+    late = []
+    hostile = ["/bin/sh", "-c", "trap '' TERM; (trap '' TERM; sleep 100 &); sleep 100"]
+    for _ in range(max(10, args.runs // 20)):
+        t = time.perf_counter()
+        r = warden.run(hostile, limits=warden.Limits(wall_time_s=0.2))
+        assert r.reason == "timeout", r
+        late.append(time.perf_counter() - t - 0.2)
+    print(f"timeout kill lateness: p50 {statistics.median(late) * 1e3:.2f} ms, "
+          f"max {max(late) * 1e3:.2f} ms (the limit is 100 ms)")
     return 0
 
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
 from warden import _core
-from warden.errors import ProviderUnavailable
+from warden.errors import ProviderUnavailable, SandboxSetupError
 from warden.limits import ExecResult, Limits
 
 __all__ = ["run", "sandbox_env", "base_config", "verdict"]
@@ -46,7 +46,10 @@ def _last_cap() -> int:
 @lru_cache(maxsize=4)
 def seccomp_program(allow_inet: bool = False) -> bytes:
     """The compiled filter; compiled once per process (it never changes)."""
-    return _core.seccomp_compile(allow_inet)
+    try:
+        return _core.seccomp_compile(allow_inet)
+    except OSError as exc:
+        raise SandboxSetupError("seccomp", exc.errno or 0, str(exc)) from exc
 
 
 def sandbox_env(env: Mapping[str, str] | None) -> list[str]:
