@@ -63,7 +63,10 @@ def op_exec(msg: dict, fds: list[int], used: set[int]) -> dict:
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
     rc = proc.returncode
+    # The writable area is one tmpfs: full means the quota was reached.
+    st = os.statvfs(WORKSPACE if os.path.isdir(WORKSPACE) else "/tmp")
     return {"exit_code": rc if rc >= 0 else None, "signal": -rc if rc < 0 else None,
+            "disk_full": st.f_bfree == 0,
             "stdout": out[:OUTPUT_CAP], "stderr": err[:OUTPUT_CAP], "timed_out": timed_out,
             "stdout_truncated": len(out) > OUTPUT_CAP, "stderr_truncated": len(err) > OUTPUT_CAP}
 

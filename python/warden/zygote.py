@@ -7,7 +7,8 @@ back already inside a fresh sandbox (``_core.fork_sandboxed``) and serves the wo
 on the socket the host sent along.
 
 Control protocol (warden.ipc frames on a unix socket, descriptors with SCM_RIGHTS):
-    {"op": "spawn", "config": {...}, "entry": path|None}  + [worker socket, cgroup dir fd?]
+    {"op": "spawn", "config": {...}, "entry": path|None, "netns": bool, "cgroup_fd": bool}
+        + [worker socket, network namespace?, cgroup dir fd?]
         -> {"pid": n} + [pidfd]
     {"op": "wait", "pid": n}   -> {"status": wait status}   (reaps; call once the pid died)
     {"op": "ping"}             -> "pong"
@@ -66,9 +67,13 @@ def main(fd: int) -> int:
         try:
             if op == "spawn":
                 cfg = dict(msg["config"])
+                # Descriptors, in order: the worker's socket, then the optional ones named.
                 cfg["pass_fds"] = [fds[0]]
-                if len(fds) > 1:
-                    cfg["cgroup_fd"] = fds[1]
+                rest = iter(fds[1:])
+                if msg.get("netns"):
+                    cfg["netns_fd"] = next(rest)
+                if msg.get("cgroup_fd"):
+                    cfg["cgroup_fd"] = next(rest)
                 pid, pidfd = _core.fork_sandboxed(cfg)
                 if pid == 0:
                     _serve_worker(msg.get("entry"), msg.get("data_dir"))

@@ -23,13 +23,6 @@ from warden.errors import (
 from warden.providers.base import SandboxSpec
 
 
-def native_gap(request, provider, why: str) -> None:
-    """A behaviour the native provider does not have yet: expected to fail there (strictly, so
-    the mark must go when it is fixed), required of every other provider."""
-    if provider.name == "native":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=f"native provider: {why}"))
-
-
 def py(code: str) -> list[str]:
     return ["python3", "-c", code]
 
@@ -64,9 +57,7 @@ def test_paths_out_of_the_workspace_are_refused(provider, box, path):
         provider.read_file(box, path)
 
 
-def test_symlink_out_of_the_workspace_is_refused(request, provider, box):
-    native_gap(request, provider, "the worker's PathEscapeError reaches the caller as "
-               "PluginError(type='PathEscapeError')")
+def test_symlink_out_of_the_workspace_is_refused(provider, box):
     r = provider.exec(box, py("import os; os.symlink('/etc', '/workspace/out')"))
     assert r.ok, r.stderr
     with pytest.raises(PathEscapeError):
@@ -186,8 +177,7 @@ def test_cannot_reach_a_host_port(provider, box):
     assert not accepted
 
 
-def test_host_environment_does_not_leak_in(request, provider, fresh, monkeypatch):
-    native_gap(request, provider, "SandboxSpec.env does not reach commands run by exec")
+def test_host_environment_does_not_leak_in(provider, fresh, monkeypatch):
     monkeypatch.setenv("WARDEN_SUITE_SECRET", "hunter2")
     h = fresh(SandboxSpec(env={"GIVEN": "yes"}))
     r = provider.exec(h, py("import os; print(sorted(os.environ.items()))"))
@@ -223,8 +213,7 @@ def test_fork_bomb_stops_at_the_pids_limit(provider, fresh):
     assert "pids" in r.limits_hit
 
 
-def test_disk_quota_gives_enospc(request, provider, fresh):
-    native_gap(request, provider, "exec does not report 'disk' in limits_hit")
+def test_disk_quota_gives_enospc(provider, fresh):
     h = fresh(SandboxSpec(limits=warden.Limits(disk_mb=8)))
     code = ("f=open('/workspace/fill','wb')\ntry:\n while True: f.write(b'x'*65536); f.flush()\n"
             "except OSError as e:\n print('errno', e.errno)\n")

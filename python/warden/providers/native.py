@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 
-from warden import cgroups, ipc, runner
+from warden import cgroups, ipc, prepare, runner
 from warden.errors import (
     CallFailed,
     DiskQuotaExceeded,
@@ -115,25 +115,29 @@ class NativeProvider(Provider):
             # it from outside, the code inside can only read it.
             host_ws = tempfile.mkdtemp(prefix="warden-ws-")
             os.chmod(host_ws, 0o755)
-        cg = cgroups.driver().create(lim.memory_mb << 20, lim.pids, lim.cpus)
+        prep = prepare.preparer()
+        cg = prep.cgroup(lim.memory_mb << 20, lim.pids, lim.cpus)
+        netns = prep.netns()
         host, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             cfg = self._config(spec, host_ws)
             cfg["cgroup_procs"] = cg.procs_files()
-            fds = [child.fileno()]
+            fds = [child.fileno(), netns]
             if cg.dir_fd() is not None:
                 fds.append(cg.dir_fd())
             result, got = self._zygote.request(
                 {"op": "spawn", "config": cfg, "entry": spec.entry_point or None,
-                 "data_dir": spec.data_dir or None}, fds)
+                 "data_dir": spec.data_dir or None, "netns": True,
+                 "cgroup_fd": cg.dir_fd() is not None}, fds)
         except BaseException:
             host.close()
-            cg.destroy()
+            prep.release(cg)
             if host_ws:
                 shutil.rmtree(host_ws, ignore_errors=True)
             raise
         finally:
             child.close()
+            os.close(netns)
         handle = SandboxHandle(
             id=f"native-{os.getpid()}-{next(self._seq)}", provider=self.name, spec=spec,
             labels=dict(spec.labels), reuse_key=reuse_key,
@@ -143,6 +147,10 @@ class NativeProvider(Provider):
         with self._lock:
             self._live[handle.id] = handle
         return handle
+
+    @staticmethod
+    def _env(handle: SandboxHandle) -> dict[str, str]:
+        return dict(e.split("=", 1) for e in runner.sandbox_env(handle.spec.env))
 
     def _kill(self, handle: SandboxHandle) -> None:
         st = handle.state
@@ -198,7 +206,7 @@ class NativeProvider(Provider):
             self._reap(handle)
             st["chan"].close()
             os.close(st["pidfd"])
-            st["cgroup"].destroy()
+            prepare.preparer().release(st["cgroup"])
             if st["host_ws"]:
                 shutil.rmtree(st["host_ws"], ignore_errors=True)
 
@@ -258,6 +266,9 @@ class NativeProvider(Provider):
             except ipc.ChannelClosed:
                 raise self._death(handle, f"serving {op!r}") from None
             except PluginError as exc:
+                if exc.type == "PathEscapeError":
+                    # Raised by the worker's own path check, not by plugin code.
+                    raise PathEscapeError(exc.message) from None
                 if _disk_error(exc):
                     raise DiskQuotaExceeded(
                         f"sandbox {handle.id} filled its disk quota of "
@@ -275,7 +286,8 @@ class NativeProvider(Provider):
             # The worker enforces the command's own deadline; the call's deadline is a little
             # longer so the worker can report it instead of being killed.
             r = self.call(handle, "exec", {"argv": [os.fsdecode(a) for a in argv],
-                                           "stdin": stdin, "timeout": limit},
+                                           "stdin": stdin, "timeout": limit,
+                                           "env": self._env(handle)},
                           timeout=limit + 5.0)
         except MemoryLimitExceeded:
             return ExecResult(None, signal.SIGKILL, b"", b"", "memory",
@@ -297,6 +309,8 @@ class NativeProvider(Provider):
             reason = "signaled"
         else:
             reason = "exited"
+        if r.get("disk_full"):
+            hit.add("disk")
         if sig == signal.SIGXFSZ:
             hit.add("file_size")
         if sig == signal.SIGXCPU:
