@@ -10,7 +10,7 @@ status=0
 for target in ipc manifest; do
   mkdir -p "fuzz/out/$target"
   echo "== atheris_$target for ${seconds}s"
-  if ! PYTHONPATH=python python3 "fuzz/atheris_$target.py" "fuzz/out/$target" "fuzz/corpus/$target" \
+  if ! "${PYTHON:-python3}" "fuzz/atheris_$target.py" "fuzz/out/$target" "fuzz/corpus/$target" \
       -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 \
       -artifact_prefix="fuzz/out/crashes/$target-" -print_final_stats=1; then
     echo "atheris_$target FOUND A CRASH: see fuzz/out/crashes/" >&2

@@ -1,14 +1,28 @@
 #!/usr/bin/env bash
-# The whole suite, in the installed .venv: unit, security and provider tests, the fuzzers for
-# a bounded time, and the cgroup v2 guest. Any failure fails the run.
+# The whole suite, in the installed .venv: unit, property, security and provider tests (the
+# provider tests start their own private dockerd), the fuzzers for a bounded time, and the
+# cgroup v2 guest. Every step runs; any failure fails the run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+export PYTHON="$PWD/.venv/bin/python"
 status=0
 step() {
-  echo "=== $1"
+  local name=$1
   shift
-  "$@" || { echo "=== FAILED: $*"; status=1; }
+  echo "=== $name"
+  if "$@"; then
+    echo "=== $name: ok"
+  else
+    echo "=== FAILED: $name"
+    status=1
+  fi
 }
-# The tests import the installed package, never the source tree's python/ directory.
-step "pytest" .venv/bin/python -m pytest -p no:cacheprovider tests
+# The tests import the installed package: run from the repository root without python/ on
+# the path (tests/ is a package, so pytest puts only the root there).
+step "pytest" "$PYTHON" -m pytest -p no:cacheprovider tests
+if [ -x fuzz/run_scan_fuzzer.sh ]; then
+  step "libFuzzer: scanner" env FUZZ_SECONDS="${FUZZ_SECONDS:-60}" fuzz/run_scan_fuzzer.sh
+fi
+step "atheris: ipc frames and manifests" env FUZZ_SECONDS="${FUZZ_SECONDS:-30}" fuzz/run_atheris.sh
+step "cgroup v2 guest" "$PYTHON" scripts/v2-guest
 exit $status
