@@ -21,6 +21,7 @@ from warden.limits import ExecResult, Limits
 from warden.plugins import Engine, Plugin
 from warden.runner import run
 from warden.sandbox import Sandbox
+from warden.scan import Finding, Policy, scan, scan_paths
 
 __version__ = "0.1.0"
 
@@ -29,6 +30,7 @@ __all__ = [
     "DiskQuotaExceeded",
     "Engine",
     "ExecResult",
+    "Finding",
     "Limits",
     "ManifestError",
     "MemoryLimitExceeded",
@@ -36,6 +38,7 @@ __all__ = [
     "PayloadTooLarge",
     "Plugin",
     "PluginError",
+    "Policy",
     "ProtocolError",
     "ProviderUnavailable",
     "RateLimitExceeded",
@@ -46,4 +49,6 @@ __all__ = [
     "WardenError",
     "WorkerCrashed",
     "run",
+    "scan",
+    "scan_paths",
 ]

@@ -24,3 +24,20 @@ def seccomp_policy(allow_inet: bool = False) -> dict[str, Any]:
     """The policy tables: allowed, denied, argument rules, killed architectures."""
 
 # --- scan (cpp/bindings/scan.cc) -------------------------------------------------------------
+
+class ScanPolicy:
+    """A compiled scan policy; built by warden.Policy._compiled()."""
+
+    def __init__(self, forbidden_modules: list[str], allowed_modules: list[str],
+                 forbidden_builtins: list[str], forbidden_names: list[str],
+                 forbidden_attributes: list[str], package: str) -> None: ...
+
+def scan_source(data: bytes, is_text: bool, policy: ScanPolicy
+                ) -> tuple[list[tuple[str, int, int, str]], tuple[int, int, int]]:
+    """Scan one source (GIL released): ([(rule, line, col, message)], (bytes, tokens, steps))."""
+
+def scan_paths(paths: list[str], policy: ScanPolicy, threads: int
+               ) -> list[tuple[bool, list[tuple[str, int, int, str]] | str]]:
+    """Scan files on C++ threads (0 = one per CPU); per path (True, findings) or (False, error)."""
+
+# --- end scan --------------------------------------------------------------------------------

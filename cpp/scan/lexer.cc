@@ -1,0 +1,664 @@
+#include "scan/lexer.h"
+
+#include <cstdio>
+#include <cstring>
+
+#include "scan/unicode.h"
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+namespace warden::scan {
+namespace {
+
+struct IdBytes {
+  bool v[256] = {};
+  constexpr IdBytes() {
+    for (int c = 0; c < 256; ++c)
+      v[c] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (c >= '0' && c <= '9') ||
+             c >= 0x80;
+  }
+};
+constexpr IdBytes kIdBytes;
+
+inline bool is_id_byte(unsigned char c) { return kIdBytes.v[c]; }
+
+// What a byte can start, for the tokenizer's dispatch.
+enum CharClass : uint8_t { kChOther, kSpace, kHash, kEol, kBackslash, kIdent, kDigit, kChDot, kQuote };
+struct CharClasses {
+  uint8_t v[256] = {};
+  constexpr CharClasses() {
+    for (int c = 0; c < 256; ++c) {
+      if (c == ' ' || c == '\t' || c == '\f') v[c] = kSpace;
+      else if (c == '#') v[c] = kHash;
+      else if (c == '\n' || c == '\r') v[c] = kEol;
+      else if (c == '\\') v[c] = kBackslash;
+      else if (c >= '0' && c <= '9') v[c] = kDigit;
+      else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80) v[c] = kIdent;
+      else if (c == '.') v[c] = kChDot;
+      else if (c == '\'' || c == '"') v[c] = kQuote;
+    }
+  }
+};
+constexpr CharClasses kClass;
+
+// Index of the first byte at or after i that cannot continue an identifier.
+inline size_t identifier_end(const char* t, size_t i, size_t end, bool& non_ascii) {
+#if defined(__SSE2__)
+  const __m128i a = _mm_set1_epi8('a'), z = _mm_set1_epi8(25), zero = _mm_set1_epi8('0'),
+                nine = _mm_set1_epi8(9), under = _mm_set1_epi8('_'), low = _mm_set1_epi8(0x20);
+  while (i + 16 <= end) {
+    __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(t + i));
+    __m128i l = _mm_sub_epi8(_mm_or_si128(x, low), a);
+    __m128i letter = _mm_cmpeq_epi8(_mm_min_epu8(l, z), l);
+    __m128i d = _mm_sub_epi8(x, zero);
+    __m128i digit = _mm_cmpeq_epi8(_mm_min_epu8(d, nine), d);
+    __m128i ok = _mm_or_si128(_mm_or_si128(letter, digit), _mm_cmpeq_epi8(x, under));
+    unsigned high = static_cast<unsigned>(_mm_movemask_epi8(x));
+    unsigned bits = static_cast<unsigned>(_mm_movemask_epi8(ok)) | high;
+    if (bits != 0xFFFF) {
+      unsigned n = static_cast<unsigned>(__builtin_ctz(~bits));
+      if (high & ((1u << n) - 1)) non_ascii = true;
+      return i + n;
+    }
+    if (high) non_ascii = true;
+    i += 16;
+  }
+#endif
+  while (i < end && is_id_byte(static_cast<unsigned char>(t[i]))) {
+    non_ascii |= static_cast<unsigned char>(t[i]) >= 0x80;
+    ++i;
+  }
+  return i;
+}
+
+// Index of the first byte in [i, end) equal to a, b, c or d (end if none). Comments and string
+// bodies are most of the bytes of real source, so they are skipped sixteen bytes at a time.
+inline size_t find_any4(const char* t, size_t i, size_t end, char a, char b, char c, char d) {
+#if defined(__SSE2__)
+  const __m128i va = _mm_set1_epi8(a), vb = _mm_set1_epi8(b), vc = _mm_set1_epi8(c),
+                vd = _mm_set1_epi8(d);
+  while (i + 16 <= end) {
+    __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(t + i));
+    __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, va), _mm_cmpeq_epi8(x, vb)),
+                             _mm_or_si128(_mm_cmpeq_epi8(x, vc), _mm_cmpeq_epi8(x, vd)));
+    int bits = _mm_movemask_epi8(m);
+    if (bits) return i + static_cast<size_t>(__builtin_ctz(static_cast<unsigned>(bits)));
+    i += 16;
+  }
+#endif
+  while (i < end && t[i] != a && t[i] != b && t[i] != c && t[i] != d) ++i;
+  return i;
+}
+
+constexpr int kMaxIndent = 100;  // CPython's MAXINDENT
+constexpr size_t kMaxLevel = 200;  // CPython's MAXLEVEL of nested brackets
+
+// Keywords by length, then a memcmp against the few of that length: identifiers are the
+// most common token, so this is on the hot path.
+Kw keyword(std::string_view w) {
+  const char* d = w.data();
+  switch (w.size()) {
+    case 2:
+      if (std::memcmp(d, "as", 2) == 0) return kKwAs;
+      if (std::memcmp(d, "if", 2) == 0) return kKwIf;
+      if (std::memcmp(d, "in", 2) == 0) return kKwIn;
+      if (std::memcmp(d, "is", 2) == 0) return kKwIs;
+      if (std::memcmp(d, "or", 2) == 0) return kKwOr;
+      return kNotKw;
+    case 3:
+      if (std::memcmp(d, "and", 3) == 0) return kKwAnd;
+      if (std::memcmp(d, "def", 3) == 0) return kKwDef;
+      if (std::memcmp(d, "del", 3) == 0) return kKwDel;
+      if (std::memcmp(d, "for", 3) == 0) return kKwFor;
+      if (std::memcmp(d, "not", 3) == 0) return kKwNot;
+      if (std::memcmp(d, "try", 3) == 0) return kKwTry;
+      return kNotKw;
+    case 4:
+      if (std::memcmp(d, "None", 4) == 0) return kKwNone;
+      if (std::memcmp(d, "True", 4) == 0) return kKwTrue;
+      if (std::memcmp(d, "elif", 4) == 0) return kKwElif;
+      if (std::memcmp(d, "else", 4) == 0) return kKwElse;
+      if (std::memcmp(d, "from", 4) == 0) return kKwFrom;
+      if (std::memcmp(d, "pass", 4) == 0) return kKwPass;
+      if (std::memcmp(d, "with", 4) == 0) return kKwWith;
+      return kNotKw;
+    case 5:
+      if (std::memcmp(d, "False", 5) == 0) return kKwFalse;
+      if (std::memcmp(d, "async", 5) == 0) return kKwAsync;
+      if (std::memcmp(d, "await", 5) == 0) return kKwAwait;
+      if (std::memcmp(d, "break", 5) == 0) return kKwBreak;
+      if (std::memcmp(d, "class", 5) == 0) return kKwClass;
+      if (std::memcmp(d, "raise", 5) == 0) return kKwRaise;
+      if (std::memcmp(d, "while", 5) == 0) return kKwWhile;
+      if (std::memcmp(d, "yield", 5) == 0) return kKwYield;
+      return kNotKw;
+    case 6:
+      if (std::memcmp(d, "assert", 6) == 0) return kKwAssert;
+      if (std::memcmp(d, "except", 6) == 0) return kKwExcept;
+      if (std::memcmp(d, "global", 6) == 0) return kKwGlobal;
+      if (std::memcmp(d, "import", 6) == 0) return kKwImport;
+      if (std::memcmp(d, "lambda", 6) == 0) return kKwLambda;
+      if (std::memcmp(d, "return", 6) == 0) return kKwReturn;
+      return kNotKw;
+    case 7:
+      if (std::memcmp(d, "finally", 7) == 0) return kKwFinally;
+      return kNotKw;
+    case 8:
+      if (std::memcmp(d, "continue", 8) == 0) return kKwContinue;
+      if (std::memcmp(d, "nonlocal", 8) == 0) return kKwNonlocal;
+      return kNotKw;
+    default:
+      return kNotKw;
+  }
+}
+
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_hex(char c) { return is_digit(c) || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f'); }
+
+
+bool valid_prefix(std::string_view p) {
+  auto low = [](char c) { return static_cast<char>(c | 0x20); };
+  if (p.size() == 1) {
+    char c = low(p[0]);
+    return c == 'b' || c == 'r' || c == 'u' || c == 'f';
+  }
+  if (p.size() == 2) {
+    char a = low(p[0]), b = low(p[1]);
+    if (a > b) std::swap(a, b);
+    return (a == 'b' && b == 'r') || (a == 'f' && b == 'r');
+  }
+  return false;
+}
+
+uint8_t prefix_flags(std::string_view p) {
+  uint8_t f = 0;
+  for (char c : p) {
+    switch (c | 0x20) {
+      case 'f': f |= kStrF; break;
+      case 'b': f |= kStrB; break;
+      case 'r': f |= kStrR; break;
+      case 'u': f |= kStrU; break;
+    }
+  }
+  return f;
+}
+
+class Lexer {
+ public:
+  Lexer(std::string_view text, size_t begin, size_t end, bool expr, std::vector<Token>& out,
+        LexError& err)
+      : t_(text), p_(begin), end_(end), expr_(expr), out_(out), err_(err), line_start_(begin) {}
+
+  bool run() {
+    bool atbol = !expr_;
+    bool blank = false;
+    while (true) {
+      if (atbol) {
+        atbol = false;
+        uint32_t col = 0, altcol = 0;
+        {
+          size_t q = p_;
+          while (q + 8 <= end_ && std::memcmp(t_.data() + q, "        ", 8) == 0) q += 8;
+          col = altcol = static_cast<uint32_t>(q - p_);
+          p_ = q;
+        }
+        while (p_ < end_) {
+          char c = t_[p_];
+          if (c == ' ') {
+            ++col, ++altcol;
+          } else if (c == '\t') {
+            col = (col / 8 + 1) * 8;
+            ++altcol;
+          } else if (c == '\f') {
+            col = altcol = 0;
+          } else {
+            break;
+          }
+          ++p_;
+        }
+        blank = p_ >= end_ || t_[p_] == '#' || t_[p_] == '\n' || t_[p_] == '\r';
+        if (!blank && parens_.empty() && !indentation(col, altcol)) return false;
+      }
+      if (p_ >= end_) return at_eof();
+      auto c = static_cast<unsigned char>(t_[p_]);
+      switch (kClass.v[c]) {
+        case kSpace:
+          ++p_;
+          continue;
+        case kHash:
+          p_ = find_any4(t_.data(), p_, end_, '\n', '\r', '\n', '\r');
+          continue;
+        case kEol:
+          if (!expr_ && !blank && parens_.empty()) emit(Tok::Newline, p_, 1);
+          eat_newline();
+          atbol = !expr_;
+          continue;
+        case kBackslash: {
+          size_t q = p_ + 1;
+          if (q >= end_) return fail(p_, "unexpected end of file after a line continuation");
+          if (t_[q] != '\n' && t_[q] != '\r')
+            return fail(p_, "unexpected character after line continuation character");
+          p_ = q;
+          eat_newline();
+          if (p_ >= end_) return fail(q, "unexpected end of file after a line continuation");
+          continue;
+        }
+        case kIdent:
+          if (!name_or_string()) return false;
+          continue;
+        case kDigit:
+          if (!number()) return false;
+          continue;
+        case kChDot:
+          if (p_ + 1 < end_ && is_digit(t_[p_ + 1])) {
+            if (!number()) return false;
+            continue;
+          }
+          break;
+        case kQuote:
+          if (!string(p_, 0)) return false;
+          continue;
+        default:
+          break;
+      }
+      if (!op()) return false;
+    }
+  }
+
+ private:
+  bool fail(size_t pos, std::string msg) {
+    err_.line = line_;
+    err_.col = static_cast<uint32_t>(pos >= line_start_ ? pos - line_start_ : 0);
+    err_.message = std::move(msg);
+    return false;
+  }
+  bool fail_at(uint32_t line, uint32_t col, std::string msg) {
+    err_.line = line;
+    err_.col = col;
+    err_.message = std::move(msg);
+    return false;
+  }
+
+  __attribute__((always_inline)) void emit(Tok type, size_t start, size_t len, uint8_t sub = 0,
+                                          uint8_t prefix = 0) {
+    emit_at(type, start, len, line_, static_cast<uint32_t>(start - line_start_), sub, prefix);
+  }
+  __attribute__((always_inline)) void emit_at(Tok type, size_t start, size_t len, uint32_t line,
+                                             uint32_t col, uint8_t sub, uint8_t prefix) {
+    out_.push_back(Token{static_cast<uint32_t>(start), static_cast<uint32_t>(len), line, col, 0,
+                         type, sub, prefix, 0});
+  }
+
+  void eat_newline() {
+    if (t_[p_] == '\r' && p_ + 1 < end_ && t_[p_ + 1] == '\n') ++p_;
+    ++p_;
+    ++line_;
+    line_start_ = p_;
+  }
+
+  bool indentation(uint32_t col, uint32_t altcol) {
+    if (col == ind_[indent_]) {
+      if (altcol != alt_[indent_]) return fail(p_, "inconsistent use of tabs and spaces in indentation");
+    } else if (col > ind_[indent_]) {
+      if (indent_ + 1 >= kMaxIndent) return fail(p_, "too many levels of indentation");
+      if (altcol <= alt_[indent_]) return fail(p_, "inconsistent use of tabs and spaces in indentation");
+      ++indent_;
+      ind_[indent_] = col;
+      alt_[indent_] = altcol;
+      emit(Tok::Indent, p_, 0);
+    } else {
+      while (indent_ > 0 && col < ind_[indent_]) {
+        --indent_;
+        emit(Tok::Dedent, p_, 0);
+      }
+      if (col != ind_[indent_]) return fail(p_, "unindent does not match any outer indentation level");
+      if (altcol != alt_[indent_]) return fail(p_, "inconsistent use of tabs and spaces in indentation");
+    }
+    return true;
+  }
+
+  bool at_eof() {
+    if (!parens_.empty() && !expr_) {
+      const Token& o = out_[parens_.back()];
+      return fail_at(o.line, o.col, "'" + std::string(1, t_[o.start]) + "' was never closed");
+    }
+    if (expr_) {
+      if (!parens_.empty()) return fail(p_, "unclosed bracket in f-string expression");
+      return true;
+    }
+    if (!out_.empty() && out_.back().type != Tok::Newline) emit(Tok::Newline, p_, 0);
+    while (indent_ > 0) {
+      --indent_;
+      emit(Tok::Dedent, p_, 0);
+    }
+    emit(Tok::End, p_, 0);
+    return true;
+  }
+
+  bool name_or_string() {
+    char c0 = static_cast<char>(t_[p_] | 0x20);
+    bool maybe_prefix = c0 == 'b' || c0 == 'r' || c0 == 'u' || c0 == 'f';
+    for (size_t k = 2; maybe_prefix && k >= 1; --k) {
+      if (p_ + k < end_ && (t_[p_ + k] == '\'' || t_[p_ + k] == '"') &&
+          valid_prefix(t_.substr(p_, k))) {
+        bool all_letters = true;
+        for (size_t i = 0; i < k; ++i) all_letters &= ((t_[p_ + i] | 0x20) >= 'a' && (t_[p_ + i] | 0x20) <= 'z');
+        if (all_letters) return string(p_, k);
+      }
+    }
+    size_t s = p_;
+    bool non_ascii = false;
+    p_ = identifier_end(t_.data(), p_, end_, non_ascii);
+    if (non_ascii) {
+      size_t i = s;
+      bool first = true;
+      while (i < p_) {
+        uint32_t cp;
+        size_t n = utf8_decode(t_, i, cp);
+        if (!(first ? is_xid_start(cp) : is_xid_continue(cp))) {
+          char buf[64];
+          std::snprintf(buf, sizeof buf, "invalid character U+%04X in identifier", cp);
+          return fail(i, buf);
+        }
+        first = false;
+        i += n;
+      }
+    }
+    uint8_t kw = non_ascii ? kNotKw : keyword(t_.substr(s, p_ - s));
+    emit(Tok::Name, s, p_ - s, kw, non_ascii ? 1 : 0);
+    return true;
+  }
+
+  bool string(size_t s, size_t prefix_len) {
+    uint8_t flags = prefix_flags(t_.substr(s, prefix_len));
+    uint32_t sline = line_;
+    auto scol = static_cast<uint32_t>(s - line_start_);
+    size_t q = s + prefix_len;
+    char quote = t_[q];
+    bool triple = q + 2 < end_ && t_[q + 1] == quote && t_[q + 2] == quote;
+    size_t i = q + (triple ? 3 : 1);
+    const char* unterminated =
+        triple ? "unterminated triple-quoted string literal" : "unterminated string literal";
+    while (true) {
+      i = find_any4(t_.data(), i, end_, quote, '\\', '\n', '\r');
+      if (i >= end_) return fail_at(sline, scol, unterminated);
+      char c = t_[i];
+      if (c == '\\') {
+        ++i;
+        if (i >= end_) continue;
+        if (t_[i] == '\n' || t_[i] == '\r') {
+          p_ = i;
+          eat_newline();
+          i = p_;
+        } else {
+          ++i;
+        }
+        continue;
+      }
+      if (c == '\n' || c == '\r') {
+        if (!triple) return fail_at(sline, scol, unterminated);
+        p_ = i;
+        eat_newline();
+        i = p_;
+        continue;
+      }
+      if (c == quote) {
+        if (!triple) {
+          ++i;
+          break;
+        }
+        if (i + 2 < end_ && t_[i + 1] == quote && t_[i + 2] == quote) {
+          i += 3;
+          break;
+        }
+      }
+      ++i;
+    }
+    if (flags & kStrB) {
+      for (size_t k = q; k < i; ++k)
+        if (static_cast<unsigned char>(t_[k]) >= 0x80)
+          return fail_at(sline, scol, "bytes can only contain ASCII literal characters");
+    }
+    p_ = i;
+    emit_at(Tok::String, s, i - s, sline, scol,
+            static_cast<uint8_t>(flags | (triple ? kStrTriple : 0)), static_cast<uint8_t>(prefix_len));
+    return true;
+  }
+
+  bool digit_at(size_t i) const { return i < end_ && is_digit(t_[i]); }
+
+  bool decimal_tail() {
+    while (true) {
+      while (digit_at(p_)) ++p_;
+      if (p_ < end_ && t_[p_] == '_') {
+        ++p_;
+        if (!digit_at(p_)) return fail(p_, "invalid decimal literal");
+      } else {
+        return true;
+      }
+    }
+  }
+
+  // CPython's verify_end_of_number(): a number may be followed directly by a keyword that
+  // can follow an expression, but by no other identifier character.
+  bool end_of_number(const char* kind) {
+    if (p_ >= end_ || !is_id_byte(static_cast<unsigned char>(t_[p_]))) return true;
+    static const char* const kOk[] = {"and", "else", "for", "if", "in", "is", "not", "or"};
+    std::string_view rest = t_.substr(p_, end_ - p_);
+    for (const char* k : kOk)
+      if (rest.substr(0, std::strlen(k)) == k) return true;
+    return fail(p_, std::string("invalid ") + kind + " literal");
+  }
+
+  bool exponent_and_imaginary(size_t s) {
+    if (p_ < end_ && (t_[p_] | 0x20) == 'e') {
+      size_t q = p_ + 1;
+      bool sign = q < end_ && (t_[q] == '+' || t_[q] == '-');
+      if (sign) ++q;
+      if (digit_at(q)) {
+        p_ = q;
+        if (!decimal_tail()) return false;
+      } else if (sign) {
+        return fail(q, "invalid decimal literal");
+      } else {
+        if (!end_of_number("decimal")) return false;
+        emit(Tok::Number, s, p_ - s);
+        return true;
+      }
+    }
+    if (p_ < end_ && (t_[p_] | 0x20) == 'j') ++p_;
+    if (!end_of_number("decimal")) return false;
+    emit(Tok::Number, s, p_ - s);
+    return true;
+  }
+
+  bool fraction(size_t s) {
+    ++p_;  // the '.'
+    if (digit_at(p_) && !decimal_tail()) return false;
+    return exponent_and_imaginary(s);
+  }
+
+  bool radix(size_t s, int base, const char* kind) {
+    auto ok = [&](char c) {
+      return base == 16 ? is_hex(c) : base == 8 ? (c >= '0' && c <= '7') : (c == '0' || c == '1');
+    };
+    ++p_;  // the x, o or b
+    do {
+      if (p_ < end_ && t_[p_] == '_') ++p_;
+      if (p_ >= end_ || !ok(t_[p_])) {
+        if (p_ < end_ && is_digit(t_[p_])) return fail(p_, std::string("invalid digit in ") + kind + " literal");
+        return fail(p_, std::string("invalid ") + kind + " literal");
+      }
+      while (p_ < end_ && ok(t_[p_])) ++p_;
+    } while (p_ < end_ && t_[p_] == '_');
+    if (p_ < end_ && is_digit(t_[p_])) return fail(p_, std::string("invalid digit in ") + kind + " literal");
+    if (!end_of_number(kind)) return false;
+    emit(Tok::Number, s, p_ - s);
+    return true;
+  }
+
+  bool number() {
+    size_t s = p_;
+    char c = t_[p_];
+    if (c == '.') return fraction(s);
+    if (c == '0') {
+      ++p_;
+      char x = p_ < end_ ? static_cast<char>(t_[p_] | 0x20) : 0;
+      if (x == 'x') return radix(s, 16, "hexadecimal");
+      if (x == 'o') return radix(s, 8, "octal");
+      if (x == 'b') return radix(s, 2, "binary");
+      bool nonzero = false;
+      while (p_ < end_ && t_[p_] == '0') {
+        ++p_;
+        if (p_ < end_ && t_[p_] == '_') {
+          ++p_;
+          if (!digit_at(p_)) return fail(p_, "invalid decimal literal");
+        }
+      }
+      if (p_ < end_ && t_[p_] == '_') {
+        ++p_;
+        if (!digit_at(p_)) return fail(p_, "invalid decimal literal");
+      }
+      if (digit_at(p_)) {
+        nonzero = true;
+        if (!decimal_tail()) return false;
+      }
+      if (p_ < end_ && t_[p_] == '.') return fraction(s);
+      if (p_ < end_ && ((t_[p_] | 0x20) == 'e' || (t_[p_] | 0x20) == 'j'))
+        return exponent_and_imaginary(s);
+      if (nonzero)
+        return fail(s, "leading zeros in decimal integer literals are not permitted; use an 0o "
+                       "prefix for octal integers");
+      if (!end_of_number("decimal")) return false;
+      emit(Tok::Number, s, p_ - s);
+      return true;
+    }
+    if (!decimal_tail()) return false;
+    if (p_ < end_ && t_[p_] == '.') return fraction(s);
+    return exponent_and_imaginary(s);
+  }
+
+  bool open(size_t s, Op o) {
+    if (parens_.size() >= kMaxLevel) return fail(s, "too many nested parentheses");
+    parens_.push_back(static_cast<uint32_t>(out_.size()));
+    emit(Tok::Op, s, 1, o);
+    ++p_;
+    return true;
+  }
+
+  bool close(size_t s, Op o, char want) {
+    if (parens_.empty()) return fail(s, std::string("unmatched '") + t_[s] + "'");
+    uint32_t oi = parens_.back();
+    if (t_[out_[oi].start] != want)
+      return fail(s, std::string("closing parenthesis '") + t_[s] +
+                         "' does not match opening parenthesis '" + t_[out_[oi].start] + "'");
+    parens_.pop_back();
+    out_[oi].pair = static_cast<uint32_t>(out_.size());
+    emit(Tok::Op, s, 1, o);
+    out_.back().pair = oi;
+    ++p_;
+    return true;
+  }
+
+  bool op() {
+    size_t s = p_;
+    auto at = [&](size_t k) -> char { return s + k < end_ ? t_[s + k] : '\0'; };
+    char c = t_[s];
+    Op o = kOpOther;
+    size_t n = 1;
+    switch (c) {
+      case '(': return open(s, kLpar);
+      case '[': return open(s, kLsqb);
+      case '{': return open(s, kLbrace);
+      case ')': return close(s, kRpar, '(');
+      case ']': return close(s, kRsqb, '[');
+      case '}': return close(s, kRbrace, '{');
+      case '.':
+        if (at(1) == '.' && at(2) == '.') o = kEllipsis, n = 3;
+        else o = kDot;
+        break;
+      case ',': o = kComma; break;
+      case ';': o = kSemi; break;
+      case '~': break;
+      case ':':
+        if (at(1) == '=') o = kWalrus, n = 2;
+        else o = kColon;
+        break;
+      case '=':
+        if (at(1) == '=') n = 2;
+        else o = kEqual;
+        break;
+      case '*':
+        if (at(1) == '*') n = at(2) == '=' ? 3 : 2, o = n == 2 ? kDoubleStar : kOpOther;
+        else if (at(1) == '=') n = 2;
+        else o = kStar;
+        break;
+      case '@':
+        if (at(1) == '=') n = 2;
+        else o = kAt;
+        break;
+      case '-':
+        if (at(1) == '>') o = kArrow, n = 2;
+        else if (at(1) == '=') n = 2;
+        break;
+      case '!':
+        if (at(1) != '=') return fail(s, "invalid syntax: '!' is not an operator");
+        n = 2;
+        break;
+      case '<':
+        if (at(1) == '>') return fail(s, "invalid syntax: '<>' is not an operator in Python 3");
+        if (at(1) == '<') n = at(2) == '=' ? 3 : 2;
+        else if (at(1) == '=') n = 2;
+        break;
+      case '>':
+        if (at(1) == '>') n = at(2) == '=' ? 3 : 2;
+        else if (at(1) == '=') n = 2;
+        break;
+      case '/':
+        if (at(1) == '/') n = at(2) == '=' ? 3 : 2;
+        else if (at(1) == '=') n = 2;
+        break;
+      case '+': case '%': case '&': case '|': case '^':
+        if (at(1) == '=') n = 2;
+        break;
+      default: {
+        char buf[64];
+        auto u = static_cast<unsigned char>(c);
+        if (u >= 0x20 && u < 0x7F) std::snprintf(buf, sizeof buf, "invalid character '%c'", c);
+        else std::snprintf(buf, sizeof buf, "invalid non-printable character U+%04X", u);
+        return fail(s, buf);
+      }
+    }
+    emit(Tok::Op, s, n, o);
+    p_ += n;
+    return true;
+  }
+
+  std::string_view t_;
+  size_t p_, end_;
+  bool expr_;
+  std::vector<Token>& out_;
+  LexError& err_;
+  uint32_t line_ = 1;
+  size_t line_start_;
+  std::vector<uint32_t> parens_;
+  uint32_t ind_[kMaxIndent + 1] = {0};
+  uint32_t alt_[kMaxIndent + 1] = {0};
+  int indent_ = 0;
+};
+
+}  // namespace
+
+bool lex(std::string_view text, size_t begin, size_t end, bool expression_mode,
+         std::vector<Token>& out, LexError& err, Stats& stats) {
+  size_t before = out.size();
+  Lexer lx(text, begin, end, expression_mode, out, err);
+  bool ok = lx.run();
+  stats.tokens += out.size() - before;
+  stats.steps += (end - begin) + (out.size() - before);
+  return ok;
+}
+
+}  // namespace warden::scan

@@ -1,0 +1,19 @@
+// The rules: walks the token stream with just enough grammar to know, for every identifier,
+// what ast would make of it (a Name, an attribute, a parameter, a keyword argument, an import,
+// a match-pattern capture...), and reports what the policy forbids.
+#pragma once
+
+#include <string_view>
+#include <vector>
+
+#include "scan/lexer.h"
+#include "scan/scan.h"
+
+namespace warden::scan {
+
+// Applies the rules to a complete token stream of text. Returns false on input that Python
+// would refuse to parse (err is set); findings are then meaningless.
+bool apply_rules(std::string_view text, const std::vector<Token>& tokens, const Policy& policy,
+                 std::vector<Finding>& findings, LexError& err, Stats& stats);
+
+}  // namespace warden::scan
