@@ -312,12 +312,16 @@ def test_many_cycles_leave_nothing_behind(drv):
     parents = [os.path.dirname(d) for d in _dirs(first)]
     first.destroy()
     fds = _fd_count()
+    used = []
     for _ in range(500):
         c = drv.create(64 * MiB, 16, 1.0)
+        used += _dirs(c)
         c.destroy()
     assert _fd_count() == fds
-    for parent in parents:
-        assert [n for n in os.listdir(parent) if n.startswith("sb-")] == []
+    # Other users of the driver in this process (a pool of ready cgroups) may own sb-* dirs in
+    # the same parents; the ones made here must all be gone.
+    assert [d for d in used if os.path.exists(d)] == []
+    assert all(os.path.dirname(d) in parents for d in used)
 
 
 def test_sweep_removes_only_dead_owners_empty_dirs(drv, cg):

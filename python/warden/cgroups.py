@@ -306,7 +306,27 @@ class CgroupDriver:
         return f"sb-{next(_SEQ)}"
 
 
-def _sweep_base(base: str, leaf_first: bool = True) -> list[str]:
+def _remove_parent(parent: str) -> None:
+    """At exit: remove this process's parent and its empty leaves (ready cgroups that a pool
+    never handed out). A leaf that still holds processes stays, and so does the parent; the
+    next warden's sweep() removes them once they are empty, as the owner is then dead."""
+    try:
+        names = os.listdir(parent)
+    except FileNotFoundError:
+        return
+    for n in names:
+        if n.startswith("sb-"):
+            try:
+                os.rmdir(os.path.join(parent, n))
+            except OSError:
+                pass  # busy or gone: left for sweep(), see above
+    try:
+        os.rmdir(parent)
+    except OSError:
+        pass  # busy or gone: left for sweep(), see above
+
+
+def _sweep_base(base: str) -> list[str]:
     """Remove empty warden-<pid>-<start> dirs below ``base`` whose owner is dead."""
     removed: list[str] = []
     try:
@@ -580,10 +600,7 @@ class V1Driver(CgroupDriver):
 
     def close(self) -> None:
         for p in self._parents.values():
-            try:
-                os.rmdir(p)
-            except OSError:
-                pass  # sandboxes still alive or already gone; sweep() handles leftovers
+            _remove_parent(p)
         self._parents.clear()
 
 
@@ -833,10 +850,7 @@ class V2Driver(CgroupDriver):
 
     def close(self) -> None:
         if self._parent is not None:
-            try:
-                os.rmdir(self._parent)
-            except OSError:
-                pass  # sandboxes still alive or already gone; sweep() handles leftovers
+            _remove_parent(self._parent)
             self._parent = None
 
 

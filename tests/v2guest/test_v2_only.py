@@ -249,9 +249,11 @@ def test_delegation_to_an_unprivileged_subtree(drv, tmp_path):
 def test_nothing_left_after_many_runs_with_processes(drv):
     before = set(os.listdir(ROOT))
     parent = None
+    used = []
     fds = len(os.listdir("/proc/self/fd"))
     for _ in range(60):
         c = drv.create(32 * MiB, 8, 1.0)
+        used.append(c.path)
         parent = os.path.dirname(c.path)
         p = subprocess.Popen(["/bin/sh", "-c", "read x; sleep 600 & sleep 600"],
                              stdin=subprocess.PIPE)
@@ -262,5 +264,5 @@ def test_nothing_left_after_many_runs_with_processes(drv):
         p.wait(timeout=60)
         p.stdin.close()
     assert len(os.listdir("/proc/self/fd")) == fds
-    assert [n for n in os.listdir(parent) if n.startswith("sb-")] == []
+    assert [p for p in used if os.path.exists(p)] == []
     assert set(os.listdir(ROOT)) <= before | {os.path.basename(parent)}
