@@ -501,6 +501,7 @@ class Analyzer {
     const Token& tk = T_[i];
     if (!atom(tk, true)) return false;
     if (i == 0 || T_[i - 1].type != Tok::String) group_ = i;
+    else if ((T_[group_].sub ^ tk.sub) & kStrB) return fail(tk, "cannot mix bytes and nonbytes literals");
     if (!(tk.sub & kStrF)) return true;
     if (depth_ >= kMaxFstringDepth) return fail(tk, "f-strings nested too deeply");
     size_t q = (tk.sub & kStrTriple) ? 3 : 1;

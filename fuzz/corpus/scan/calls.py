@@ -1,0 +1,5 @@
+__import__('os')
+importlib.import_module(n)
+getattr(x, '__class__')
+setattr(x, *a)
+eval(compile('1', 's', 'eval'))

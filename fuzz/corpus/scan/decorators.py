@@ -1,0 +1,3 @@
+@eval
+@a.b(c=exec)
+class K(metaclass=M, **kw): pass
