@@ -72,6 +72,9 @@ struct SpawnConfig {
 
   // Filesystem.
   std::vector<MountOp> mounts;
+  // mounts[0, writable_at) come before the writable area, the rest after: read-only binds go
+  // on top of it, so a host path below /tmp (a Python in a virtualenv there) stays visible.
+  size_t writable_at = 0;
   std::vector<WritableDir> writable;
   uint64_t disk_bytes = 64ull << 20;
   std::string writable_staging;  // where the writable tmpfs is mounted before binding

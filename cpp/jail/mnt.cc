@@ -111,6 +111,57 @@ int plan_root(const RootSpec& spec, SpawnConfig* cfg, std::string* what) {
   cfg->writable.clear();
   std::vector<std::string> made;
 
+  // Phase A: /dev, and the mount points of the writable area.
+  add(cfg, MountKind::kDir, {}, "/dev");
+  made.push_back("/dev");
+  add(cfg, MountKind::kTmpfs, {}, "/dev", "mode=0755,size=64k,nr_inodes=64,uid=0,gid=0");
+  for (const char* n : kDevNodes) {
+    add(cfg, MountKind::kBindDev, std::string("/dev/") + n, std::string("/dev/") + n, {}, 0666,
+        false, false);
+  }
+  add(cfg, MountKind::kSymlink, {}, "/dev/fd", "/proc/self/fd");
+  add(cfg, MountKind::kSymlink, {}, "/dev/stdin", "/proc/self/fd/0");
+  add(cfg, MountKind::kSymlink, {}, "/dev/stdout", "/proc/self/fd/1");
+  add(cfg, MountKind::kSymlink, {}, "/dev/stderr", "/proc/self/fd/2");
+  add(cfg, MountKind::kDir, {}, "/dev/shm", {}, 01777);
+
+  // One tmpfs for every writable directory, so that /workspace, /tmp and /dev/shm share one
+  // quota.
+  std::vector<std::pair<std::string, unsigned>> writable = spec.writable;
+  bool has_tmp = false, has_shm = false;
+  for (auto& [p, m] : writable) {
+    has_tmp = has_tmp || p == "/tmp";
+    has_shm = has_shm || p == "/dev/shm";
+  }
+  if (writable.empty()) writable.emplace_back("/workspace", 0755);
+  if (!has_tmp) writable.emplace_back("/tmp", 01777);
+  if (!has_shm) writable.emplace_back("/dev/shm", 01777);
+  add(cfg, MountKind::kDir, {}, "/.rw", {}, 0700);
+  cfg->writable_staging = std::string(kStagingRoot) + "/.rw";
+  // Targets inside a read-only bind (a plugin's data/ in its read-only directory) are made
+  // after that bind, in phase C; the rest now.
+  std::vector<std::string> late;
+  for (auto& [src, dst] : spec.ro_binds) late.push_back(dst);
+  for (auto& p : spec.ro_paths) late.push_back(p);
+  auto under_late = [&](const std::string& path) {
+    for (auto& l : late) {
+      if (path.size() > l.size() && path.compare(0, l.size(), l) == 0 && path[l.size()] == '/')
+        return true;
+    }
+    return false;
+  };
+  int n = 0;
+  for (auto& [path, mode] : writable) {
+    if (path != "/dev/shm" && !under_late(path)) {
+      add_parents(cfg, path, &made);
+      made.push_back(path);
+      add(cfg, MountKind::kDir, {}, path, {}, 0755);
+    }
+    cfg->writable.push_back({"d" + std::to_string(n++), std::string(kStagingRoot) + path, mode});
+  }
+  cfg->writable_at = cfg->mounts.size();
+
+  // Phase C (phase B, the writable area, is carried out by the child between the two):
   // /usr and the merged-/usr links (or directories, on hosts that still have them).
   int rc = bind_ro(cfg, "/usr", "/usr", &made, what);
   if (rc < 0) return rc;
@@ -119,12 +170,12 @@ int plan_root(const RootSpec& spec, SpawnConfig* cfg, std::string* what) {
     if (lstat(top, &st) != 0) continue;
     if (S_ISLNK(st.st_mode)) {
       char target[256];
-      ssize_t n = readlink(top, target, sizeof target - 1);
-      if (n < 0) {
+      ssize_t len = readlink(top, target, sizeof target - 1);
+      if (len < 0) {
         *what = top;
         return -errno;
       }
-      target[n] = '\0';
+      target[len] = '\0';
       add(cfg, MountKind::kSymlink, {}, top, target);
     } else if (S_ISDIR(st.st_mode)) {
       rc = bind_ro(cfg, top, top, &made, what);
@@ -160,44 +211,16 @@ int plan_root(const RootSpec& spec, SpawnConfig* cfg, std::string* what) {
     rc = bind_ro(cfg, src, dst, &made, what);
     if (rc < 0) return rc;
   }
+  // Writable targets inside a read-only bind: their mount point must already exist there.
+  for (auto& [path, mode] : writable) {
+    if (path != "/dev/shm" && under_late(path)) add(cfg, MountKind::kDir, {}, path, {}, 0755);
+  }
 
   add(cfg, MountKind::kDir, {}, "/proc", {}, 0555);
   add(cfg, MountKind::kProc, {}, "/proc");
   for (const char* p : kProcMasked) add(cfg, MountKind::kMask, {}, p, {}, 0, true);
   for (const char* p : kProcReadOnly) add(cfg, MountKind::kReadOnly, {}, p, {}, 0, true);
 
-  add(cfg, MountKind::kDir, {}, "/dev");
-  add(cfg, MountKind::kTmpfs, {}, "/dev", "mode=0755,size=64k,nr_inodes=64,uid=0,gid=0");
-  for (const char* n : kDevNodes) {
-    add(cfg, MountKind::kBindDev, std::string("/dev/") + n, std::string("/dev/") + n, {}, 0666,
-        false, false);
-  }
-  add(cfg, MountKind::kSymlink, {}, "/dev/fd", "/proc/self/fd");
-  add(cfg, MountKind::kSymlink, {}, "/dev/stdin", "/proc/self/fd/0");
-  add(cfg, MountKind::kSymlink, {}, "/dev/stdout", "/proc/self/fd/1");
-  add(cfg, MountKind::kSymlink, {}, "/dev/stderr", "/proc/self/fd/2");
-  add(cfg, MountKind::kDir, {}, "/dev/shm", {}, 01777);
-
-  // The writable area: one tmpfs, so that /workspace, /tmp and /dev/shm share one quota.
-  std::vector<std::pair<std::string, unsigned>> writable = spec.writable;
-  bool has_tmp = false, has_shm = false;
-  for (auto& [p, m] : writable) {
-    has_tmp = has_tmp || p == "/tmp";
-    has_shm = has_shm || p == "/dev/shm";
-  }
-  if (writable.empty()) writable.emplace_back("/workspace", 0755);
-  if (!has_tmp) writable.emplace_back("/tmp", 01777);
-  if (!has_shm) writable.emplace_back("/dev/shm", 01777);
-  add(cfg, MountKind::kDir, {}, "/.rw", {}, 0700);
-  cfg->writable_staging = std::string(kStagingRoot) + "/.rw";
-  int n = 0;
-  for (auto& [path, mode] : writable) {
-    if (path != "/dev/shm") {
-      add_parents(cfg, path, &made);
-      add(cfg, MountKind::kDir, {}, path, {}, 0755);
-    }
-    cfg->writable.push_back({"d" + std::to_string(n++), std::string(kStagingRoot) + path, mode});
-  }
   cfg->inside_id = spec.inside_id;
   cfg->hostname = spec.hostname;
   return number_sources(cfg, what);
@@ -269,7 +292,8 @@ int apply(const MountOp& op, const int* fds) {
   const char* t = op.target.c_str();
   switch (op.kind) {
     case MountKind::kDir:
-      if (mkdir(t, op.mode) != 0 && errno != EEXIST) return -errno;
+      if (mkdir(t, op.mode) != 0) return errno == EEXIST ? 0 : -errno;
+      // The mode given to mkdir() is filtered by the umask inherited from the host.
       if (chmod(t, op.mode) != 0) return -errno;
       return 0;
     case MountKind::kFile:
@@ -360,6 +384,36 @@ void close_sources(int* fds) {
   }
 }
 
+// "a/b" into out, without snprintf (not async-signal-safe). Returns false when it does not fit.
+bool join(const char* a, const char* b, char* out, size_t size) {
+  size_t la = strlen(a), lb = strlen(b);
+  if (la + 1 + lb + 1 > size) return false;
+  memcpy(out, a, la);
+  out[la] = '/';
+  memcpy(out + la + 1, b, lb + 1);
+  return true;
+}
+
+// Phase B: the quota'd tmpfs, one directory per writable path, bound into place.
+int setup_writable(const SpawnConfig& cfg, Step* step) {
+  *step = Step::kWritableArea;
+  const char* stage = cfg.writable_staging.c_str();
+  if (mount("tmpfs", stage, "tmpfs", MS_NOSUID | MS_NODEV, cfg.writable_opts.c_str()) != 0) {
+    return -errno;
+  }
+  char path[512];
+  for (const WritableDir& w : cfg.writable) {
+    if (!join(stage, w.name.c_str(), path, sizeof path)) return -ENAMETOOLONG;
+    if (mkdir(path, 0700) != 0) return -errno;
+    if (chown(path, cfg.inside_id, cfg.inside_id) != 0) return -errno;
+    if (chmod(path, w.mode) != 0) return -errno;
+    if (mount(path, w.target.c_str(), nullptr, MS_BIND, nullptr) != 0) return -errno;
+  }
+  // The binds keep the tmpfs alive; its staging mount point goes away.
+  if (umount2(stage, MNT_DETACH) != 0) return -errno;
+  return 0;
+}
+
 int setup_tree(const SpawnConfig& cfg, const int* fds, Step* step) {
   // Nothing mounted from here on may propagate back to the host (mount_namespaces(7)).
   *step = Step::kMountPrivate;
@@ -371,34 +425,23 @@ int setup_tree(const SpawnConfig& cfg, const int* fds, Step* step) {
             "mode=0755,size=1m,nr_inodes=4096,uid=0,gid=0") != 0) {
     return -errno;
   }
-  for (const MountOp& op : cfg.mounts) {
-    *step = step_of(op.kind);
-    int rc = apply(op, fds);
+  for (size_t i = 0; i < cfg.mounts.size(); ++i) {
+    if (i == cfg.writable_at) {
+      int rc = setup_writable(cfg, step);
+      if (rc < 0) return rc;
+    }
+    *step = step_of(cfg.mounts[i].kind);
+    int rc = apply(cfg.mounts[i], fds);
     if (rc < 0) return rc;
   }
+  if (cfg.writable_at >= cfg.mounts.size()) return setup_writable(cfg, step);
   return 0;
 }
 
 int finish_root(const SpawnConfig& cfg, Step* step) {
-  *step = Step::kWritableArea;
-  const char* stage = cfg.writable_staging.c_str();
-  if (mount("tmpfs", stage, "tmpfs", MS_NOSUID | MS_NODEV, cfg.writable_opts.c_str()) != 0) {
-    return -errno;
-  }
-  char path[512];
-  for (const WritableDir& w : cfg.writable) {
-    int len = snprintf(path, sizeof path, "%s/%s", stage, w.name.c_str());
-    if (len < 0 || static_cast<size_t>(len) >= sizeof path) return -ENAMETOOLONG;
-    if (mkdir(path, 0700) != 0) return -errno;
-    if (chown(path, cfg.inside_id, cfg.inside_id) != 0) return -errno;
-    if (chmod(path, w.mode) != 0) return -errno;
-    if (mount(path, w.target.c_str(), nullptr, MS_BIND, nullptr) != 0) return -errno;
-  }
-  // The binds keep the tmpfs alive; its staging mount point goes away.
-  if (umount2(stage, MNT_DETACH) != 0) return -errno;
-
+  *step = Step::kDev;
   char dev[64];
-  snprintf(dev, sizeof dev, "%s/dev", kStagingRoot);
+  join(kStagingRoot, "dev", dev, sizeof dev);
   int rc = set_attr(dev, kAttrRdonly | kAttrNosuid, false);
   if (rc < 0) return rc;
 

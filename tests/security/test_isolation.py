@@ -258,3 +258,25 @@ def test_running_sandbox_posture_from_the_host():
         assert os.readlink(f"/proc/{pid}/ns/{ns}") != os.readlink(f"/proc/self/ns/{ns}"), ns
     t.join()
     assert box["r"].ok
+
+
+def test_read_only_bind_below_tmp_stays_visible_over_the_sandbox_tmp(tmp_path):
+    # A Python in a virtualenv under /tmp (a fresh clone there) must stay reachable although
+    # the sandbox's own /tmp is a tmpfs; the rest of the host's /tmp stays invisible.
+    from warden import _core, runner
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "f.txt").write_text("visible")
+    (tmp_path / "secret.txt").write_text("hidden")
+    os.chmod(tmp_path, 0o755)
+    cfg = runner.base_config(warden.Limits())
+    cfg.update(argv=["/bin/sh", "-c", f"cat {shared}/f.txt; cat {tmp_path}/secret.txt; "
+                     f"echo x > {shared}/new; echo w > /tmp/ok && echo tmp-writable"],
+               env=runner.sandbox_env(None), exec_candidates=["/bin/sh"],
+               ro_paths=[*cfg["ro_paths"], str(shared)])
+    out = _core.run(cfg, None, 10.0)
+    # cat of the secret and the write into the bind fail (on stderr); the rest succeeds.
+    assert out["stdout"] == b"visibletmp-writable\n", out
+    assert b"hidden" not in out["stdout"] + out["stderr"]
+    assert not (shared / "new").exists()
