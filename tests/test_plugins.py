@@ -6,6 +6,7 @@ import asyncio
 import os
 import textwrap
 import threading
+import time
 
 import pytest
 import warden
@@ -188,6 +189,21 @@ def test_idle_workers_are_reaped_down_to_min(tmp_path, engine):
     assert engine.reap() == 1
     assert p.workers() == []
     assert handles[0].state["dead"]
+
+
+def test_unused_pools_are_reaped_by_the_engine(tmp_path, engine):
+    d = make_plugin(tmp_path, "unused", COUNTER,
+                    pool={"min_workers": 0, "max_workers": 1, "idle_seconds": 0.2})
+    p = engine.load(d)
+    p.call("count")
+    handle = p.workers()[0]
+    # Nobody calls again: the engine's reaper, not a call, must retire the worker.
+    for _ in range(100):
+        if handle.state["dead"]:
+            break
+        time.sleep(0.1)
+    assert handle.state["dead"]
+    assert p.workers() == []
 
 
 def test_min_workers_are_started_warm(tmp_path, engine):

@@ -442,6 +442,8 @@ class Engine:
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self._max_threads = max_threads
+        self._stop = threading.Event()
+        self._reaper: threading.Thread | None = None
 
     @property
     def executor(self) -> ThreadPoolExecutor:
@@ -478,7 +480,17 @@ class Engine:
             raise
         with self._lock:
             self._plugins.append(plugin)
+            if self._reaper is None:
+                self._reaper = threading.Thread(target=self._reap_loop, daemon=True,
+                                                name="warden-reaper")
+                self._reaper.start()
         return plugin
+
+    def _reap_loop(self) -> None:
+        # Idle workers are also reaped when their pool is used; this covers pools nobody
+        # calls any more, whose sandboxes would otherwise hold memory until close().
+        while not self._stop.wait(1.0):
+            self.reap()
 
     @property
     def plugins(self) -> list[Plugin]:
@@ -497,6 +509,10 @@ class Engine:
             plugins = list(self._plugins)
             self._plugins.clear()
             executor, self._executor = self._executor, None
+            reaper, self._reaper = self._reaper, None
+        self._stop.set()
+        if reaper is not None:
+            reaper.join()
         for p in plugins:
             p.close()
         if executor is not None:
