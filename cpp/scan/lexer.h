@@ -38,7 +38,7 @@ struct Token {
   Tok type;
   uint8_t sub;     // Op for Op, Kw for Name, StrFlag bits for String
   uint8_t prefix;  // String: length of the prefix letters; Name: 1 if it has non-ASCII bytes
-  uint8_t pad = 0;
+  uint8_t pad;
 };
 
 struct LexError {

@@ -219,8 +219,11 @@ class Analyzer {
       return true;
     }
     if (!atom(tk, false)) return false;
-    const Token& prev = i > 0 ? T_[i - 1] : end_;
     const Token& next = at(i + 1);
+    if (!tk.prefix && !pol_.forbidden_builtins.contains(r) && !pol_.forbidden_names.contains(r) &&
+        !pol_.forbidden_attributes.contains(r) && !(is_op(next, kLpar) && call_candidate(r)))
+      return true;  // most identifiers can match nothing: skip the grammar questions
+    const Token& prev = i > 0 ? T_[i - 1] : end_;
     bool is_attr = is_op(prev, kDot);
     bool is_name = false;
     if (i == skip_name_ || in_global_) {
@@ -258,6 +261,15 @@ class Analyzer {
     }
     if (is_op(next, kLpar) && !pattern_) call(i, v);
     return true;
+  }
+
+  static bool call_candidate(std::string_view r) {
+    switch (r.size()) {
+      case 7: return r == "getattr" || r == "setattr" || r == "delattr" || r == "hasattr";
+      case 10: return r == "__import__";
+      case 13: return r == "import_module";
+      default: return false;
+    }
   }
 
   // Whether the name at i starts a parameter: after the opening bracket (or 'lambda'), a comma,
