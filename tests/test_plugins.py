@@ -145,6 +145,11 @@ def test_inside_the_plugin_root_is_read_only_and_data_writable(tmp_path, engine)
         def handle(action, payload):
             if action == "write-code":
                 open("src/new.py", "w").write("x")
+            if action == "write-top":
+                open("plugin.yaml", "a").write("x")
+            if action == "read-manifest":
+                import os
+                return [os.getcwd(), open("plugin.yaml").read().startswith("name:")]
             if action == "write-data":
                 with open("data/a.txt", "w") as f:
                     f.write("hello")
@@ -154,6 +159,10 @@ def test_inside_the_plugin_root_is_read_only_and_data_writable(tmp_path, engine)
     with pytest.raises(warden.PluginError) as info:
         p.call("write-code")
     assert info.value.type == "OSError" and "Read-only file system" in info.value.message
+    with pytest.raises(warden.PluginError, match="Read-only file system"):
+        p.call("write-top")
+    # The whole root is there, at the working directory.
+    assert p.call("read-manifest") == ["/plugin", True]
     assert p.call("write-data") == "hello"
     assert not os.path.exists(os.path.join(d, "src", "new.py"))
 

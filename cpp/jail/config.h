@@ -50,6 +50,7 @@ struct WritableDir {
   std::string name;     // directory inside the writable tmpfs
   std::string target;
   unsigned mode;
+  bool late = false;    // the target lies inside a read-only bind: bound after the binds
 };
 
 struct SpawnConfig {

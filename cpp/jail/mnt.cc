@@ -157,7 +157,8 @@ int plan_root(const RootSpec& spec, SpawnConfig* cfg, std::string* what) {
       made.push_back(path);
       add(cfg, MountKind::kDir, {}, path, {}, 0755);
     }
-    cfg->writable.push_back({"d" + std::to_string(n++), std::string(kStagingRoot) + path, mode});
+    cfg->writable.push_back({"d" + std::to_string(n++), std::string(kStagingRoot) + path, mode,
+                             path != "/dev/shm" && under_late(path)});
   }
   cfg->writable_at = cfg->mounts.size();
 
@@ -394,7 +395,21 @@ bool join(const char* a, const char* b, char* out, size_t size) {
   return true;
 }
 
-// Phase B: the quota'd tmpfs, one directory per writable path, bound into place.
+// Binds the writable directories whose `late` flag is `late`.
+int bind_writable(const SpawnConfig& cfg, bool late) {
+  char path[512];
+  for (const WritableDir& w : cfg.writable) {
+    if (w.late != late) continue;
+    if (!join(cfg.writable_staging.c_str(), w.name.c_str(), path, sizeof path)) {
+      return -ENAMETOOLONG;
+    }
+    if (mount(path, w.target.c_str(), nullptr, MS_BIND, nullptr) != 0) return -errno;
+  }
+  return 0;
+}
+
+// Phase B: the quota'd tmpfs, one directory per writable path, bound into place (those
+// inside a read-only bind wait for it: finish_writable).
 int setup_writable(const SpawnConfig& cfg, Step* step) {
   *step = Step::kWritableArea;
   const char* stage = cfg.writable_staging.c_str();
@@ -407,10 +422,16 @@ int setup_writable(const SpawnConfig& cfg, Step* step) {
     if (mkdir(path, 0700) != 0) return -errno;
     if (chown(path, cfg.inside_id, cfg.inside_id) != 0) return -errno;
     if (chmod(path, w.mode) != 0) return -errno;
-    if (mount(path, w.target.c_str(), nullptr, MS_BIND, nullptr) != 0) return -errno;
   }
+  return bind_writable(cfg, false);
+}
+
+int finish_writable(const SpawnConfig& cfg, Step* step) {
+  *step = Step::kWritableArea;
+  int rc = bind_writable(cfg, true);
+  if (rc < 0) return rc;
   // The binds keep the tmpfs alive; its staging mount point goes away.
-  if (umount2(stage, MNT_DETACH) != 0) return -errno;
+  if (umount2(cfg.writable_staging.c_str(), MNT_DETACH) != 0) return -errno;
   return 0;
 }
 
@@ -434,8 +455,11 @@ int setup_tree(const SpawnConfig& cfg, const int* fds, Step* step) {
     int rc = apply(cfg.mounts[i], fds);
     if (rc < 0) return rc;
   }
-  if (cfg.writable_at >= cfg.mounts.size()) return setup_writable(cfg, step);
-  return 0;
+  if (cfg.writable_at >= cfg.mounts.size()) {
+    int rc = setup_writable(cfg, step);
+    if (rc < 0) return rc;
+  }
+  return finish_writable(cfg, step);
 }
 
 int finish_root(const SpawnConfig& cfg, Step* step) {

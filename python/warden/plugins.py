@@ -61,24 +61,24 @@ def _scan_plugin(root: str, manifest: Manifest) -> None:
 def _layout(root: str, manifest: Manifest) -> tuple[str, str]:
     """(host code directory, where it is mounted inside) for the plugin's code.
 
-    The plugin's top-level code directory (``src`` for ``src/main.py``) is bound read-only at
-    /plugin/<dir>, and /plugin/data is the writable, quota'd data area beside it. The whole
-    root is not bound at /plugin because the native core creates a writable area's mount point
-    with mkdir+chmod, which a read-only bind refuses (EROFS): the data area cannot sit inside
-    a read-only mount. So an entry point needs its own directory."""
-    top, sep, _ = manifest.entry_point.partition("/")
-    if not sep or top == "data":
-        raise ManifestError(
-            "entry_point", manifest.entry_point,
-            "a .py file inside a subdirectory of the plugin other than data/ (e.g. "
-            "src/main.py): the subdirectory is mounted read-only beside the writable data/",
-            os.path.join(root, "plugin.yaml"))
-    code = os.path.join(root, top)
-    if not os.path.isfile(os.path.join(root, manifest.entry_point)):
+    The plugin's whole root is bound read-only at /plugin, and /plugin/data is the writable,
+    quota'd data area inside it (a tmpfs per worker, over the host's data/ directory, which
+    must exist as its mount point: it is made here when missing)."""
+    entry = os.path.join(root, manifest.entry_point)
+    if not os.path.isfile(entry) or not os.path.realpath(entry).startswith(
+            os.path.realpath(root) + os.sep):
         raise ManifestError("entry_point", manifest.entry_point,
                             "an existing .py file inside the plugin directory",
                             os.path.join(root, "plugin.yaml"))
-    return code, f"{MOUNT_AT}/{top}"
+    data = os.path.join(root, "data")
+    try:
+        os.makedirs(data, exist_ok=True)
+    except OSError as exc:
+        raise ManifestError("data/", data, f"a directory warden can create ({exc.strerror}); "
+                            "make data/ in the plugin directory", root) from exc
+    if os.path.islink(data) or not os.path.isdir(data):
+        raise ManifestError("data/", data, "a plain directory (not a link or a file)", root)
+    return root, MOUNT_AT
 
 
 # Errors after which a worker is not handed out again. A PluginError is the plugin's answer

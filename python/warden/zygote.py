@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 
-from warden.errors import ProviderUnavailable, WardenError
+from warden.errors import ProviderUnavailable, SandboxSetupError, WardenError
 
 __all__ = ["Zygote", "main"]
 
@@ -94,7 +94,10 @@ def main(fd: int) -> int:
                     os.close(f)
                 except OSError:
                     pass
-            ctl.send(ipc.error_reply(rid, exc, origin="zygote"))
+            reply = ipc.error_reply(rid, exc, origin="zygote")
+            if isinstance(exc, SandboxSetupError):
+                reply["setup"] = {"step": exc.step, "errno": exc.errno, "detail": exc.detail}
+            ctl.send(reply)
 
 
 class Zygote:
@@ -136,6 +139,8 @@ class Zygote:
         if not reply.get("ok"):
             for f in got:
                 os.close(f)
+            if reply.get("setup"):
+                raise SandboxSetupError(**reply["setup"])
             raise ipc.error_from_reply(reply.get("error"))
         return reply.get("result"), got
 
