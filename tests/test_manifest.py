@@ -156,6 +156,7 @@ name: t
     ("name: !!binary aGk=\n", "tag"),
     ("name: t\nname: u\n", "given twice"),
     ("name: t\nresources: {cpus: 1, cpus: 2}\n", "given twice"),
+    ("{\"\": 1, \"\": 2, name: t}\n", "given twice"),
     ("name: t\n? [a]\n: 1\n", "non-scalar"),
     ("name: t\n---\nname: u\n", "several"),
     ("name: t\nx: " + "[" * 40 + "]" * 40 + "\n", "nesting"),
@@ -168,6 +169,7 @@ def test_hostile_yaml_is_refused(text, what):
     with pytest.raises(ManifestError) as info:
         parse_manifest(text)
     assert what in str(info.value)
+    assert info.value.field and info.value.allowed
 
 
 def test_size_cap_and_encoding(tmp_path):

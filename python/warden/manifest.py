@@ -94,6 +94,13 @@ def _short(value: object) -> object:
     return value
 
 
+def _key_name(key: object) -> str:
+    """A key as a field name in an error: plain keys as they are, anything else quoted."""
+    if isinstance(key, str) and re.fullmatch(r"[\w.-]+", key):
+        return key
+    return repr(key)
+
+
 def _err(path: str, value: object, allowed: str) -> ManifestError:
     return ManifestError(path, _short(value), allowed)
 
@@ -157,7 +164,7 @@ def _mapping(path: str, value: object, allowed_keys: tuple[str, ...]) -> dict:
         raise _err(path, value, f"a mapping with keys {', '.join(allowed_keys)}")
     for key in value:
         if key not in allowed_keys:
-            shown = key if isinstance(key, str) and re.fullmatch(r"[\w.-]+", key) else repr(key)
+            shown = _key_name(key)
             where = f"{path}.{shown}" if path else shown
             raise _err(where, value[key],
                        f"no such field; known fields{' of ' + path if path else ''} are "
@@ -380,7 +387,7 @@ def _precheck(text: str, source: str) -> None:
                                         f"{event.start_mark.line + 1}",
                                         "plain keys such as name or max_memory_mb", source)
                 if event.value in stack[-1][0]:
-                    raise ManifestError(event.value, f"given twice (line "
+                    raise ManifestError(_key_name(event.value), f"given twice (line "
                                         f"{event.start_mark.line + 1})",
                                         "each key once per mapping", source)
                 stack[-1][0].add(event.value)
