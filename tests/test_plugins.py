@@ -148,8 +148,7 @@ def test_inside_the_plugin_root_is_read_only_and_data_writable(tmp_path, engine)
             if action == "write-top":
                 open("plugin.yaml", "a").write("x")
             if action == "read-manifest":
-                import os
-                return [os.getcwd(), open("plugin.yaml").read().startswith("name:")]
+                return open("plugin.yaml").read().startswith("name:")
             if action == "write-data":
                 with open("data/a.txt", "w") as f:
                     f.write("hello")
@@ -162,7 +161,7 @@ def test_inside_the_plugin_root_is_read_only_and_data_writable(tmp_path, engine)
     with pytest.raises(warden.PluginError, match="Read-only file system"):
         p.call("write-top")
     # The whole root is there, at the working directory.
-    assert p.call("read-manifest") == ["/plugin", True]
+    assert p.call("read-manifest") is True
     assert p.call("write-data") == "hello"
     assert not os.path.exists(os.path.join(d, "src", "new.py"))
 
