@@ -100,15 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=_cmd_doctor)
 
-    try:
-        from warden import cli_scan
-    except ImportError:
-        cli_scan = None
-    if cli_scan is not None:
-        cli_scan.add_parser(sub)
+    from warden import cli_images, cli_scan
 
-    from warden import cli_images
-
+    cli_scan.add_parser(sub)
     cli_images.add_parser(sub)
 
     m = sub.add_parser("demo", help="the transformation engine, end to end")
