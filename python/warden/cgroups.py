@@ -768,6 +768,14 @@ class V2Driver(CgroupDriver):
         procs = os.path.join(leaf, "cgroup.procs")
         # "0" means the writing process; the kernel moves the whole thread group.
         _setup("cgroup v2 move self", procs, _write, procs, "0")
+        # warden's own children started before this (a zygote, a helper) go along; any other
+        # process is left where it is, and the subtree_control write then says so.
+        for pid in _read_pids(os.path.join(self.base, "cgroup.procs")):
+            if _is_descendant(pid, os.getpid()):
+                try:
+                    _write(procs, str(pid))
+                except ProcessLookupError:
+                    pass  # it exited meanwhile: nothing to move
         self._self_leaf = leaf
 
     def create(self, memory_bytes: int | None, pids: int | None,
@@ -828,7 +836,7 @@ class V2Driver(CgroupDriver):
         # Delegation is usable when warden can create below its cgroup and hand the
         # controllers down: already enabled, or the root, or only warden's own process here.
         can_enable = (all(c in subtree for c in self.WANTED if c in avail) or is_root
-                      or set(procs) <= {os.getpid()})
+                      or all(p == os.getpid() or _is_descendant(p, os.getpid()) for p in procs))
         return {
             "version": 2,
             "controllers": avail,
@@ -852,6 +860,25 @@ class V2Driver(CgroupDriver):
         if self._parent is not None:
             _remove_parent(self._parent)
             self._parent = None
+
+
+def _parent_pid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return int(data[data.rindex(b")") + 2:].split()[1])
+
+
+def _is_descendant(pid: int, ancestor: int) -> bool:
+    seen = 0
+    while pid > 1 and seen < 4096:
+        pid = _parent_pid(pid) or 0
+        if pid == ancestor:
+            return True
+        seen += 1
+    return False
 
 
 def _swap_enabled() -> bool:

@@ -175,9 +175,23 @@ def test_cgroup_kill_is_what_tears_down(drv):
         c.destroy()
 
 
+def _delegate(path: str) -> None:
+    """Make ``path`` a delegated cgroup owned by nobody, as systemd does for Delegate=yes: its
+    parent hands it the controllers, and the uid owns the directory and its procs, threads
+    and subtree_control files."""
+    with open(os.path.join(ROOT, "cgroup.subtree_control"), "w") as f:
+        f.write("+memory +pids +cpu")
+    os.mkdir(path)
+    for f in ("", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads"):
+        os.chown(os.path.join(path, f), NOBODY, NOBODY)
+
+
 DELEGATED = """
 import json, os, subprocess, sys
 from warden import cgroups
+# A child started before warden makes its first cgroup (as a zygote would be) must not stop
+# the delegation: warden moves its own descendants along into its leaf.
+early = subprocess.Popen(["sleep", "600"])
 d = cgroups.driver()
 out = {"uid": os.geteuid(), "version": d.version, "base": d.base,
        "describe_ok": d.describe()["delegation_ok"]}
@@ -192,6 +206,8 @@ out["bomb_rc"] = p.returncode
 out["oom_kills"] = c.stats().oom_kills
 out["cpu_max"] = open(os.path.join(c.path, "cpu.max")).read().strip()
 out["self_cgroup"] = open("/proc/self/cgroup").read().strip()
+out["early_cgroup"] = open(f"/proc/{early.pid}/cgroup").read().strip()
+early.kill(); early.wait()
 c.destroy()
 out["left"] = os.path.exists(c.path)
 d.close()
@@ -204,10 +220,8 @@ def test_delegation_to_an_unprivileged_subtree(drv, tmp_path):
     # cgroup.procs, cgroup.subtree_control and cgroup.threads, and the service started in it.
     deleg = os.path.join(ROOT, f"warden-test-deleg-{os.getpid()}")
     before_root = set(os.listdir(ROOT))
-    os.mkdir(deleg)
+    _delegate(deleg)
     try:
-        for f in ("", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads"):
-            os.chown(os.path.join(deleg, f), NOBODY, NOBODY)
         env = dict(os.environ, HOME=str(tmp_path))
         os.chmod(tmp_path, 0o777)
         p = subprocess.Popen(
@@ -231,6 +245,7 @@ def test_delegation_to_an_unprivileged_subtree(drv, tmp_path):
         # warden moved itself into a leaf of its own below the delegated cgroup.
         rel = "/" + os.path.relpath(deleg, ROOT)
         assert r["self_cgroup"].startswith(f"0::{rel}/warden-self-")
+        assert r["early_cgroup"] == r["self_cgroup"]
         assert r["left"] is False
         # Nothing was created outside the delegated subtree.
         assert set(os.listdir(ROOT)) - before_root == {os.path.basename(deleg)}
@@ -266,3 +281,48 @@ def test_nothing_left_after_many_runs_with_processes(drv):
     assert len(os.listdir("/proc/self/fd")) == fds
     assert [p for p in used if os.path.exists(p)] == []
     assert set(os.listdir(ROOT)) <= before | {os.path.basename(parent)}
+
+
+REFUSED = """
+import json
+from warden import ProviderUnavailable, cgroups
+try:
+    cgroups.driver().create(32 << 20, 8, None)
+    print(json.dumps({"refused": False}))
+except ProviderUnavailable as exc:
+    print(json.dumps({"refused": True, "message": str(exc)}))
+"""
+
+
+def test_delegation_fails_closed_next_to_a_foreign_process(drv, tmp_path):
+    # Another program shares the delegated cgroup: the kernel will not hand controllers down
+    # while it is there, and warden must not move it. No sandbox, and a message that says why.
+    deleg = os.path.join(ROOT, f"warden-test-foreign-{os.getpid()}")
+    _delegate(deleg)
+    foreign = subprocess.Popen(["sleep", "600"])
+    try:
+        with open(os.path.join(deleg, "cgroup.procs"), "w") as f:
+            f.write(str(foreign.pid))
+        os.chmod(tmp_path, 0o777)
+        p = subprocess.Popen(
+            [sys.executable, "-c", "import sys\nsys.stdin.buffer.read(1)\nexec(sys.argv[1])",
+             REFUSED],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            user=NOBODY, group=NOBODY, extra_groups=[], env=dict(os.environ, HOME=str(tmp_path)),
+            cwd=str(tmp_path))
+        with open(os.path.join(deleg, "cgroup.procs"), "w") as f:
+            f.write(str(p.pid))
+        out, err = p.communicate(b"g", timeout=300)
+        assert p.returncode == 0, err.decode()
+        r = json.loads(out.decode().strip().splitlines()[-1])
+        assert r["refused"] is True
+        assert str(foreign.pid) in r["message"]
+        assert _read(os.path.join(deleg, "cgroup.subtree_control")) == ""
+        assert _read(f"/proc/{foreign.pid}/cgroup") == "0::/" + os.path.relpath(deleg, ROOT)
+    finally:
+        foreign.kill()
+        foreign.wait()
+        for dirpath, dirnames, _ in sorted(os.walk(deleg), key=lambda t: -len(t[0])):
+            for n in dirnames:
+                os.rmdir(os.path.join(dirpath, n))
+        os.rmdir(deleg)
