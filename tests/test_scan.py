@@ -10,13 +10,10 @@ import sys
 import textwrap
 
 import pytest
-
 import warden
 from warden.errors import ManifestError
 from warden.scan import Policy, scan_stats
 from warden.scan_reference import reference_scan
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def found(source, policy=None):
@@ -267,9 +264,10 @@ def test_scan_paths_threads_and_unreadable(tmp_path):
 
 
 def _cli(*args):
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python"))
+    # The child must import the same warden as this test (installed, or the source tree).
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(warden.__file__)))
     return subprocess.run([sys.executable, "-m", "warden", "scan", *args], capture_output=True,
-                          text=True, env=env)
+                          text=True, env=env, check=False)
 
 
 def test_cli_exit_codes_json_and_policy(tmp_path):

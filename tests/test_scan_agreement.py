@@ -11,7 +11,6 @@ import sysconfig
 from concurrent.futures import ProcessPoolExecutor
 
 import pytest
-
 import warden
 from warden.scan_reference import reference_scan
 

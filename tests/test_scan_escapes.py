@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 import warden
 from warden.scan_reference import reference_scan
 

@@ -7,10 +7,9 @@ from __future__ import annotations
 import os
 import sysconfig
 
+import warden
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import warden
 from warden.scan import RULES, scan_stats
 from warden.scan_reference import reference_scan
 

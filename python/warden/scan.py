@@ -27,13 +27,13 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 from warden.errors import ManifestError
 
-__all__ = ["Finding", "Policy", "ScanStats", "scan", "scan_paths", "scan_stats", "RULES"]
+__all__ = ["RULES", "Finding", "Policy", "ScanStats", "scan", "scan_paths", "scan_stats"]
 
 RULES = (
     "import-forbidden",
@@ -158,7 +158,8 @@ class Policy:
         return Policy(
             forbidden_modules=self.forbidden_modules | set(mods),
             allowed_modules=self.allowed_modules - set(mods),
-            forbidden_builtins=self.forbidden_builtins | set(_check_names("forbid_builtins", builtins, False)),
+            forbidden_builtins=self.forbidden_builtins
+            | set(_check_names("forbid_builtins", builtins, False)),
             forbidden_names=self.forbidden_names | set(_check_names("forbid_names", names, False)),
             forbidden_attributes=self.forbidden_attributes
             | set(_check_names("forbid_attributes", attributes, False)),
@@ -171,7 +172,8 @@ class Policy:
         return Policy(
             forbidden_modules=self.forbidden_modules,
             allowed_modules=self.allowed_modules | set(_check_names("allow_modules", modules, True)),
-            forbidden_builtins=self.forbidden_builtins - set(_check_names("allow_builtins", builtins, False)),
+            forbidden_builtins=self.forbidden_builtins
+            - set(_check_names("allow_builtins", builtins, False)),
             forbidden_names=self.forbidden_names - set(_check_names("allow_names", names, False)),
             forbidden_attributes=self.forbidden_attributes
             - set(_check_names("allow_attributes", attributes, False)),

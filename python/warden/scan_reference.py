@@ -25,7 +25,7 @@ from encodings.aliases import aliases as _ALIASES
 
 from warden.scan import Finding, Policy
 
-__all__ = ["reference_scan", "SINGLE_BYTE_CODECS"]
+__all__ = ["SINGLE_BYTE_CODECS", "reference_scan"]
 
 SINGLE_BYTE_CODECS = frozenset({
     "ascii", "latin_1",
