@@ -61,5 +61,6 @@ def test_two_thousand_runs_leave_nothing_behind():
     after = _snapshot()
     assert after[0] == before[0], "descriptors leaked"
     assert after[1] == before[1], "mounts leaked"
-    assert after[2] == [], "child processes left (zombies or live)"
+    # Long-lived helpers of earlier tests (a provider's zygote) may be children already.
+    assert after[2] == before[2], "child processes left (zombies or live)"
     assert after[3] == [], "cgroups left"
