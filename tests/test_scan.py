@@ -79,6 +79,8 @@ def test_computed_module_names_are_their_own_finding():
     ("eval('1')\n", (1, 0)),
     ("@exec\ndef f(): pass\n", (1, 1)),
     ("def f(x=compile): pass\n", (1, 8)),
+    ("def f(x: eval = 1): pass\n", (1, 9)),
+    ("def f(*, x: eval = 1): pass\n", (1, 12)),
     ("f = lambda: breakpoint()\n", (1, 12)),
     ("[globals() for _ in x]\n", (1, 1)),
     ("{k: locals() for k in x}\n", (1, 4)),

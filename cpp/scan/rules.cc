@@ -232,8 +232,9 @@ class Analyzer {
       is_name = false;
     } else if (pattern_) {
       is_name = is_op(next, kDot) || is_op(next, kLpar);
-    } else if (is_op(next, kEqual) && !brackets_.empty() && T_[brackets_.back().open].sub == kLpar) {
-      is_name = false;  // keyword argument or parameter with a default
+    } else if (is_op(next, kEqual) && !brackets_.empty() && T_[brackets_.back().open].sub == kLpar &&
+               (is_op(prev, kComma) || is_op(prev, kLpar))) {
+      is_name = false;  // keyword argument or parameter with a default (not an annotation)
     } else if (!brackets_.empty() && brackets_.back().def_params && starts_param(i, kLpar)) {
       is_name = false;
     } else if (!lambdas_.empty() && lambdas_.back() == brackets_.size() && starts_param(i, kOpOther)) {
