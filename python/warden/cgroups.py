@@ -830,8 +830,16 @@ class V2Driver(CgroupDriver):
         subtree = sorted(_read(os.path.join(self.base, "cgroup.subtree_control")).split())
         is_root = os.path.normpath(self.base) == os.path.normpath(self.mountpoint)
         procs = _read_pids(os.path.join(self.base, "cgroup.procs"))
-        writable = os.access(self.base, os.W_OK) and os.access(
-            os.path.join(self.base, "cgroup.subtree_control"), os.W_OK)
+        writable, probe_err = True, ""
+        probe = os.path.join(self.base, f"warden-probe-{os.getpid()}")
+        try:
+            os.mkdir(probe)
+            os.rmdir(probe)
+        except OSError as exc:
+            writable, probe_err = False, f"mkdir {probe}: {os.strerror(exc.errno or 0)}"
+        if writable and not os.access(os.path.join(self.base, "cgroup.subtree_control"),
+                                      os.W_OK):
+            writable, probe_err = False, f"{self.base}/cgroup.subtree_control is not writable"
         missing = [c for c in self.WANTED if c not in avail]
         # Delegation is usable when warden can create below its cgroup and hand the
         # controllers down: already enabled, or the root, or only warden's own process here.
@@ -848,8 +856,11 @@ class V2Driver(CgroupDriver):
             "kill": "cgroup.kill" if os.path.exists(os.path.join(self.mountpoint, "cgroup.kill"))
             or _kernel_at_least(5, 14) else "freeze + signal loop",
             "delegation_ok": bool(writable and can_enable and not missing),
-            "delegation_error": "" if writable else f"{self.base} is not writable by uid "
-                                                    f"{os.geteuid()}",
+            "delegation_error": probe_err or (
+                "" if can_enable else
+                f"{self.base} holds processes {procs[:10]} that are not warden's, so it cannot "
+                "hand controllers down; run warden in a cgroup of its own") or (
+                f"controllers {missing} are not delegated to {self.base}" if missing else ""),
         }
 
     def sweep(self) -> list[str]:
