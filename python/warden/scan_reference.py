@@ -21,6 +21,7 @@ import ast
 import io
 import re
 import tokenize
+import warnings
 from encodings.aliases import aliases as _ALIASES
 
 from warden.scan import Finding, Policy
@@ -282,7 +283,10 @@ def reference_scan(source: str | bytes, policy: Policy | None = None) -> list[Fi
     if isinstance(decoded, Finding):
         return [decoded]
     try:
-        tree = ast.parse(decoded)
+        with warnings.catch_warnings():
+            # Invalid escapes and the like are the scanned code's business, not the caller's.
+            warnings.simplefilter("ignore", (DeprecationWarning, SyntaxWarning))
+            tree = ast.parse(decoded)
     except (SyntaxError, ValueError) as exc:
         line = getattr(exc, "lineno", None) or 1
         col = max((getattr(exc, "offset", None) or 1) - 1, 0)
