@@ -226,6 +226,7 @@ class Lexer {
       switch (kClass.v[c]) {
         case kSpace:
           ++p_;
+          while (p_ < end_ && t_[p_] == ' ') ++p_;
           continue;
         case kHash:
           p_ = find_any4(t_.data(), p_, end_, '\n', '\r', '\n', '\r');
@@ -237,12 +238,12 @@ class Lexer {
           continue;
         case kBackslash: {
           size_t q = p_ + 1;
-          if (q >= end_) return fail(p_, "unexpected end of file after a line continuation");
+          if (q >= end_) return failc(p_, "unexpected end of file after a line continuation");
           if (t_[q] != '\n' && t_[q] != '\r')
-            return fail(p_, "unexpected character after line continuation character");
+            return failc(p_, "unexpected character after line continuation character");
           p_ = q;
           eat_newline();
-          if (p_ >= end_) return fail(q, "unexpected end of file after a line continuation");
+          if (p_ >= end_) return failc(q, "unexpected end of file after a line continuation");
           continue;
         }
         case kIdent:
@@ -274,6 +275,35 @@ class Lexer {
     err_.message = std::move(msg);
     return false;
   }
+  // Error paths are kept out of line so that the hot paths stay small.
+  __attribute__((noinline, cold)) bool failc(size_t pos, const char* msg) {
+    return fail(pos, std::string(msg));
+  }
+  __attribute__((noinline, cold)) bool fail_close(size_t s) {
+    if (parens_.empty()) return fail(s, std::string("unmatched '") + t_[s] + "'");
+    return fail(s, std::string("closing parenthesis '") + t_[s] +
+                       "' does not match opening parenthesis '" + t_[out_[parens_.back()].start] + "'");
+  }
+  __attribute__((noinline, cold)) bool fail_char(size_t s) {
+    char buf[64];
+    auto u = static_cast<unsigned char>(t_[s]);
+    if (u >= 0x20 && u < 0x7F) std::snprintf(buf, sizeof buf, "invalid character '%c'", t_[s]);
+    else std::snprintf(buf, sizeof buf, "invalid non-printable character U+%04X", u);
+    return fail(s, buf);
+  }
+
+  __attribute__((noinline, cold)) bool fail_literal(size_t pos, const char* prefix, const char* kind) {
+    return fail(pos, std::string(prefix) + kind + " literal");
+  }
+  __attribute__((noinline, cold)) bool fail_ident(size_t pos, uint32_t cp) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "invalid character U+%04X in identifier", cp);
+    return fail(pos, buf);
+  }
+  __attribute__((noinline, cold)) bool fail_atc(uint32_t line, uint32_t col, const char* msg) {
+    return fail_at(line, col, msg);
+  }
+
   bool fail_at(uint32_t line, uint32_t col, std::string msg) {
     err_.line = line;
     err_.col = col;
@@ -300,10 +330,10 @@ class Lexer {
 
   bool indentation(uint32_t col, uint32_t altcol) {
     if (col == ind_[indent_]) {
-      if (altcol != alt_[indent_]) return fail(p_, "inconsistent use of tabs and spaces in indentation");
+      if (altcol != alt_[indent_]) return failc(p_, "inconsistent use of tabs and spaces in indentation");
     } else if (col > ind_[indent_]) {
-      if (indent_ + 1 >= kMaxIndent) return fail(p_, "too many levels of indentation");
-      if (altcol <= alt_[indent_]) return fail(p_, "inconsistent use of tabs and spaces in indentation");
+      if (indent_ + 1 >= kMaxIndent) return failc(p_, "too many levels of indentation");
+      if (altcol <= alt_[indent_]) return failc(p_, "inconsistent use of tabs and spaces in indentation");
       ++indent_;
       ind_[indent_] = col;
       alt_[indent_] = altcol;
@@ -313,8 +343,8 @@ class Lexer {
         --indent_;
         emit(Tok::Dedent, p_, 0);
       }
-      if (col != ind_[indent_]) return fail(p_, "unindent does not match any outer indentation level");
-      if (altcol != alt_[indent_]) return fail(p_, "inconsistent use of tabs and spaces in indentation");
+      if (col != ind_[indent_]) return failc(p_, "unindent does not match any outer indentation level");
+      if (altcol != alt_[indent_]) return failc(p_, "inconsistent use of tabs and spaces in indentation");
     }
     return true;
   }
@@ -325,7 +355,7 @@ class Lexer {
       return fail_at(o.line, o.col, "'" + std::string(1, t_[o.start]) + "' was never closed");
     }
     if (expr_) {
-      if (!parens_.empty()) return fail(p_, "unclosed bracket in f-string expression");
+      if (!parens_.empty()) return failc(p_, "unclosed bracket in f-string expression");
       return true;
     }
     if (!out_.empty() && out_.back().type != Tok::Newline) emit(Tok::Newline, p_, 0);
@@ -357,11 +387,7 @@ class Lexer {
       while (i < p_) {
         uint32_t cp;
         size_t n = utf8_decode(t_, i, cp);
-        if (!(first ? is_xid_start(cp) : is_xid_continue(cp))) {
-          char buf[64];
-          std::snprintf(buf, sizeof buf, "invalid character U+%04X in identifier", cp);
-          return fail(i, buf);
-        }
+        if (!(first ? is_xid_start(cp) : is_xid_continue(cp))) return fail_ident(i, cp);
         first = false;
         i += n;
       }
@@ -383,7 +409,7 @@ class Lexer {
         triple ? "unterminated triple-quoted string literal" : "unterminated string literal";
     while (true) {
       i = find_any4(t_.data(), i, end_, quote, '\\', '\n', '\r');
-      if (i >= end_) return fail_at(sline, scol, unterminated);
+      if (i >= end_) return fail_atc(sline, scol, unterminated);
       char c = t_[i];
       if (c == '\\') {
         ++i;
@@ -398,7 +424,7 @@ class Lexer {
         continue;
       }
       if (c == '\n' || c == '\r') {
-        if (!triple) return fail_at(sline, scol, unterminated);
+        if (!triple) return fail_atc(sline, scol, unterminated);
         p_ = i;
         eat_newline();
         i = p_;
@@ -419,7 +445,7 @@ class Lexer {
     if (flags & kStrB) {
       for (size_t k = q; k < i; ++k)
         if (static_cast<unsigned char>(t_[k]) >= 0x80)
-          return fail_at(sline, scol, "bytes can only contain ASCII literal characters");
+          return fail_atc(sline, scol, "bytes can only contain ASCII literal characters");
     }
     p_ = i;
     emit_at(Tok::String, s, i - s, sline, scol,
@@ -434,7 +460,7 @@ class Lexer {
       while (digit_at(p_)) ++p_;
       if (p_ < end_ && t_[p_] == '_') {
         ++p_;
-        if (!digit_at(p_)) return fail(p_, "invalid decimal literal");
+        if (!digit_at(p_)) return failc(p_, "invalid decimal literal");
       } else {
         return true;
       }
@@ -449,7 +475,7 @@ class Lexer {
     std::string_view rest = t_.substr(p_, end_ - p_);
     for (const char* k : kOk)
       if (rest.substr(0, std::strlen(k)) == k) return true;
-    return fail(p_, std::string("invalid ") + kind + " literal");
+    return fail_literal(p_, "invalid ", kind);
   }
 
   bool exponent_and_imaginary(size_t s) {
@@ -461,7 +487,7 @@ class Lexer {
         p_ = q;
         if (!decimal_tail()) return false;
       } else if (sign) {
-        return fail(q, "invalid decimal literal");
+        return failc(q, "invalid decimal literal");
       } else {
         if (!end_of_number("decimal")) return false;
         emit(Tok::Number, s, p_ - s);
@@ -488,12 +514,12 @@ class Lexer {
     do {
       if (p_ < end_ && t_[p_] == '_') ++p_;
       if (p_ >= end_ || !ok(t_[p_])) {
-        if (p_ < end_ && is_digit(t_[p_])) return fail(p_, std::string("invalid digit in ") + kind + " literal");
-        return fail(p_, std::string("invalid ") + kind + " literal");
+        if (p_ < end_ && is_digit(t_[p_])) return fail_literal(p_, "invalid digit in ", kind);
+        return fail_literal(p_, "invalid ", kind);
       }
       while (p_ < end_ && ok(t_[p_])) ++p_;
     } while (p_ < end_ && t_[p_] == '_');
-    if (p_ < end_ && is_digit(t_[p_])) return fail(p_, std::string("invalid digit in ") + kind + " literal");
+    if (p_ < end_ && is_digit(t_[p_])) return fail_literal(p_, "invalid digit in ", kind);
     if (!end_of_number(kind)) return false;
     emit(Tok::Number, s, p_ - s);
     return true;
@@ -514,12 +540,12 @@ class Lexer {
         ++p_;
         if (p_ < end_ && t_[p_] == '_') {
           ++p_;
-          if (!digit_at(p_)) return fail(p_, "invalid decimal literal");
+          if (!digit_at(p_)) return failc(p_, "invalid decimal literal");
         }
       }
       if (p_ < end_ && t_[p_] == '_') {
         ++p_;
-        if (!digit_at(p_)) return fail(p_, "invalid decimal literal");
+        if (!digit_at(p_)) return failc(p_, "invalid decimal literal");
       }
       if (digit_at(p_)) {
         nonzero = true;
@@ -529,7 +555,7 @@ class Lexer {
       if (p_ < end_ && ((t_[p_] | 0x20) == 'e' || (t_[p_] | 0x20) == 'j'))
         return exponent_and_imaginary(s);
       if (nonzero)
-        return fail(s, "leading zeros in decimal integer literals are not permitted; use an 0o "
+        return failc(s, "leading zeros in decimal integer literals are not permitted; use an 0o "
                        "prefix for octal integers");
       if (!end_of_number("decimal")) return false;
       emit(Tok::Number, s, p_ - s);
@@ -540,20 +566,17 @@ class Lexer {
     return exponent_and_imaginary(s);
   }
 
-  bool open(size_t s, Op o) {
-    if (parens_.size() >= kMaxLevel) return fail(s, "too many nested parentheses");
+  __attribute__((always_inline)) bool open(size_t s, Op o) {
+    if (parens_.size() >= kMaxLevel) return failc(s, "too many nested parentheses");
     parens_.push_back(static_cast<uint32_t>(out_.size()));
     emit(Tok::Op, s, 1, o);
     ++p_;
     return true;
   }
 
-  bool close(size_t s, Op o, char want) {
-    if (parens_.empty()) return fail(s, std::string("unmatched '") + t_[s] + "'");
+  __attribute__((always_inline)) bool close(size_t s, Op o, char want) {
+    if (parens_.empty() || t_[out_[parens_.back()].start] != want) return fail_close(s);
     uint32_t oi = parens_.back();
-    if (t_[out_[oi].start] != want)
-      return fail(s, std::string("closing parenthesis '") + t_[s] +
-                         "' does not match opening parenthesis '" + t_[out_[oi].start] + "'");
     parens_.pop_back();
     out_[oi].pair = static_cast<uint32_t>(out_.size());
     emit(Tok::Op, s, 1, o);
@@ -604,11 +627,11 @@ class Lexer {
         else if (at(1) == '=') n = 2;
         break;
       case '!':
-        if (at(1) != '=') return fail(s, "invalid syntax: '!' is not an operator");
+        if (at(1) != '=') return failc(s, "invalid syntax: '!' is not an operator");
         n = 2;
         break;
       case '<':
-        if (at(1) == '>') return fail(s, "invalid syntax: '<>' is not an operator in Python 3");
+        if (at(1) == '>') return failc(s, "invalid syntax: '<>' is not an operator in Python 3");
         if (at(1) == '<') n = at(2) == '=' ? 3 : 2;
         else if (at(1) == '=') n = 2;
         break;
@@ -623,13 +646,8 @@ class Lexer {
       case '+': case '%': case '&': case '|': case '^':
         if (at(1) == '=') n = 2;
         break;
-      default: {
-        char buf[64];
-        auto u = static_cast<unsigned char>(c);
-        if (u >= 0x20 && u < 0x7F) std::snprintf(buf, sizeof buf, "invalid character '%c'", c);
-        else std::snprintf(buf, sizeof buf, "invalid non-printable character U+%04X", u);
-        return fail(s, buf);
-      }
+      default:
+        return fail_char(s);
     }
     emit(Tok::Op, s, n, o);
     p_ += n;

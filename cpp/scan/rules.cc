@@ -125,23 +125,28 @@ class Analyzer {
           continue;
         case Tok::End:
           continue;
-        default:
-          break;
-      }
-      bool first = line_start_;
-      line_start_ = false;
-      bool ok = true;
-      switch (tk.type) {
-        case Tok::Name: ok = name(i, first); break;
-        case Tok::Number: ok = atom(tk, false); break;
-        case Tok::String: ok = string(i); break;
-        case Tok::Op: op(i); break;
-        default: break;
-      }
-      if (!ok) return false;
-      if (jump_to_ != SIZE_MAX) {
-        i = jump_to_ - 1;
-        jump_to_ = SIZE_MAX;
+        case Tok::Name: {
+          bool first = line_start_;
+          line_start_ = false;
+          if (!name(i, first)) return false;
+          if (jump_to_ != SIZE_MAX) {
+            i = jump_to_ - 1;
+            jump_to_ = SIZE_MAX;
+          }
+          continue;
+        }
+        case Tok::Number:
+          line_start_ = false;
+          if (!atom(tk, false)) return false;
+          continue;
+        case Tok::String:
+          line_start_ = false;
+          if (!string(i)) return false;
+          continue;
+        case Tok::Op:
+          line_start_ = false;
+          op(i);
+          continue;
       }
     }
     return true;
