@@ -2,6 +2,7 @@
 
 from warden.errors import (
     CallFailed,
+    CgroupTeardownError,
     DiskQuotaExceeded,
     ManifestError,
     MemoryLimitExceeded,
@@ -27,6 +28,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CallFailed",
+    "CgroupTeardownError",
     "DiskQuotaExceeded",
     "Engine",
     "ExecResult",
