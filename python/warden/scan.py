@@ -140,6 +140,8 @@ class Policy:
 
     @classmethod
     def default(cls) -> Policy:
+        if cls is Policy and _DEFAULT:
+            return _DEFAULT[0]
         return cls(
             forbidden_modules=frozenset(DEFAULT_FORBIDDEN_MODULES),
             forbidden_builtins=frozenset(DEFAULT_FORBIDDEN_BUILTINS),
@@ -276,6 +278,8 @@ class Policy:
 
 
 _COMPILED: dict = {}
+_DEFAULT: list = []
+_DEFAULT.append(Policy.default())  # built once: scan() without a policy is the common call
 
 
 def _raw(source) -> tuple[bytes, bool]:
