@@ -36,6 +36,13 @@ def _default_depth() -> int:
 DEPTH = _default_depth()
 
 
+def _create(key: tuple) -> cgroups.SandboxCgroup:
+    # Every sandbox warden makes has its own pid namespace, whose init's death kills all of
+    # it: the freezer's race-free kill is never needed.
+    memory_bytes, pids, cpus = key
+    return cgroups.driver().create(memory_bytes, pids, cpus, freezer=False)
+
+
 class Preparer:
     def __init__(self, depth: int = DEPTH) -> None:
         self.depth = depth
@@ -59,7 +66,7 @@ class Preparer:
             ready = self._cgroups.get(key)
             cg = ready.popleft() if ready else None
             self._cond.notify()
-        return cg if cg is not None else cgroups.driver().create(memory_bytes, pids, cpus)
+        return cg if cg is not None else _create(key)
 
     def netns(self) -> int:
         with self._cond:
@@ -135,7 +142,7 @@ class Preparer:
                     with self._cond:
                         self._netns.append(fd)
                 else:
-                    cg = cgroups.driver().create(*arg)
+                    cg = _create(arg)
                     with self._cond:
                         self._cgroups.setdefault(arg, collections.deque()).append(cg)
             except BaseException as exc:  # noqa: BLE001 - kept and raised to the next drain()
