@@ -71,7 +71,14 @@ def _exec_candidates(argv0: str, path: str) -> list[str]:
 
 
 def base_config(limits: Limits, *, network: str = "none") -> dict:
-    """The parts of a native spawn config that depend only on the spec."""
+    """The parts of a native spawn config that depend only on the spec (a new dict each
+    call: callers add to it)."""
+    return {k: list(v) if isinstance(v, list) else v
+            for k, v in _base_config(limits, network).items()}
+
+
+@lru_cache(maxsize=64)
+def _base_config(limits: Limits, network: str) -> dict:
     if network != "none":
         raise ProviderUnavailable(
             f"network policy {network!r}",
