@@ -9,11 +9,14 @@ cd "$(dirname "$0")/.."
 mode=${1:-}
 case "$mode" in demo|test) ;; *) echo "usage: $0 demo|test" >&2; exit 2 ;; esac
 
-apt_need=(libseccomp-dev bubblewrap python3-venv)
+# g++ builds warden._core, which links libseccomp (libseccomp-dev).
+apt_need=(g++ libc6-dev libseccomp-dev bubblewrap python3-venv)
 if [ "$mode" = test ]; then
-  # clang + libclang-rt: the libFuzzer target; qemu + a stock kernel + busybox: the cgroup v2
-  # guest; docker.io: the Docker provider's suite.
-  apt_need+=(clang libclang-rt-14-dev qemu-system-x86 linux-image-amd64 busybox-static docker.io)
+  # clang + libclang-rt: the libFuzzer target; gcc: the seccomp probes the tests compile;
+  # qemu + a stock kernel + busybox: the cgroup v2 guest; docker.io: the Docker provider's
+  # suite; iproute2: the network tests' `ip`.
+  apt_need+=(gcc clang libclang-rt-14-dev qemu-system-x86 linux-image-amd64 busybox-static
+             docker.io iproute2)
 fi
 missing=()
 for pkg in "${apt_need[@]}"; do
