@@ -13,7 +13,7 @@ from warden import _core
 from warden.errors import ProviderUnavailable, SandboxSetupError
 from warden.limits import ExecResult, Limits
 
-__all__ = ["run", "sandbox_env", "base_config", "verdict"]
+__all__ = ["run", "sandbox_env", "base_config", "verdict", "reason_for", "limits_hit"]
 
 FIXED_ENV = {"PATH": "", "HOME": "/workspace", "LANG": "C.UTF-8"}
 DEFAULT_OUTPUT_CAP = 16 << 20
@@ -99,42 +99,56 @@ def _base_config(limits: Limits, network: str) -> dict:
     }
 
 
-def verdict(out: dict, stats, limits: Limits) -> ExecResult:
-    """Turns the native outcome and the cgroup's counters into an ExecResult."""
-    exit_code = sig = None
-    if out["timed_out"]:
-        reason, sig = "timeout", _signal.SIGKILL
-    elif out["have_status"]:
-        ws = out["wait_status"]
-        if os.WIFEXITED(ws):
-            reason, exit_code = "exited", os.WEXITSTATUS(ws)
-        else:
-            sig = os.WTERMSIG(ws)
-            if sig == _signal.SIGSYS:
-                reason = "seccomp"
-            elif sig == _signal.SIGKILL and stats.oom_kills:
-                reason = "memory"
-            else:
-                reason = "signaled"
-    else:
-        # The init itself was killed, which happens only from outside: the OOM killer (a
-        # memory.oom.group kill takes every process) or a kill of the whole sandbox.
-        sig = _signal.SIGKILL
-        reason = "memory" if stats.oom_kills else "signaled"
+def reason_for(sig: int | None, *, timed_out: bool, stats) -> str:
+    """Why a command ended, from its signal (None: it exited) and its cgroup's counters."""
+    if timed_out:
+        return "timeout"
+    if sig is None:
+        return "exited"
+    if sig == _signal.SIGSYS:
+        return "seccomp"
+    if sig == _signal.SIGKILL and stats.oom_kills:
+        return "memory"
+    return "signaled"
 
+
+def limits_hit(stats, sig: int | None, *, disk_full: bool, cpu_over: bool = False) -> frozenset:
+    """The limits a run reached, even if it survived them."""
     hit = set()
     if stats.oom_kills or stats.memory_limit_hit:
         hit.add("memory")
     if stats.pids_limit_hit:
         hit.add("pids")
-    free = out["disk_free_bytes"]
-    if out["disk_full_at_kill"] or (free is not None and free == 0):
+    if disk_full:
         hit.add("disk")
     if sig == _signal.SIGXFSZ:
         hit.add("file_size")
-    cpu_s = (out["cpu_user_us"] + out["cpu_sys_us"]) / 1e6
-    if sig == _signal.SIGXCPU or (limits.cpu_time_s and cpu_s >= limits.cpu_time_s):
+    if sig == _signal.SIGXCPU or cpu_over:
         hit.add("cpu_time")
+    return frozenset(hit)
+
+
+def verdict(out: dict, stats, limits: Limits) -> ExecResult:
+    """Turns the native outcome and the cgroup's counters into an ExecResult."""
+    exit_code = sig = None
+    if out["timed_out"]:
+        sig = _signal.SIGKILL
+    elif out["have_status"]:
+        ws = out["wait_status"]
+        if os.WIFEXITED(ws):
+            exit_code = os.WEXITSTATUS(ws)
+        else:
+            sig = os.WTERMSIG(ws)
+    else:
+        # The init itself was killed, which happens only from outside: the OOM killer (a
+        # memory.oom.group kill takes every process) or a kill of the whole sandbox.
+        sig = _signal.SIGKILL
+    reason = reason_for(sig, timed_out=out["timed_out"], stats=stats)
+    free = out["disk_free_bytes"]
+    cpu_s = (out["cpu_user_us"] + out["cpu_sys_us"]) / 1e6
+    hit = limits_hit(stats, sig,
+                     disk_full=out["disk_full_at_kill"] or (free is not None and free == 0),
+                     cpu_over=bool(limits.cpu_time_s and cpu_s >= limits.cpu_time_s))
     peak = stats.peak_memory_bytes or out["max_rss_kb"] * 1024
     return ExecResult(
         exit_code=exit_code,
@@ -142,7 +156,7 @@ def verdict(out: dict, stats, limits: Limits) -> ExecResult:
         stdout=out["stdout"],
         stderr=out["stderr"],
         reason=reason,
-        limits_hit=frozenset(hit),
+        limits_hit=hit,
         duration_s=out["duration_s"],
         peak_memory_bytes=peak,
         stdout_truncated=out["stdout_truncated"],

@@ -293,29 +293,10 @@ class NativeProvider(Provider):
             return ExecResult(None, signal.SIGKILL, b"", b"", "memory",
                               frozenset({"memory"}), time.monotonic() - t0)
         stats = handle.state["cgroup"].stats()
-        hit = set()
-        if stats.oom_kills or stats.memory_limit_hit:
-            hit.add("memory")
-        if stats.pids_limit_hit:
-            hit.add("pids")
         sig = r["signal"]
-        if r["timed_out"]:
-            reason = "timeout"
-        elif sig == signal.SIGSYS:
-            reason = "seccomp"
-        elif sig == signal.SIGKILL and stats.oom_kills:
-            reason = "memory"
-        elif sig:
-            reason = "signaled"
-        else:
-            reason = "exited"
-        if r.get("disk_full"):
-            hit.add("disk")
-        if sig == signal.SIGXFSZ:
-            hit.add("file_size")
-        if sig == signal.SIGXCPU:
-            hit.add("cpu_time")
-        return ExecResult(r["exit_code"], sig, r["stdout"], r["stderr"], reason, frozenset(hit),
+        reason = runner.reason_for(sig, timed_out=r["timed_out"], stats=stats)
+        hit = runner.limits_hit(stats, sig, disk_full=bool(r.get("disk_full")))
+        return ExecResult(r["exit_code"], sig, r["stdout"], r["stderr"], reason, hit,
                           time.monotonic() - t0, stats.peak_memory_bytes,
                           r["stdout_truncated"], r["stderr_truncated"])
 
