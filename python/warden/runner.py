@@ -13,7 +13,7 @@ from warden import _core
 from warden.errors import ProviderUnavailable, SandboxSetupError
 from warden.limits import ExecResult, Limits
 
-__all__ = ["run", "sandbox_env", "base_config", "verdict", "reason_for", "limits_hit"]
+__all__ = ["base_config", "limits_hit", "reason_for", "run", "sandbox_env", "verdict"]
 
 FIXED_ENV = {"PATH": "", "HOME": "/workspace", "LANG": "C.UTF-8"}
 DEFAULT_OUTPUT_CAP = 16 << 20

@@ -9,7 +9,7 @@ from warden.limits import ExecResult, Limits
 from warden.providers import get_provider
 from warden.providers.base import SandboxSpec
 
-__all__ = ["Sandbox", "Files"]
+__all__ = ["Files", "Sandbox"]
 
 
 class Files:

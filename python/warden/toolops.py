@@ -16,7 +16,7 @@ from typing import Any
 
 from warden.errors import PathEscapeError, ProtocolError
 
-__all__ = ["OPS", "check_relative", "WORKSPACE"]
+__all__ = ["OPS", "WORKSPACE", "check_relative"]
 
 WORKSPACE = "/workspace"
 OUTPUT_CAP = 8 << 20

@@ -39,9 +39,9 @@ def _serve_worker(entry: str | None, data_dir: str | None) -> None:
         from warden import toolops, worker
 
         if entry:
-            factory = lambda: worker.load_entry(entry)  # noqa: E731
+            factory = lambda: worker.load_entry(entry)
         else:
-            factory = lambda: worker.Handler(_no_plugin)  # noqa: E731
+            factory = lambda: worker.Handler(_no_plugin)
         code = worker.serve(3, factory, data_dir=data_dir, extra_ops=toolops.OPS) or 0
     except BaseException:  # noqa: BLE001 - the child must never return into the zygote's loop
         code = 70
