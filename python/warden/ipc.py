@@ -644,11 +644,12 @@ class Channel:
             if fds else []
         flags = _MSG_FLAGS | (socket.MSG_DONTWAIT if deadline is not None else 0)
         while bufs:
-            if deadline is not None:
-                self._wait(select.POLLOUT, deadline, "sending a frame")
+            # With a deadline the send is tried first and waited for only when the socket's
+            # buffer is full: the common case, room in the buffer, then costs no poll(2).
             try:
                 sent = self._sock.sendmsg(bufs, anc, flags)
             except BlockingIOError:
+                self._wait(select.POLLOUT, deadline, "sending a frame")
                 continue
             # The fds ride on the first byte: once anything went out, they went with it.
             anc = []

@@ -66,6 +66,8 @@ class _Metric:
         self._lock = registry._lock
 
     def _key(self, labels: dict[str, object]) -> tuple[str, ...]:
+        if not labels and not self.labelnames:
+            return ()  # the common unlabelled update: no sets built on the call path
         if len(labels) != len(self.labelnames) or set(labels) != set(self.labelnames):
             raise ValueError(f"metric {self.name} takes labels {self.labelnames}, "
                              f"got {tuple(labels)}")
