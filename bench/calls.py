@@ -124,9 +124,17 @@ def main() -> int:
     rows.append(("python -c per call", timed(
         lambda: subprocess.run(argv, capture_output=True, check=True), args.peer), ""))
     if docker_ok():
-        dargv = ["docker", "run", "--rm", "--network", "none", "python:3.11-slim", "python",
-                 "-c", "print(1)"]
-        subprocess.run(dargv, capture_output=True, check=False)
+        # No registry is reachable: the peer runs warden's own local image (built from this
+        # host's Python by `warden images build` when missing), or WARDEN_DOCKER_IMAGE.
+        from warden import images
+
+        image = os.environ.get("WARDEN_DOCKER_IMAGE") or images.default_image_tag()
+        if subprocess.run(["docker", "image", "inspect", image], capture_output=True,
+                          check=False).returncode != 0:
+            subprocess.run([sys.executable, "-m", "warden", "images", "build"], check=True)
+        dargv = ["docker", "run", "--rm", "--network", "none", image, "python3", "-c",
+                 "print(1)"]
+        subprocess.run(dargv, capture_output=True, check=True)
         rows.append(("docker run per call", timed(
             lambda: subprocess.run(dargv, capture_output=True, check=True),
             max(3, args.peer // 3)), ""))
