@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -65,6 +66,7 @@ SpawnConfig to_config(const py::dict& d) {
   cfg.pass_fds = get(d, "pass_fds", std::vector<int>{});
   cfg.fork_mode = get(d, "fork_mode", false);
   cfg.netns_fd = get(d, "netns_fd", -1);
+  cfg.hold_mount_ns = get(d, "hold_mount_ns", false);
   if (!cfg.fork_mode) cfg.init_fd = init_fd(d["init_path"].cast<std::string>());
   cfg.last_cap = get(d, "last_cap", 40u);
   std::string prog = d["seccomp"].cast<std::string>();
@@ -117,6 +119,7 @@ py::dict run(const py::dict& d, const py::object& input, double timeout_s, size_
   SpawnError error;
   Outcome o;
   bool in_child = false;
+  int mnt_ns = -1;
   int rc;
   {
     py::gil_scoped_release nogil;
@@ -128,14 +131,19 @@ py::dict run(const py::dict& d, const py::object& input, double timeout_s, size_
     close(pipes.take(1, 1));
     close(pipes.take(2, 1));
     if (rc == 0) {
+      mnt_ns = child.mount_ns_fd;
       rc = supervise(&child, pipes.take(0, 1), in, pipes.take(1, 0), pipes.take(2, 0),
                      deadline, cap, &o);
       if (rc < 0) error = {Step::kHandshake, -rc};
     }
   }
-  if (rc < 0) raise_setup_error(step_name(error.step), error.err);
+  if (rc < 0) {
+    if (mnt_ns >= 0) close(mnt_ns);
+    raise_setup_error(step_name(error.step), error.err);
+  }
 
   py::dict r;
+  r["mount_ns_fd"] = mnt_ns;
   r["timed_out"] = o.timed_out;
   r["have_status"] = o.have_status;
   r["wait_status"] = o.status.wait_status;

@@ -105,6 +105,11 @@ struct SpawnConfig {
   // (pid 1 of the sandbox) that forks the command, reaps, and reports its status.
   bool fork_mode = false;
 
+  // Exec mode: keep a reference to the sandbox's mount namespace (Child::mount_ns_fd), so
+  // that the teardown of its mounts waits for the caller's close() instead of delaying the
+  // exit of the sandbox's last process.
+  bool hold_mount_ns = false;
+
   // A network namespace made ahead of time (net::make_ns), or -1 for a new one at clone.
   int netns_fd = -1;
 

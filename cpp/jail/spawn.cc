@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -239,7 +240,9 @@ int spawn(const SpawnConfig& cfg, Child* child, SpawnError* error, bool* in_chil
     return fail(Step::kClone, clone_errno, error);
   }
 
+  int* held_ns = nullptr;
   auto abort_child = [&](Step step, int err) {
+    if (held_ns != nullptr) close_fd(held_ns);
     close_fd(&go[1]);
     close_fd(&rep[0]);
     close_fd(&st[0]);
@@ -251,6 +254,15 @@ int spawn(const SpawnConfig& cfg, Child* child, SpawnError* error, bool* in_chil
 
   int rc = user::init_ns_from_parent(static_cast<pid_t>(pid), cfg);
   if (rc < 0) return abort_child(Step::kUserMap, -rc);
+  int mount_ns = -1;
+  if (cfg.hold_mount_ns) {
+    // Taken now, while the child waits for us: later it may already be gone.
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/ns/mnt", static_cast<int>(pid));
+    mount_ns = open(path, O_RDONLY | O_CLOEXEC);
+    if (mount_ns < 0) return abort_child(Step::kHandshake, errno);
+    held_ns = &mount_ns;
+  }
   rc = cgroup::place_from_parent(static_cast<pid_t>(pid), cfg);
   if (rc < 0) return abort_child(Step::kCgroupPlace, -rc);
   rc = rlimit::set_from_parent(static_cast<pid_t>(pid), cfg);
@@ -273,6 +285,7 @@ int spawn(const SpawnConfig& cfg, Child* child, SpawnError* error, bool* in_chil
   child->pid = static_cast<pid_t>(pid);
   child->pidfd = pidfd;
   child->status_fd = st[0];
+  child->mount_ns_fd = mount_ns;
   return 0;
 }
 

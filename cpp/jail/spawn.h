@@ -14,6 +14,7 @@ struct Child {
   pid_t pid = -1;       // the sandbox's init (exec mode) or the forked worker (fork mode)
   int pidfd = -1;       // for race-free signals and polling
   int status_fd = -1;   // exec mode: read end of the init's FinalStatus pipe
+  int mount_ns_fd = -1; // with SpawnConfig::hold_mount_ns: the sandbox's mount namespace
 };
 
 struct SpawnError {

@@ -74,20 +74,24 @@ class Preparer:
             self._cond.notify()
         return fd if fd is not None else _core.netns_create()
 
-    def release(self, cg: cgroups.SandboxCgroup) -> None:
-        """Remove ``cg`` in the background (its processes are gone or going)."""
+    def release(self, cg: cgroups.SandboxCgroup, fds: tuple[int, ...] = ()) -> None:
+        """Remove ``cg`` and close ``fds`` in the background (the sandbox's processes are
+        gone or going). A descriptor here may hold the last reference to a namespace, whose
+        teardown then happens on this thread, not the caller's."""
         with self._cond:
             if self._closed:
+                for fd in fds:
+                    os.close(fd)
                 cg.destroy()
                 return
-            self._doomed.append(cg)
+            self._doomed.append((cg, fds))
             self._cond.notify()
 
     def drain(self) -> None:
         """Wait until every released cgroup is removed, and remove the ready ones too."""
         with self._cond:
             self._wanted.clear()
-            ready = [cg for q in self._cgroups.values() for cg in q]
+            ready = [(cg, ()) for q in self._cgroups.values() for cg in q]
             self._cgroups.clear()
             self._doomed.extend(ready)
             self._cond.notify()
@@ -136,7 +140,10 @@ class Preparer:
             kind, arg = job
             try:
                 if kind == "destroy":
-                    arg.destroy()
+                    cg, fds = arg
+                    for fd in fds:
+                        os.close(fd)
+                    cg.destroy()
                 elif kind == "netns":
                     fd = _core.netns_create()
                     with self._cond:

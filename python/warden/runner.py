@@ -209,9 +209,17 @@ def run(
         if fd is not None:
             cfg["cgroup_fd"] = fd
         cfg["netns_fd"] = netns
+        cfg["hold_mount_ns"] = True
         out = _core.run(cfg, stdin, float(limits.wall_time_s), max_output_bytes)
-        stats = cg.stats()
-    finally:
+    except BaseException:
         os.close(netns)
         prep.release(cg)
+        raise
+    # The namespaces' last references: closed with the cgroup's removal, after the caller
+    # has its result (their teardown is work the caller need not wait for).
+    held = (netns,) if out["mount_ns_fd"] < 0 else (netns, out["mount_ns_fd"])
+    try:
+        stats = cg.stats()
+    finally:
+        prep.release(cg, held)
     return verdict(out, stats, limits)
