@@ -13,23 +13,7 @@ import sys
 
 import atheris
 
-
-
-def _installed_warden() -> bool:
-    """Whether an installed warden with its native module is importable, found without
-    importing it (an import now would escape the instrumentation below)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("warden")
-    return bool(spec and spec.submodule_search_locations and any(
-        name.startswith("_core.") for loc in spec.submodule_search_locations
-        for name in os.listdir(loc)))
-
-
-# The installed package when there is one (CI's venv); else the source tree, which needs
-# scripts/dev-build for warden._core.
-if not _installed_warden():
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+import warden_path  # noqa: E402,F401 - sys.path first, before warden is imported
 
 # Only the decoder under test (and the library it drives) is instrumented: the rest of the
 # package is not this target's input surface, and instrumenting it only slows the loop.
