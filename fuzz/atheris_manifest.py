@@ -8,12 +8,10 @@ ManifestError; nothing else may escape (no YAMLError, RecursionError, TypeError.
 
 from __future__ import annotations
 
-import os
 import sys
 
 import atheris
-
-import warden_path  # noqa: E402,F401 - sys.path first, before warden is imported
+import warden_path  # noqa: F401 - sys.path first, before warden is imported
 
 # Only the decoder under test (and the library it drives) is instrumented: the rest of the
 # package is not this target's input surface, and instrumenting it only slows the loop.
