@@ -10,7 +10,8 @@ Control protocol (warden.ipc frames on a unix socket, descriptors with SCM_RIGHT
     {"op": "spawn", "config": {...}, "entry": path|None, "netns": bool, "cgroup_fd": bool}
         + [worker socket, network namespace?, cgroup dir fd?]
         -> {"pid": n} + [pidfd]
-    {"op": "wait", "pid": n}   -> {"status": wait status}   (reaps; call once the pid died)
+    {"op": "wait", "pid": n}   -> {"status": wait status}   (call once the pid died)
+The zygote reaps its workers itself as they end, so the host need not ask.
     {"op": "ping"}             -> "pong"
 """
 
@@ -49,13 +50,49 @@ def _serve_worker(entry: str | None, data_dir: str | None) -> None:
         os._exit(code)
 
 
+# Wait statuses of workers that ended, reaped as soon as they end (SIGCHLD): a zombie would
+# keep its cgroup from being removed. Kept until the host asks ("wait"), or until there are
+# too many (a destroyed sandbox's status is never asked for).
+_statuses: dict[int, int] = {}
+_MAX_STATUSES = 4096
+
+
+def _reap(signum: int | None = None, frame: object = None) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        _statuses[pid] = status
+        if len(_statuses) > _MAX_STATUSES:
+            _statuses.pop(next(iter(_statuses)))
+
+
+def _wait(pid: int) -> int:
+    while pid not in _statuses:
+        try:
+            got, status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            # Reaped by the SIGCHLD handler meanwhile, or not a child of ours.
+            _reap()
+            if pid not in _statuses:
+                raise ValueError(f"pid {pid} is not a worker of this zygote") from None
+        else:
+            _statuses[got] = status
+    return _statuses.pop(pid)
+
+
 def main(fd: int) -> int:
     # Pre-imported once here, so that no worker pays for them.
     import asyncio  # noqa: F401
+    import signal
     import subprocess  # noqa: F401
 
     from warden import _core, ipc, toolops, worker  # noqa: F401
 
+    signal.signal(signal.SIGCHLD, _reap)
     ctl = ipc.Channel(socket.socket(fileno=fd))
     while True:
         try:
@@ -82,8 +119,7 @@ def main(fd: int) -> int:
                 ctl.send(ipc.ok_reply(rid, {"pid": pid}), fds=[pidfd])
                 os.close(pidfd)
             elif op == "wait":
-                _, status = os.waitpid(int(msg["pid"]), 0)
-                ctl.send(ipc.ok_reply(rid, {"status": status}))
+                ctl.send(ipc.ok_reply(rid, {"status": _wait(int(msg["pid"]))}))
             elif op == "ping":
                 ctl.send(ipc.ok_reply(rid, "pong"))
             else:

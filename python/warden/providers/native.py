@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import itertools
 import os
+import select
 import shutil
 import signal
 import socket
@@ -24,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from warden import cgroups, ipc, prepare, runner
 from warden.errors import (
     CallFailed,
+    CgroupTeardownError,
     DiskQuotaExceeded,
     MemoryLimitExceeded,
     PathEscapeError,
@@ -202,8 +204,13 @@ class NativeProvider(Provider):
                 return
             st["destroyed"] = True
             st["dead"] = st["dead"] or "destroyed"
+            # The worker is pid 1 of the sandbox: once it has exited, so has everything in
+            # it. Its exit is seen on the pidfd; the zygote reaps it by itself, and the cgroup
+            # is removed in the background once empty: no round trip to the zygote here.
             self._kill(handle)
-            self._reap(handle)
+            if not self._exited(handle, timeout_s=5.0):
+                raise CgroupTeardownError(handle.id, errno.ETIMEDOUT,
+                                          "its worker did not exit within 5 s of SIGKILL")
             st["chan"].close()
             os.close(st["pidfd"])
             prepare.preparer().release(st["cgroup"])
@@ -231,12 +238,14 @@ class NativeProvider(Provider):
         return report
 
     @staticmethod
-    def _alive(h: SandboxHandle) -> bool:
-        import select
-
+    def _exited(h: SandboxHandle, timeout_s: float = 0.0) -> bool:
         p = select.poll()
         p.register(h.state["pidfd"], select.POLLIN)
-        return not p.poll(0)
+        return bool(p.poll(int(timeout_s * 1000)))
+
+    @classmethod
+    def _alive(cls, h: SandboxHandle) -> bool:
+        return not cls._exited(h)
 
     def close(self) -> None:
         for h in self.list():
