@@ -229,7 +229,7 @@ int plan_root(const RootSpec& spec, SpawnConfig* cfg, std::string* what) {
 
 namespace {
 
-int make_parent_free_file(const char* path, unsigned mode) {
+int create_empty_file(const char* path, unsigned mode) {
   int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
   if (fd < 0) return -errno;
   close(fd);
@@ -305,7 +305,7 @@ int apply(const MountOp& op, const int* fds) {
     case MountKind::kBindRO:
     case MountKind::kBindDev: {
       int rc = op.is_dir ? (mkdir(t, 0755) == 0 || errno == EEXIST ? 0 : -errno)
-                         : make_parent_free_file(t, 0644);
+                         : create_empty_file(t, 0644);
       if (rc < 0 && rc != -EEXIST) return rc;
       int src = op.source_index >= 0 ? fds[op.source_index] : -1;
       if (src < 0) {
@@ -476,7 +476,8 @@ int finish_root(const SpawnConfig& cfg, Step* step) {
   if (syscall(SYS_pivot_root, ".", ".") != 0) return -errno;
   if (umount2(".", MNT_DETACH) != 0) return -errno;
   if (chdir("/") != 0) return -errno;
-  if (rmdir("/.rw") != 0) return -errno;
+  // The staging directory, as seen from the new root (its path under kStagingRoot).
+  if (rmdir(cfg.writable_staging.c_str() + strlen(kStagingRoot)) != 0) return -errno;
 
   *step = Step::kRemountRoot;
   return set_attr("/", kAttrRdonly | kAttrNosuid | kAttrNodev, false);
