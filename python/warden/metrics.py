@@ -86,16 +86,14 @@ class _Metric:
         raise NotImplementedError
 
 
-class Counter(_Metric):
-    kind = "counter"
+class _Scalar(_Metric):
+    """One number per label set: what counters and gauges share."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._values: dict[tuple[str, ...], float] = {}
 
-    def inc(self, amount: float = 1.0, **labels: object) -> None:
-        if amount < 0 or math.isnan(amount):
-            raise ValueError(f"counter {self.name} can only go up, got {amount!r}")
+    def _add(self, amount: float, labels: dict[str, object]) -> None:
         key = self._key(labels)
         with self._lock:
             self._values[key] = self._values.get(key, 0.0) + amount
@@ -111,12 +109,17 @@ class Counter(_Metric):
         return lines
 
 
-class Gauge(_Metric):
-    kind = "gauge"
+class Counter(_Scalar):
+    kind = "counter"
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._values: dict[tuple[str, ...], float] = {}
+    def inc(self, amount: float = 1.0, **labels: object) -> None:
+        if amount < 0 or math.isnan(amount):
+            raise ValueError(f"counter {self.name} can only go up, got {amount!r}")
+        self._add(amount, labels)
+
+
+class Gauge(_Scalar):
+    kind = "gauge"
 
     def set(self, value: float, **labels: object) -> None:
         key = self._key(labels)
@@ -124,22 +127,10 @@ class Gauge(_Metric):
             self._values[key] = float(value)
 
     def inc(self, amount: float = 1.0, **labels: object) -> None:
-        key = self._key(labels)
-        with self._lock:
-            self._values[key] = self._values.get(key, 0.0) + amount
+        self._add(amount, labels)
 
     def dec(self, amount: float = 1.0, **labels: object) -> None:
         self.inc(-amount, **labels)
-
-    def value(self, **labels: object) -> float:
-        with self._lock:
-            return self._values.get(self._key(labels), 0.0)
-
-    def render(self) -> list[str]:
-        lines = self._header()
-        for key, v in sorted(self._values.items()):
-            lines.append(f"{self.name}{self._labelstr(key)} {_fmt(v)}")
-        return lines
 
 
 class Histogram(_Metric):
