@@ -1,14 +1,20 @@
-"""The preparer hands out every cgroup and network namespace once, and removes released
-cgroups for real."""
+"""The preparer hands out every sandbox once, keeps the next one ready, closes what is not
+used, and removes released cgroups for real."""
 
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
+import warden
 from tests.conftest import require
+from warden import runner
 from warden.prepare import Preparer
+
+LIMITS = warden.Limits(memory_mb=64, pids=8)
+KEY = ("test", LIMITS)
 
 
 @pytest.fixture
@@ -19,35 +25,119 @@ def prep():
     p.close()
 
 
-def test_each_cgroup_is_new_and_released_ones_are_removed(prep):
-    got = [prep.cgroup(64 << 20, 8, 0.5) for _ in range(5)]
-    paths = [c.path for c in got]
-    assert len(set(paths)) == 5
-    for c in got:
-        assert os.path.isdir(c.path)
-        prep.release(c)
+def make():
+    return runner.make_sandbox(LIMITS)
+
+
+def children() -> set[int]:
+    me = os.getpid()
+    out = set()
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                with open(f"/proc/{p}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == me:
+                        out.add(int(p))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+def wait_until(cond, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_each_sandbox_is_handed_out_once_and_the_next_is_made_ahead(prep):
+    first = prep.sandbox(KEY, make)
+    # Depth counts the sandbox in use: one more is made while it runs, the next once it ends.
+    wait_until(lambda: len(prep._ready.get(KEY, ())) == 1)
+    time.sleep(0.1)
+    assert len(prep._ready[KEY]) == 1
+    out = first.box.start(["/bin/true"], [], ["/bin/true"])
+    assert out["have_status"] and out["wait_status"] == 0
+    prep.done(first)
+    wait_until(lambda: len(prep._ready.get(KEY, ())) == 2)
+    ready_pids = {r.box.pid for r in prep._ready[KEY]}
+    got = [prep.sandbox(KEY, make) for _ in range(4)]
+    pids = [first.box.pid] + [r.box.pid for r in got]
+    assert len(set(pids)) == 5
+    assert ready_pids == {got[0].box.pid, got[1].box.pid}  # the ready ones went first
+    for r in got:
+        out = r.box.start(["/bin/true"], [], ["/bin/true"])
+        assert out["have_status"] and out["wait_status"] == 0
+        prep.done(r)
     prep.drain()
-    for path in paths:
-        assert not os.path.exists(path)
+    for r in [first, *got]:
+        assert not os.path.exists(r.cgroup.path)
 
 
-def test_each_network_namespace_is_new(prep):
-    fds = [prep.netns() for _ in range(4)]
+def test_drain_closes_the_ready_sandboxes_and_their_cgroups(prep):
+    r = prep.sandbox(KEY, make)
+    prep.done(r)  # never started: killed
+    wait_until(lambda: len(prep._ready.get(KEY, ())) == 2)
+    ready = list(prep._ready[KEY])
+    prep.drain()
+    assert not prep._ready
+    mine = children()
+    for x in [r, *ready]:
+        assert x.box.pid not in mine and not x.box.ready()
+        assert not os.path.exists(x.cgroup.path)
+
+
+def test_a_shape_not_asked_for_is_closed_after_the_idle_time():
+    require(os.geteuid() == 0, "creating cgroups and network namespaces needs root")
+    p = Preparer(depth=1, idle_s=0.3)
     try:
-        inodes = {os.fstat(fd).st_ino for fd in fds}
-        assert len(inodes) == 4
-        assert os.stat("/proc/self/ns/net").st_ino not in inodes
+        r = p.sandbox(KEY, make)
+        p.done(r)
+        wait_until(lambda: len(p._ready.get(KEY, ())) == 1)
+        waiting = p._ready[KEY][0]
+        wait_until(lambda: not waiting.box.ready() and not os.path.exists(waiting.cgroup.path))
+        assert KEY not in p._wanted
     finally:
-        for fd in fds:
-            os.close(fd)
+        p.close()
 
 
-def test_close_closes_the_ready_namespaces(prep):
-    os.close(prep.netns())  # wakes the thread, which fills the pool
-    prep.drain()
-    ready = list(prep._netns)
-    prep.close()
-    assert not prep._netns
-    for fd in ready:
+def test_a_sandbox_killed_while_ready_is_discarded_not_handed_out(prep):
+    r = prep.sandbox(KEY, make)
+    prep.done(r)
+    wait_until(lambda: len(prep._ready.get(KEY, ())) == 2)
+    for x in prep._ready[KEY]:
+        os.kill(x.box.pid, 9)
+    wait_until(lambda: not any(x.box.ready() for x in prep._ready[KEY]))
+    fresh = prep.sandbox(KEY, make)
+    assert fresh.box.ready()
+    out = fresh.box.start(["/bin/echo", "ok"], [], ["/bin/echo"])
+    assert out["stdout"] == b"ok\n"
+    prep.done(fresh)
+
+
+def test_a_failing_shape_raises_to_the_caller_and_is_not_retried(prep):
+    calls = []
+
+    def broken():
+        calls.append(1)
+        raise OSError(28, "no space")
+
+    for _ in range(3):
         with pytest.raises(OSError):
-            os.fstat(fd)
+            prep.sandbox(("broken",), broken)
+    prep.drain()
+    # The caller's own attempts, and at most one more by the thread per request.
+    assert 3 <= len(calls) <= 6
+    assert ("broken",) not in prep._wanted
+
+
+def test_depth_zero_makes_every_sandbox_on_the_callers_path():
+    require(os.geteuid() == 0, "creating cgroups and network namespaces needs root")
+    p = Preparer(depth=0)
+    try:
+        r = p.sandbox(KEY, make)
+        p.done(r)
+        time.sleep(0.2)
+        assert not p._ready and not p._wanted
+    finally:
+        p.close()

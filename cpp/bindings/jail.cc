@@ -1,6 +1,7 @@
 // Binds the sandbox: converts a Python dict into a SpawnConfig, runs, converts the outcome
 // back, and maps a failed set-up step to warden.SandboxSetupError. Nothing else.
 #include <fcntl.h>
+#include <poll.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 #include <unistd.h>
@@ -14,11 +15,13 @@
 #include "jail/config.h"
 #include "jail/mnt.h"
 #include "jail/net.h"
+#include "jail/request.h"
 #include "jail/spawn.h"
 #include "jail/supervise.h"
 
 namespace py = pybind11;
 using namespace warden::jail;
+namespace jail = warden::jail;
 
 namespace {
 
@@ -50,10 +53,6 @@ int init_fd(const std::string& path) {
 
 SpawnConfig to_config(const py::dict& d) {
   SpawnConfig cfg;
-  cfg.argv = d["argv"].cast<std::vector<std::string>>();
-  if (cfg.argv.empty()) throw py::value_error("argv must name a command");
-  cfg.env = get(d, "env", std::vector<std::string>{});
-  cfg.exec_candidates = get(d, "exec_candidates", std::vector<std::string>{cfg.argv[0]});
   cfg.cwd = get(d, "cwd", std::string("/workspace"));
   cfg.inside_id = get(d, "inside_id", 1000u);
   cfg.outside_base = get(d, "outside_base", 2000000000u);
@@ -90,58 +89,24 @@ SpawnConfig to_config(const py::dict& d) {
   return cfg;
 }
 
-struct Pipes {
-  int fds[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
-  ~Pipes() {
-    for (auto& p : fds)
-      for (int fd : p)
-        if (fd >= 0) close(fd);
-  }
-  int take(int i, int end) {
-    int fd = fds[i][end];
-    fds[i][end] = -1;
-    return fd;
-  }
-};
-
-py::dict run(const py::dict& d, const py::object& input, double timeout_s, size_t cap) {
-  SpawnConfig cfg = to_config(d);
-  std::string in = input.is_none() ? std::string() : input.cast<std::string>();
-  Pipes pipes;
-  for (auto& p : pipes.fds) {
-    if (pipe2(p, O_CLOEXEC) != 0) raise_setup_error("pipe", errno);
-  }
-  cfg.stdin_fd = pipes.fds[0][0];
-  cfg.stdout_fd = pipes.fds[1][1];
-  cfg.stderr_fd = pipes.fds[2][1];
-
-  Child child;
-  SpawnError error;
-  Outcome o;
-  bool in_child = false;
-  int mnt_ns = -1;
-  int rc;
-  {
-    py::gil_scoped_release nogil;
-    uint64_t deadline = 0;
-    // The deadline counts from before the clone: set-up time is part of the budget.
-    if (timeout_s > 0) deadline = monotonic_ns() + static_cast<uint64_t>(timeout_s * 1e9);
-    rc = spawn(cfg, &child, &error, &in_child);
-    close(pipes.take(0, 0));
-    close(pipes.take(1, 1));
-    close(pipes.take(2, 1));
-    if (rc == 0) {
-      mnt_ns = child.mount_ns_fd;
-      rc = supervise(&child, pipes.take(0, 1), in, pipes.take(1, 0), pipes.take(2, 0),
-                     deadline, cap, &o);
-      if (rc < 0) error = {Step::kHandshake, -rc};
+std::vector<std::string> strings(const py::handle& seq, const char* what) {
+  std::vector<std::string> out;
+  for (const py::handle& item : seq) {
+    std::string v = py::cast<std::string>(item);
+    if (v.find('\0') != std::string::npos) {
+      throw py::value_error(std::string(what) + " must not contain NUL bytes");
     }
+    out.push_back(std::move(v));
   }
-  if (rc < 0) {
-    if (mnt_ns >= 0) close(mnt_ns);
-    raise_setup_error(step_name(error.step), error.err);
-  }
+  return out;
+}
 
+void close_fd(int* fd) {
+  if (*fd >= 0) close(*fd);
+  *fd = -1;
+}
+
+py::dict outcome_dict(const Outcome& o, int mnt_ns, pid_t pid) {
   py::dict r;
   r["mount_ns_fd"] = mnt_ns;
   r["timed_out"] = o.timed_out;
@@ -161,9 +126,138 @@ py::dict run(const py::dict& d, const py::object& input, double timeout_s, size_
   r["cpu_user_us"] = o.status.cpu_user_us;
   r["cpu_sys_us"] = o.status.cpu_sys_us;
   r["max_rss_kb"] = o.status.max_rss_kb;
-  r["pid"] = child.pid;
+  r["pid"] = pid;
   return r;
 }
+
+// A sandbox made whole ahead of its command: namespaces, root, limits, identity, seccomp,
+// and an init waiting for one request. start() runs the command in it once; close() (or
+// the destructor) kills and reaps it if it was never started.
+class Prepared {
+ public:
+  explicit Prepared(const py::dict& d) {
+    SpawnConfig cfg = to_config(d);
+    int in[2], out[2], err[2];
+    if (pipe2(in, O_CLOEXEC) != 0) raise_setup_error("pipe", errno);
+    if (pipe2(out, O_CLOEXEC) != 0) {
+      int e = errno;
+      close(in[0]);
+      close(in[1]);
+      raise_setup_error("pipe", e);
+    }
+    if (pipe2(err, O_CLOEXEC) != 0) {
+      int e = errno;
+      for (int fd : {in[0], in[1], out[0], out[1]}) close(fd);
+      raise_setup_error("pipe", e);
+    }
+    cfg.stdin_fd = in[0];
+    cfg.stdout_fd = out[1];
+    cfg.stderr_fd = err[1];
+    SpawnError error;
+    bool in_child = false;
+    int rc;
+    {
+      py::gil_scoped_release nogil;
+      rc = spawn(cfg, &child_, &error, &in_child);
+    }
+    // The sandbox has its own copies (or is gone): only the host's ends stay here.
+    close(in[0]);
+    close(out[1]);
+    close(err[1]);
+    stdin_ = in[1];
+    stdout_ = out[0];
+    stderr_ = err[0];
+    maker_ = getpid();
+    if (rc < 0) {
+      release_stdio();
+      raise_setup_error(step_name(error.step), error.err);
+    }
+  }
+  Prepared(const Prepared&) = delete;
+  Prepared& operator=(const Prepared&) = delete;
+  ~Prepared() { close_all(); }
+
+  int pid() const { return child_.pid; }
+
+  // Whether the init still waits: false once it was started, closed, or has died (killed
+  // from outside; a sandbox found so is discarded, never started).
+  bool ready() const {
+    if (child_.request_fd < 0 || child_.pidfd < 0) return false;
+    struct pollfd p = {child_.pidfd, POLLIN, 0};
+    return poll(&p, 1, 0) == 0;
+  }
+
+  py::dict start(const py::sequence& argv, const py::sequence& env,
+                 const py::sequence& exec_candidates, const std::string& cwd,
+                 const py::object& input, double timeout_s, size_t cap) {
+    if (child_.request_fd < 0) throw py::value_error("this sandbox was already started or closed");
+    std::vector<std::string> args = strings(argv, "argv");
+    if (args.empty()) throw py::value_error("argv must name a command");
+    std::vector<std::string> paths = strings(exec_candidates, "exec_candidates");
+    if (paths.empty()) paths.push_back(args[0]);
+    if (cwd.empty() || cwd[0] != '/' || cwd.find('\0') != std::string::npos) {
+      throw py::value_error("cwd must be an absolute path without NUL bytes");
+    }
+    std::string req = request::encode(cwd, paths, args, strings(env, "env"));
+    std::string in = input.is_none() ? std::string() : input.cast<std::string>();
+    Outcome o;
+    SpawnError error;
+    int rc;
+    int mnt_ns = child_.mount_ns_fd;
+    pid_t pid = child_.pid;
+    {
+      py::gil_scoped_release nogil;
+      uint64_t deadline = 0;
+      // The deadline counts from the request: the sandbox was whole before it.
+      if (timeout_s > 0) deadline = monotonic_ns() + static_cast<uint64_t>(timeout_s * 1e9);
+      rc = jail::start(&child_, req, &error);
+      if (rc == 0) {
+        child_.mount_ns_fd = -1;  // the caller's from here on
+        rc = supervise(&child_, take(&stdin_), in, take(&stdout_), take(&stderr_), deadline,
+                       cap, &o);
+        if (rc < 0) error = {Step::kHandshake, -rc};
+      } else {
+        mnt_ns = -1;  // closed with the discarded sandbox
+      }
+    }
+    if (rc < 0) {
+      if (mnt_ns >= 0) close(mnt_ns);
+      close_all();
+      raise_setup_error(step_name(error.step), error.err);
+    }
+    return outcome_dict(o, mnt_ns, pid);
+  }
+
+  void close_all() {
+    if (getpid() != maker_) {
+      // A forked copy of the process that made the sandbox: it is not ours to kill.
+      for (int* fd : {&child_.pidfd, &child_.status_fd, &child_.mount_ns_fd, &child_.request_fd,
+                      &child_.report_fd}) {
+        close_fd(fd);
+      }
+    } else if (child_.pidfd >= 0 || child_.request_fd >= 0) {
+      py::gil_scoped_release nogil;
+      discard(&child_);
+    }
+    release_stdio();
+  }
+
+ private:
+  static int take(int* fd) {
+    int v = *fd;
+    *fd = -1;
+    return v;
+  }
+  void release_stdio() {
+    close_fd(&stdin_);
+    close_fd(&stdout_);
+    close_fd(&stderr_);
+  }
+
+  Child child_;
+  int stdin_ = -1, stdout_ = -1, stderr_ = -1;
+  pid_t maker_ = -1;
+};
 
 // Fork mode, for the zygote: like os.fork(), but the child comes back already inside a fresh
 // sandbox (namespaces, root, identity, no capabilities, seccomp). Returns (pid, pidfd) in the
@@ -203,7 +297,15 @@ void bind_jail(py::module_& m) {
         "A new network namespace with lo up, as a descriptor (the caller closes it).");
   m.def("fork_sandboxed", &fork_sandboxed, py::arg("config"),
         "Fork into a fresh sandbox: (pid, pidfd) in the parent, (0, -1) in the child.");
-  m.def("run", &run, py::arg("config"), py::arg("stdin") = py::none(),
-        py::arg("timeout_s") = 0.0, py::arg("output_cap") = size_t{16} << 20,
-        "Run one command in a fresh sandbox described by `config`; return its outcome.");
+  py::class_<Prepared>(m, "PreparedSandbox",
+                       "A sandbox made whole ahead of its command; started at most once.")
+      .def(py::init<const py::dict&>(), py::arg("config"))
+      .def_property_readonly("pid", &Prepared::pid)
+      .def("ready", &Prepared::ready, "Whether the sandbox still waits for its command.")
+      .def("start", &Prepared::start, py::arg("argv"), py::arg("env"),
+           py::arg("exec_candidates"), py::arg("cwd") = std::string("/workspace"),
+           py::arg("stdin") = py::none(), py::arg("timeout_s") = 0.0,
+           py::arg("output_cap") = size_t{16} << 20,
+           "Run the command in this sandbox and return its outcome (once).")
+      .def("close", &Prepared::close_all, "Kill and reap the sandbox if it was never started.");
 }

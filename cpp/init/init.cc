@@ -2,11 +2,14 @@
 //
 // The set-up child execs this small static binary as its last act, so that nothing of the
 // host process's memory stays inside the sandbox and the command is forked from a tiny
-// process. It forks the command (vfork: nothing to copy), reaps every process that the
-// namespace hands to it, and reports how the command ended. When it exits, the kernel kills
-// whatever is left in the pid namespace (pid_namespaces(7)).
+// process. It says it is ready (Step::kDone on the report pipe) and waits for one request
+// (jail/request.h): the working directory, the PATH candidates, argv and the environment.
+// So a sandbox can be made whole ahead of its command; nothing of the command exists before
+// the request, and each init serves one. Then it forks the command (vfork: nothing to copy),
+// reaps every process that the namespace hands to it, and reports how the command ended.
+// When it exits, the kernel kills whatever is left in the pid namespace (pid_namespaces(7)).
 //
-//   warden-init REPORT_FD STATUS_FD N PATH_1 ... PATH_N -- ARGV...
+//   warden-init REPORT_FD STATUS_FD REQUEST_FD
 //
 // Runs under the sandbox's seccomp filter, as the sandbox user, with no capabilities.
 #include <fcntl.h>
@@ -21,11 +24,13 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "jail/request.h"
 #include "jail/status.h"
 
 using warden::jail::FinalStatus;
 using warden::jail::Report;
 using warden::jail::Step;
+namespace request = warden::jail::request;
 
 namespace {
 
@@ -46,28 +51,68 @@ void write_all(int fd, const void* buf, size_t len) {
   }
 }
 
+[[noreturn]] void fail(int report, Step step, int err) {
+  Report r{static_cast<int32_t>(step), err};
+  write_all(report, &r, sizeof r);
+  _exit(127);
+}
+
+bool read_all(int fd, void* buf, size_t len) {
+  char* p = static_cast<char*>(buf);
+  while (len > 0) {
+    ssize_t n = read(fd, p, len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    p += n;
+    len -= static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// Reads and checks the one request of a prepared sandbox, then enters its working
+// directory. Exits through fail() on anything malformed: the parent reads that as a refusal.
+request::Parsed wait_for_request(int report, int fd) {
+  fcntl(fd, F_SETFD, FD_CLOEXEC);
+  Report ready{static_cast<int32_t>(Step::kDone), 0};
+  write_all(report, &ready, sizeof ready);
+  request::Header h;
+  if (!read_all(fd, &h, sizeof h)) fail(report, Step::kHandshake, EPIPE);
+  if (!request::header_ok(h)) fail(report, Step::kHandshake, EPROTO);
+  char* blob = static_cast<char*>(malloc(h.blob_len + 1));
+  size_t slots = static_cast<size_t>(h.n_paths) + h.argc + h.envc + 3;
+  char** ptrs = static_cast<char**>(malloc(slots * sizeof(char*)));
+  if (blob == nullptr || ptrs == nullptr) fail(report, Step::kHandshake, ENOMEM);
+  if (!read_all(fd, blob, h.blob_len)) fail(report, Step::kHandshake, EPIPE);
+  close(fd);
+  blob[h.blob_len] = '\0';
+  request::Parsed req;
+  if (!request::parse(h, blob, ptrs, &req)) fail(report, Step::kHandshake, EPROTO);
+  if (chdir(req.cwd) != 0) fail(report, Step::kChdir, errno);
+  return req;
+}
+
 uint64_t micros(const struct timeval& tv) {
   return static_cast<uint64_t>(tv.tv_sec) * 1000000u + static_cast<uint64_t>(tv.tv_usec);
 }
 
 }  // namespace
 
-int main(int argc, char** argv, char** envp) {
+int main(int argc, char** argv) {
   // The command runs as the same user: without this it could open /proc/1/mem and rewrite
   // the report it is judged by (proc(5), PTRACE_MODE_ATTACH and dumpable).
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-  if (argc < 5) return 127;
+  if (argc != 4) return 127;
   int report = to_fd(argv[1]);
   int status = to_fd(argv[2]);
-  int n = to_fd(argv[3]);
-  if (report < 0 || status < 0 || n < 1 || 4 + n + 1 >= argc ||
-      strcmp(argv[4 + n], "--") != 0) {
-    return 127;
-  }
-  char** paths = argv + 4;
-  char** cmd = argv + 5 + n;
+  int request_fd = to_fd(argv[3]);
+  if (report < 0 || status < 0 || request_fd < 0) return 127;
   fcntl(report, F_SETFD, FD_CLOEXEC);
   fcntl(status, F_SETFD, FD_CLOEXEC);
+  request::Parsed req = wait_for_request(report, request_fd);
+  int n = static_cast<int>(req.n_paths);
+  char** paths = req.paths;
+  char** cmd = req.argv;
+  char** envp = req.envp;
 
   pid_t child = vfork();
   if (child == 0) {

@@ -6,22 +6,12 @@
 namespace warden::jail {
 
 void SpawnConfig::prepare() {
-  argv_ptrs.clear();
-  for (auto& a : argv) argv_ptrs.push_back(a.data());
-  argv_ptrs.push_back(nullptr);
-  env_ptrs.clear();
-  for (auto& e : env) env_ptrs.push_back(e.data());
-  env_ptrs.push_back(nullptr);
-
   if (!fork_mode) {
     // fds::arrange puts stdio at 0-2, the passed descriptors at 3.., then the report pipe,
-    // the status pipe and warden-init itself.
+    // the status pipe, the request socket and warden-init itself.
     int report_fd = 3 + static_cast<int>(pass_fds.size());
     init_argv = {"warden-init", std::to_string(report_fd), std::to_string(report_fd + 1),
-                 std::to_string(exec_candidates.size())};
-    for (auto& c : exec_candidates) init_argv.push_back(c);
-    init_argv.push_back("--");
-    for (auto& a : argv) init_argv.push_back(a);
+                 std::to_string(report_fd + 2)};
     init_argv_ptrs.clear();
     for (auto& a : init_argv) init_argv_ptrs.push_back(a.data());
     init_argv_ptrs.push_back(nullptr);

@@ -54,13 +54,8 @@ struct WritableDir {
 };
 
 struct SpawnConfig {
-  // The command. `exec_candidates` are the absolute paths to try in order (PATH resolved in the
-  // parent against the sandbox's PATH, which sees the same /usr as the host).
-  std::vector<std::string> argv;
-  std::vector<std::string> env;
-  std::vector<std::string> exec_candidates;
-  std::vector<char*> argv_ptrs;  // filled by prepare()
-  std::vector<char*> env_ptrs;
+  // The working directory of the set-up's last step. In exec mode the command itself comes
+  // later, in the request start() sends (jail/request.h), with its own directory.
   std::string cwd = "/workspace";
   std::string hostname = "warden";
 
@@ -100,9 +95,10 @@ struct SpawnConfig {
   int stderr_fd = -1;
   std::vector<int> pass_fds;
 
-  // Fork mode: instead of exec'ing argv, the child returns to the caller inside the sandbox
-  // (the zygote uses this to run a Python worker). In exec mode the child is a small init
-  // (pid 1 of the sandbox) that forks the command, reaps, and reports its status.
+  // Fork mode: the child returns to the caller inside the sandbox (the zygote uses this to run
+  // a Python worker). In exec mode the child becomes a small init (pid 1 of the sandbox) that
+  // waits for its command (spawn.h, start), forks it, reaps, and reports its status: a sandbox
+  // is made whole before anyone says what will run in it.
   bool fork_mode = false;
 
   // Exec mode: keep a reference to the sandbox's mount namespace (Child::mount_ns_fd), so

@@ -7,12 +7,13 @@
 namespace warden::jail {
 
 // Descriptor numbers inside the child after arrange_fds: stdio, then the passed descriptors
-// from 3 on, then warden's own two pipes.
+// from 3 on, then warden's own pipes.
 struct ChildFds {
   int go;       // read end: the parent's go-ahead (closed once read)
   int report;   // write end, close-on-exec: (step, errno) on failure
   int status;   // write end: the init's FinalStatus (exec mode), else -1
   int init;     // exec mode: warden-init, else -1
+  int request = -1;  // exec mode: the init's end of the request socket, else -1
 };
 
 // Runs every set-up step in order. Returns 0 with the process fully contained (seccomp

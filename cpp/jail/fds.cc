@@ -25,7 +25,7 @@ int lift(int fd, int floor) {
 int arrange(const SpawnConfig& cfg, ChildFds* fds) {
   int n_pass = static_cast<int>(cfg.pass_fds.size());
   if (n_pass > kMaxFds) return -EMFILE;
-  int floor = 3 + n_pass + 4;
+  int floor = 3 + n_pass + 5;
   int lifted[kMaxFds];
   int in = lift(cfg.stdin_fd, floor), out = lift(cfg.stdout_fd, floor),
       err = lift(cfg.stderr_fd, floor);
@@ -35,8 +35,9 @@ int arrange(const SpawnConfig& cfg, ChildFds* fds) {
     if (lifted[i] < 0) return lifted[i];
   }
   int rep = lift(fds->report, floor), st = fds->status >= 0 ? lift(fds->status, floor) : -1,
+      rq = fds->request >= 0 ? lift(fds->request, floor) : -1,
       ini = fds->init >= 0 ? lift(fds->init, floor) : -1;
-  if (rep < 0 || st < -1 || ini < -1) return -EBADF;
+  if (rep < 0 || st < -1 || rq < -1 || ini < -1) return -EBADF;
 
   int null_fd = -1;
   if (in < 0 || out < 0 || err < 0) {
@@ -57,6 +58,10 @@ int arrange(const SpawnConfig& cfg, ChildFds* fds) {
   if (st >= 0) {
     if (dup3(st, next, O_CLOEXEC) < 0) return -errno;
     fds->status = next++;
+  }
+  if (rq >= 0) {
+    if (dup3(rq, next, O_CLOEXEC) < 0) return -errno;
+    fds->request = next++;
   }
   if (ini >= 0) {
     if (dup3(ini, next, O_CLOEXEC) < 0) return -errno;

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <pthread.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -75,11 +76,13 @@ int exec_child_main(void* p) {
     report(c->fds.report, step, -rc);
     return 127;
   }
-  // The init inherits the two pipes; it closes them from its command itself.
+  // The init inherits the pipes; it closes them from its command itself.
   fcntl(c->fds.report, F_SETFD, 0);
   fcntl(c->fds.status, F_SETFD, 0);
-  syscall(SYS_execveat, c->fds.init, "", c->cfg->init_argv_ptrs.data(),
-          c->cfg->env_ptrs.data(), AT_EMPTY_PATH);
+  if (c->fds.request >= 0) fcntl(c->fds.request, F_SETFD, 0);
+  // The init needs no environment: the command's comes with its request.
+  char* no_env[] = {nullptr};
+  syscall(SYS_execveat, c->fds.init, "", c->cfg->init_argv_ptrs.data(), no_env, AT_EMPTY_PATH);
   report(c->fds.report, Step::kExec, errno);
   return 127;
 }
@@ -140,11 +143,15 @@ int read_report(int fd, Report* r) {
 
 int spawn(const SpawnConfig& cfg, Child* child, SpawnError* error, bool* in_child) {
   *in_child = false;
-  int go[2] = {-1, -1}, rep[2] = {-1, -1}, st[2] = {-1, -1};
+  int go[2] = {-1, -1}, rep[2] = {-1, -1}, st[2] = {-1, -1}, rq[2] = {-1, -1};
+  bool waits = !cfg.fork_mode;
+  // The request travels on a socket, not a pipe, so that a write to an init that has gone
+  // fails with EPIPE whatever the process does with SIGPIPE (MSG_NOSIGNAL).
   if (pipe2(go, O_CLOEXEC) != 0 || pipe2(rep, O_CLOEXEC) != 0 ||
-      (!cfg.fork_mode && pipe2(st, O_CLOEXEC) != 0)) {
+      (!cfg.fork_mode && pipe2(st, O_CLOEXEC) != 0) ||
+      (waits && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, rq) != 0)) {
     int e = errno;
-    for (int* p : {go, rep, st}) {
+    for (int* p : {go, rep, st, rq}) {
       close_fd(&p[0]);
       close_fd(&p[1]);
     }
@@ -152,7 +159,7 @@ int spawn(const SpawnConfig& cfg, Child* child, SpawnError* error, bool* in_chil
   }
 
   if (!cfg.fork_mode && cfg.init_fd < 0) {
-    for (int* p : {go, rep, st}) {
+    for (int* p : {go, rep, st, rq}) {
       close_fd(&p[0]);
       close_fd(&p[1]);
     }
@@ -162,13 +169,13 @@ int spawn(const SpawnConfig& cfg, Child* child, SpawnError* error, bool* in_chil
   ChildStack stack;
   if (stack.base == MAP_FAILED) {
     int e = errno;
-    for (int* p : {go, rep, st}) {
+    for (int* p : {go, rep, st, rq}) {
       close_fd(&p[0]);
       close_fd(&p[1]);
     }
     return fail(Step::kClone, e, error);
   }
-  ExecChild exec_child{&cfg, {go[0], rep[1], st[1], cfg.init_fd}};
+  ExecChild exec_child{&cfg, {go[0], rep[1], st[1], cfg.init_fd, rq[0]}};
 
   int pidfd = -1;
   struct clone_args args;
@@ -188,7 +195,7 @@ int spawn(const SpawnConfig& cfg, Child* child, SpawnError* error, bool* in_chil
     args.flags &= ~static_cast<uint64_t>(CLONE_NEWNET);
     if (net::enter_ns(cfg.netns_fd) < 0) {
       int e = errno;
-      for (int* p : {go, rep, st}) {
+      for (int* p : {go, rep, st, rq}) {
         close_fd(&p[0]);
         close_fd(&p[1]);
       }
@@ -212,7 +219,7 @@ int spawn(const SpawnConfig& cfg, Child* child, SpawnError* error, bool* in_chil
   }
   if (pid == 0) {
     // Fork mode only: a private copy of the caller, which returns to it once contained.
-    ChildFds fds{go[0], rep[1], -1, -1};
+    ChildFds fds{go[0], rep[1], -1, -1, -1};
     close(go[1]);
     close(rep[0]);
     if (st[0] >= 0) close(st[0]);
@@ -233,10 +240,12 @@ int spawn(const SpawnConfig& cfg, Child* child, SpawnError* error, bool* in_chil
   close_fd(&go[0]);
   close_fd(&rep[1]);
   close_fd(&st[1]);
+  close_fd(&rq[0]);
   if (pid < 0) {
     close_fd(&go[1]);
     close_fd(&rep[0]);
     close_fd(&st[0]);
+    close_fd(&rq[1]);
     return fail(Step::kClone, clone_errno, error);
   }
 
@@ -246,6 +255,7 @@ int spawn(const SpawnConfig& cfg, Child* child, SpawnError* error, bool* in_chil
     close_fd(&go[1]);
     close_fd(&rep[0]);
     close_fd(&st[0]);
+    close_fd(&rq[1]);
     syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
     waitpid(static_cast<pid_t>(pid), nullptr, __WALL);
     close(pidfd);
@@ -272,20 +282,57 @@ int spawn(const SpawnConfig& cfg, Child* child, SpawnError* error, bool* in_chil
   if (write(go[1], &c, 1) != 1) return abort_child(Step::kHandshake, errno ? errno : EPIPE);
   close_fd(&go[1]);
 
+  // The forked child, or the init once it waits for its request, reports Step::kDone.
   Report r{};
   rc = read_report(rep[0], &r);
-  close_fd(&rep[0]);
   if (rc < 0) return abort_child(Step::kHandshake, -rc);
-  bool ok = cfg.fork_mode ? (rc == 1 && r.step == static_cast<int32_t>(Step::kDone))
-                          : rc == 0;
-  if (!ok) {
-    if (rc == 0) return abort_child(Step::kHandshake, EPIPE);
+  if (rc == 0) return abort_child(Step::kHandshake, EPIPE);
+  if (r.step != static_cast<int32_t>(Step::kDone)) {
     return abort_child(static_cast<Step>(r.step), r.err);
   }
+  if (cfg.fork_mode) close_fd(&rep[0]);
   child->pid = static_cast<pid_t>(pid);
   child->pidfd = pidfd;
   child->status_fd = st[0];
   child->mount_ns_fd = mount_ns;
+  child->request_fd = rq[1];
+  child->report_fd = rep[0];
+  return 0;
+}
+
+void discard(Child* child) {
+  if (child->pidfd >= 0) {
+    syscall(SYS_pidfd_send_signal, child->pidfd, SIGKILL, nullptr, 0);
+    waitpid(child->pid, nullptr, __WALL);
+  }
+  for (int* fd : {&child->pidfd, &child->status_fd, &child->mount_ns_fd, &child->request_fd,
+                  &child->report_fd}) {
+    close_fd(fd);
+  }
+}
+
+int start(Child* child, const std::string& request, SpawnError* error) {
+  auto refuse = [&](Step step, int err) {
+    discard(child);
+    return fail(step, err, error);
+  };
+  if (child->request_fd < 0 || child->report_fd < 0) return refuse(Step::kHandshake, EBADF);
+  size_t off = 0;
+  while (off < request.size()) {
+    ssize_t n = send(child->request_fd, request.data() + off, request.size() - off,
+                     MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    // The init may have refused a malformed request and exited: its report says why.
+    if (n <= 0) break;
+    off += static_cast<size_t>(n);
+  }
+  close_fd(&child->request_fd);
+  Report r{};
+  int rc = read_report(child->report_fd, &r);
+  close_fd(&child->report_fd);
+  if (rc < 0) return refuse(Step::kHandshake, -rc);
+  if (rc == 1) return refuse(static_cast<Step>(r.step), r.err);
+  if (off < request.size()) return refuse(Step::kHandshake, EPIPE);
   return 0;
 }
 

@@ -15,6 +15,10 @@ struct Child {
   int pidfd = -1;       // for race-free signals and polling
   int status_fd = -1;   // exec mode: read end of the init's FinalStatus pipe
   int mount_ns_fd = -1; // with SpawnConfig::hold_mount_ns: the sandbox's mount namespace
+  // Exec mode, until start(): where the request goes, and the read end of the report pipe,
+  // which tells whether the command was exec'd.
+  int request_fd = -1;
+  int report_fd = -1;
 };
 
 struct SpawnError {
@@ -22,10 +26,19 @@ struct SpawnError {
   int err = 0;
 };
 
-// Parent: creates the sandbox. In exec mode returns 0 once the command has been exec'd. In
-// fork mode returns 0 in both processes, like fork(): *in_child tells which side this is; in
-// the child, the process is fully contained and seccomp is installed.
+// Parent: creates the sandbox. In exec mode returns 0 once the sandbox's init waits for its
+// command (start). In fork mode returns 0 in both processes, like fork(): *in_child tells
+// which side this is; in the child, the process is fully contained and seccomp is installed.
 // On failure returns -1 with *error set; the half-made child has been reaped.
 int spawn(const SpawnConfig& cfg, Child* child, SpawnError* error, bool* in_child);
+
+// Exec mode: sends `request` (request::encode) and returns 0
+// once the command has been exec'd. On failure (the init refused the request, the command
+// could not be exec'd, the init was gone) returns -1 with *error set, and the sandbox has
+// been killed and reaped. Either way request_fd and report_fd are closed.
+int start(Child* child, const std::string& request, SpawnError* error);
+
+// Kills and reaps a spawned sandbox that will not be used, closing every descriptor in it.
+void discard(Child* child);
 
 }  // namespace warden::jail

@@ -1,13 +1,30 @@
 # Type stubs of warden._core, the native module. Keep in step with cpp/bindings/.
+from collections.abc import Sequence
 from typing import Any
 
 # --- jail (cpp/bindings/jail.cc) -------------------------------------------------------------
 
-def run(config: dict[str, Any], stdin: bytes | None = None, timeout_s: float = 0.0,
-        output_cap: int = 16777216) -> dict[str, Any]:
-    """Run one command in a fresh sandbox described by `config`; return its outcome.
+class PreparedSandbox:
+    """A sandbox made whole ahead of its command (namespaces, root, limits, identity,
+    seccomp), its init waiting for one request; started at most once.
 
-    Raises warden.SandboxSetupError(step, errno) when a set-up step fails (nothing ran)."""
+    The constructor raises warden.SandboxSetupError(step, errno) when a set-up step fails."""
+
+    def __init__(self, config: dict[str, Any]) -> None: ...
+    @property
+    def pid(self) -> int:
+        """The sandbox's init, as the host sees it."""
+    def ready(self) -> bool:
+        """Whether the sandbox still waits for its command."""
+    def start(self, argv: Sequence[str], env: Sequence[str], exec_candidates: Sequence[str],
+              cwd: str = "/workspace", stdin: bytes | None = None, timeout_s: float = 0.0,
+              output_cap: int = 16777216) -> dict[str, Any]:
+        """Run the command (the first of `exec_candidates` that exists) and return its
+        outcome; the wall deadline counts from here. Raises SandboxSetupError (step "chdir",
+        "execve", ...) when the command could not be started; the sandbox is gone then."""
+    def close(self) -> None:
+        """Kill and reap the sandbox if it was never started (only in the process that
+        made it)."""
 
 def fork_sandboxed(config: dict[str, Any]) -> tuple[int, int]:
     """Fork into a fresh sandbox: (pid, pidfd) in the parent, (0, -1) in the child."""

@@ -1,10 +1,20 @@
-"""Work moved off the path of a run: cgroups and network namespaces made ahead of time, and
-cgroups removed after the caller has its result.
+"""Work moved off the path of a run: whole sandboxes made ahead of their command, and
+cgroups and namespaces removed after the caller has its result.
 
-A background thread keeps a few of each ready (on hosts with cores to spare; see DEPTH). Every one is handed out once and never reused:
-a cgroup's counters (OOM kills, peak memory, pids.events) must start from zero for the verdict
-to be exact, and a network namespace must hold nothing of an earlier sandbox. When the pool is
-empty the caller makes its own, so a burst is never slower than without the pool.
+When a run ends, a background thread makes the next sandbox of the same shape (limits and
+network policy): cgroup, network namespace, mount namespace and root, identity, seccomp, and
+an init waiting for its command (`_core.PreparedSandbox`). The next run of that shape only
+hands the init its argv and waits. The making starts when the run is done, not when its
+sandbox is taken: on a host with few cores it would otherwise compete with the very command
+it is a replacement for (bench/spawn.py: p50 1.1-1.5 ms against 1.8 ms on 2 cores). Every sandbox serves one command and is never reused: its
+cgroup's counters (OOM kills, peak memory, pids.events) start from zero, and nothing of an
+earlier command can be in it. When none is ready the caller makes its own, so a burst is
+never slower than making them inline; if one is being made for that shape, the caller waits
+for it instead, since it is closer to ready than a new one.
+
+A shape not run for IDLE_S seconds has its ready sandboxes closed. DEPTH sandboxes per shape
+are kept alive, in use or ready (WARDEN_PREPARE_DEPTH overrides; 0 makes every sandbox on
+the caller's path).
 """
 
 from __future__ import annotations
@@ -13,44 +23,53 @@ import atexit
 import collections
 import os
 import threading
+import time
+from collections.abc import Callable, Hashable
 
 from warden import _core, cgroups
 
-__all__ = ["Preparer", "preparer"]
+__all__ = ["DEPTH", "IDLE_S", "Preparer", "Ready", "preparer"]
+
+IDLE_S = 60.0
+
 
 def _default_depth() -> int:
-    """How many of each to keep ready. Making them takes the kernel's cgroup and network
-    locks and this process's GIL, so it only pays with a core to spare: on a 2-core host the
-    background work competes with the very run it prepares for (bench/spawn.py measured p50
-    7.1 ms with 4 ready against 4.65 ms making them inline), and only the removal after the
-    run is left in the background. WARDEN_PREPARE_DEPTH overrides."""
     env = os.environ.get("WARDEN_PREPARE_DEPTH")
-    if env is not None:
-        try:
-            return max(0, int(env))
-        except ValueError:
-            raise ValueError(f"WARDEN_PREPARE_DEPTH must be a whole number, got {env!r}") from None
-    return 4 if (os.cpu_count() or 1) > 2 else 0
+    if env is None:
+        return 1
+    try:
+        return max(0, int(env))
+    except ValueError:
+        raise ValueError(f"WARDEN_PREPARE_DEPTH must be a whole number, got {env!r}") from None
 
 
 DEPTH = _default_depth()
 
 
-def _create(key: tuple) -> cgroups.SandboxCgroup:
-    # Every sandbox warden makes has its own pid namespace, whose init's death kills all of
-    # it: the freezer's race-free kill is never needed.
-    memory_bytes, pids, cpus = key
-    return cgroups.driver().create(memory_bytes, pids, cpus, freezer=False)
+class Ready:
+    """One sandbox made ahead: the waiting init, its cgroup and its network namespace."""
+
+    __slots__ = ("box", "cgroup", "netns", "key")
+
+    def __init__(self, box: _core.PreparedSandbox, cgroup: cgroups.SandboxCgroup,
+                 netns: int) -> None:
+        self.box = box
+        self.cgroup = cgroup
+        self.netns = netns
+        self.key: Hashable | None = None  # set while a caller has it (Preparer.sandbox)
 
 
 class Preparer:
-    def __init__(self, depth: int = DEPTH) -> None:
+    def __init__(self, depth: int = DEPTH, idle_s: float = IDLE_S) -> None:
         self.depth = depth
+        self.idle_s = idle_s
         self._cond = threading.Condition()
-        self._cgroups: dict[tuple, collections.deque] = {}
-        self._netns: collections.deque[int] = collections.deque()
+        self._ready: dict[Hashable, collections.deque[Ready]] = {}
+        self._making: dict[Hashable, int] = {}
+        self._in_use: dict[Hashable, int] = {}
+        # key -> (how to make one, when it was last asked for)
+        self._wanted: dict[Hashable, tuple[Callable[[], Ready], float]] = {}
         self._doomed: collections.deque = collections.deque()
-        self._wanted: set[tuple] = set()
         self._busy = 0
         self._closed = False
         self._errors: list[BaseException] = []
@@ -59,42 +78,81 @@ class Preparer:
 
     # -- caller side ---------------------------------------------------------------------------
 
-    def cgroup(self, memory_bytes: int, pids: int, cpus: float) -> cgroups.SandboxCgroup:
-        key = (memory_bytes, pids, cpus)
+    def sandbox(self, key: Hashable, make: Callable[[], Ready]) -> Ready:
+        """A sandbox of shape ``key``, ready for its command: one made ahead, or ``make()``.
+        Give it back with done() once its command has ended (or was never started)."""
+        got = None
         with self._cond:
-            self._wanted.add(key)
-            ready = self._cgroups.get(key)
-            cg = ready.popleft() if ready else None
-            self._cond.notify()
-        return cg if cg is not None else _create(key)
+            pooled = self.depth > 0 and not self._closed
+            if pooled:
+                self._wanted[key] = (make, time.monotonic())
+                got = self._take(key)
+                while got is None and self._making.get(key):
+                    self._cond.wait(1.0)
+                    got = self._take(key)
+                self._in_use[key] = self._in_use.get(key, 0) + 1
+                self._cond.notify_all()
+        if got is None:
+            try:
+                got = make()
+            except BaseException:
+                if pooled:
+                    self._done_with(key)
+                raise
+        got.key = key if pooled else None
+        return got
+
+    def done(self, ready: Ready, fds: tuple[int, ...] = ()) -> None:
+        """The command in ``ready`` has ended (or will never start): remove it, with ``fds``,
+        in the background, and make the next one of its shape."""
+        key, ready.key = ready.key, None
+        self.release(ready.cgroup, (ready.netns, *fds), ready.box)
+        if key is not None:
+            self._done_with(key)
+
+    def _done_with(self, key: Hashable) -> None:
+        with self._cond:
+            self._in_use[key] -= 1
+            if not self._in_use[key]:
+                del self._in_use[key]
+            self._cond.notify_all()
+
+    def _take(self, key: Hashable) -> Ready | None:
+        q = self._ready.get(key)
+        while q:
+            r = q.popleft()
+            if r.box.ready():
+                return r
+            # Its init died while it waited (killed from outside): never start such a one.
+            self._doomed.append((r.cgroup, (r.netns,), r.box))
+        return None
+
+    def cgroup(self, memory_bytes: int, pids: int, cpus: float) -> cgroups.SandboxCgroup:
+        # Every sandbox warden makes has its own pid namespace, whose init's death kills all
+        # of it: the freezer's race-free kill is never needed.
+        return cgroups.driver().create(memory_bytes, pids, cpus, freezer=False)
 
     def netns(self) -> int:
-        with self._cond:
-            fd = self._netns.popleft() if self._netns else None
-            self._cond.notify()
-        return fd if fd is not None else _core.netns_create()
+        return _core.netns_create()
 
-    def release(self, cg: cgroups.SandboxCgroup, fds: tuple[int, ...] = ()) -> None:
-        """Remove ``cg`` and close ``fds`` in the background (the sandbox's processes are
-        gone or going). A descriptor here may hold the last reference to a namespace, whose
+    def release(self, cg: cgroups.SandboxCgroup, fds: tuple[int, ...] = (),
+                box: _core.PreparedSandbox | None = None) -> None:
+        """Remove ``cg`` and close ``fds`` (and ``box``, killed if it never started) in the
+        background. A descriptor here may hold the last reference to a namespace, whose
         teardown then happens on this thread, not the caller's."""
         with self._cond:
-            if self._closed:
-                for fd in fds:
-                    os.close(fd)
-                cg.destroy()
+            if not self._closed:
+                self._doomed.append((cg, fds, box))
+                self._cond.notify_all()
                 return
-            self._doomed.append((cg, fds))
-            self._cond.notify()
+        _destroy(cg, fds, box)
 
     def drain(self) -> None:
-        """Wait until every released cgroup is removed, and remove the ready ones too."""
+        """Close the ready sandboxes and wait until everything released is removed."""
         with self._cond:
             self._wanted.clear()
-            ready = [(cg, ()) for q in self._cgroups.values() for cg in q]
-            self._cgroups.clear()
-            self._doomed.extend(ready)
-            self._cond.notify()
+            self._retire_ready(lambda key: True)
+            self._cond.notify_all()
             while self._doomed or self._busy:
                 self._cond.wait(0.05)
         self._raise_errors()
@@ -103,17 +161,17 @@ class Preparer:
         self.drain()
         with self._cond:
             self._closed = True
-            fds = list(self._netns)
-            self._netns.clear()
-            self._cond.notify()
-        for fd in fds:
-            os.close(fd)
+            self._cond.notify_all()
         self._thread.join(timeout=5)
 
     def _raise_errors(self) -> None:
         if self._errors:
-            err = self._errors.pop(0)
-            raise err
+            raise self._errors.pop(0)
+
+    def _retire_ready(self, which: Callable[[Hashable], bool]) -> None:
+        for key in [k for k in self._ready if which(k)]:
+            for r in self._ready.pop(key):
+                self._doomed.append((r.cgroup, (r.netns,), r.box))
 
     # -- the thread ----------------------------------------------------------------------------
 
@@ -123,12 +181,21 @@ class Preparer:
                 return None
             if self._doomed:
                 return ("destroy", self._doomed.popleft())
-            if len(self._netns) < self.depth:
-                return ("netns", None)
-            for key in self._wanted:
-                if len(self._cgroups.setdefault(key, collections.deque())) < self.depth:
-                    return ("cgroup", key)
-            self._cond.wait()
+            now = time.monotonic()
+            idle = [k for k, (_, t) in self._wanted.items() if now - t > self.idle_s]
+            for key in idle:
+                del self._wanted[key]
+            self._retire_ready(lambda key: key not in self._wanted)
+            if self._doomed:
+                continue
+            for key, (make, _) in self._wanted.items():
+                have = (len(self._ready.get(key, ())) + self._making.get(key, 0) +
+                        self._in_use.get(key, 0))
+                if have < self.depth:
+                    self._making[key] = self._making.get(key, 0) + 1
+                    return ("make", (key, make))
+            oldest = min((t for _, t in self._wanted.values()), default=None)
+            self._cond.wait(None if oldest is None else max(0.01, oldest + self.idle_s - now))
 
     def _loop(self) -> None:
         while True:
@@ -140,30 +207,37 @@ class Preparer:
             kind, arg = job
             try:
                 if kind == "destroy":
-                    cg, fds = arg
-                    for fd in fds:
-                        os.close(fd)
-                    cg.destroy()
-                elif kind == "netns":
-                    fd = _core.netns_create()
-                    with self._cond:
-                        self._netns.append(fd)
+                    _destroy(*arg)
                 else:
-                    cg = _create(arg)
+                    key, make = arg
+                    r = make()
                     with self._cond:
-                        self._cgroups.setdefault(arg, collections.deque()).append(cg)
+                        if key in self._wanted and not self._closed:
+                            self._ready.setdefault(key, collections.deque()).append(r)
+                        else:
+                            self._doomed.append((r.cgroup, (r.netns,), r.box))
             except BaseException as exc:  # noqa: BLE001 - kept and raised to the next drain()
                 with self._cond:
-                    self._errors.append(exc)
-                    if kind == "cgroup":
-                        self._wanted.discard(arg)
-                    if kind == "netns":
-                        # Without namespaces made ahead, callers make their own.
-                        self.depth = 0
+                    if kind == "make":
+                        # The caller makes its own and sees the error itself; stop trying.
+                        self._wanted.pop(arg[0], None)
+                    else:
+                        self._errors.append(exc)
             finally:
                 with self._cond:
+                    if kind == "make":
+                        self._making[arg[0]] -= 1
                     self._busy -= 1
                     self._cond.notify_all()
+
+
+def _destroy(cg: cgroups.SandboxCgroup, fds: tuple[int, ...],
+             box: _core.PreparedSandbox | None) -> None:
+    if box is not None:
+        box.close()
+    for fd in fds:
+        os.close(fd)
+    cg.destroy()
 
 
 _preparer: Preparer | None = None
@@ -179,3 +253,14 @@ def preparer() -> Preparer:
             _preparer = Preparer()
             atexit.register(_preparer.close)
         return _preparer
+
+
+def _forget_in_child() -> None:
+    # A forked child has none of the parent's threads; the sandboxes stay the parent's
+    # (PreparedSandbox never kills one from a process other than its maker).
+    global _preparer, _lock
+    _preparer = None
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)

@@ -7,13 +7,14 @@ import os
 import signal as _signal
 import sys
 from collections.abc import Mapping, Sequence
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from warden import _core
 from warden.errors import ProviderUnavailable, SandboxSetupError
 from warden.limits import ExecResult, Limits
 
-__all__ = ["base_config", "limits_hit", "reason_for", "run", "sandbox_env", "verdict"]
+__all__ = ["base_config", "limits_hit", "make_sandbox", "reason_for", "run", "sandbox_env",
+           "verdict"]
 
 FIXED_ENV = {"PATH": "", "HOME": "/workspace", "LANG": "C.UTF-8"}
 DEFAULT_OUTPUT_CAP = 16 << 20
@@ -193,33 +194,48 @@ def run(
     if isinstance(stdin, str):
         stdin = stdin.encode()
     limits = limits or Limits()
-    cfg = base_config(limits, network=network)
     envl = sandbox_env(env)
     path = next(e[5:] for e in envl if e.startswith("PATH="))
-    cfg.update(argv=argv, env=envl, exec_candidates=_exec_candidates(argv[0], path),
-               cwd=cwd or "/workspace")
-
-    # One more pid than asked for: the sandbox's init, which the caller did not start.
     prep = prepare.preparer()
-    cg = prep.cgroup(limits.memory_mb << 20, limits.pids + 1, limits.cpus)
-    netns = prep.netns()
+    key = (limits.memory_mb, limits.pids, limits.cpus, limits.cpu_time_s, limits.disk_mb,
+           limits.open_files, limits.file_size_mb, network)
+    ready = prep.sandbox(key, partial(make_sandbox, limits, network))
     try:
+        out = ready.box.start(argv, envl, _exec_candidates(argv[0], path), cwd or "/workspace",
+                              stdin, float(limits.wall_time_s), max_output_bytes)
+    except BaseException:
+        prep.done(ready)
+        raise
+    # The namespaces' last references: closed with the cgroup's removal, after the caller
+    # has its result (their teardown is work the caller need not wait for).
+    held = () if out["mount_ns_fd"] < 0 else (out["mount_ns_fd"],)
+    try:
+        stats = ready.cgroup.stats()
+    finally:
+        prep.done(ready, held)
+    return verdict(out, stats, limits)
+
+
+def make_sandbox(limits: Limits, network: str = "none"):
+    """A whole sandbox for ``limits``, its init waiting for the command (prepare.Ready)."""
+    from warden import prepare
+
+    cfg = base_config(limits, network=network)
+    # One more pid than asked for: the sandbox's init, which the caller did not start.
+    cg = prepare.preparer().cgroup(limits.memory_mb << 20, limits.pids + 1, limits.cpus)
+    netns = None
+    try:
+        netns = _core.netns_create()
         cfg["cgroup_procs"] = cg.procs_files()
         fd = cg.dir_fd()
         if fd is not None:
             cfg["cgroup_fd"] = fd
         cfg["netns_fd"] = netns
         cfg["hold_mount_ns"] = True
-        out = _core.run(cfg, stdin, float(limits.wall_time_s), max_output_bytes)
+        box = _core.PreparedSandbox(cfg)
     except BaseException:
-        os.close(netns)
-        prep.release(cg)
+        if netns is not None:
+            os.close(netns)
+        cg.destroy()
         raise
-    # The namespaces' last references: closed with the cgroup's removal, after the caller
-    # has its result (their teardown is work the caller need not wait for).
-    held = (netns,) if out["mount_ns_fd"] < 0 else (netns, out["mount_ns_fd"])
-    try:
-        stats = cg.stats()
-    finally:
-        prep.release(cg, held)
-    return verdict(out, stats, limits)
+    return prepare.Ready(box, cg, netns)

@@ -29,28 +29,27 @@ def test_missing_working_directory_runs_nothing(tmp_path):
 
 def test_unbindable_path_is_refused_before_clone():
     cfg = runner.base_config(warden.Limits())
-    cfg.update(argv=["/bin/true"], ro_paths=["/no/such/path"])
+    cfg.update(ro_paths=["/no/such/path"])
     with pytest.raises(warden.SandboxSetupError) as exc:
-        _core.run(cfg, None, 5.0)
+        _core.PreparedSandbox(cfg)
     assert exc.value.step == "plan-root" and exc.value.errno == errno.ENOENT
 
 
 def test_no_seccomp_program_means_no_sandbox():
     cfg = runner.base_config(warden.Limits())
-    cfg.update(argv=["/bin/true"], seccomp=b"")
+    cfg.update(seccomp=b"")
     with pytest.raises(ValueError, match="seccomp"):
-        _core.run(cfg, None, 5.0)
+        _core.PreparedSandbox(cfg)
 
 
-def test_unplaceable_cgroup_runs_nothing(tmp_path):
-    marker = tmp_path / "ran"
+def test_unplaceable_cgroup_makes_no_sandbox(tmp_path):
+    # A sandbox is whole before it is told its command: a failed step means no sandbox at all,
+    # so there is nothing that a command could be started in.
     cfg = runner.base_config(warden.Limits())
-    cfg.update(argv=["/bin/sh", "-c", f"touch {marker}"], env=runner.sandbox_env(None),
-               exec_candidates=["/bin/sh"], cgroup_procs=[str(tmp_path / "no-cgroup.procs")])
+    cfg.update(cgroup_procs=[str(tmp_path / "no-cgroup.procs")])
     with pytest.raises(warden.SandboxSetupError) as exc:
-        _core.run(cfg, None, 5.0)
+        _core.PreparedSandbox(cfg)
     assert exc.value.step == "cgroup-place"
-    assert not marker.exists()
 
 
 def test_rlimit_too_high_is_refused_not_clamped():
@@ -58,9 +57,9 @@ def test_rlimit_too_high_is_refused_not_clamped():
     with open("/proc/sys/fs/nr_open") as f:
         nr_open = int(f.read())
     cfg = runner.base_config(warden.Limits())
-    cfg.update(argv=["/bin/true"], open_files=nr_open + 1)
+    cfg.update(open_files=nr_open + 1)
     with pytest.raises(warden.SandboxSetupError) as exc:
-        _core.run(cfg, None, 5.0)
+        _core.PreparedSandbox(cfg)
     assert exc.value.step == "rlimit"
 
 

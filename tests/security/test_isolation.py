@@ -271,11 +271,13 @@ def test_read_only_bind_below_tmp_stays_visible_over_the_sandbox_tmp(tmp_path):
     (tmp_path / "secret.txt").write_text("hidden")
     os.chmod(tmp_path, 0o755)
     cfg = runner.base_config(warden.Limits())
-    cfg.update(argv=["/bin/sh", "-c", f"cat {shared}/f.txt; cat {tmp_path}/secret.txt; "
+    cfg.update(ro_paths=[*cfg["ro_paths"], str(shared)])
+    box = _core.PreparedSandbox(cfg)
+    out = box.start(["/bin/sh", "-c", f"cat {shared}/f.txt; cat {tmp_path}/secret.txt; "
                      f"echo x > {shared}/new; echo w > /tmp/ok && echo tmp-writable"],
-               env=runner.sandbox_env(None), exec_candidates=["/bin/sh"],
-               ro_paths=[*cfg["ro_paths"], str(shared)])
-    out = _core.run(cfg, None, 10.0)
+                    runner.sandbox_env(None), ["/bin/sh"], timeout_s=10.0)
+    if out["mount_ns_fd"] >= 0:
+        os.close(out["mount_ns_fd"])
     # cat of the secret and the write into the bind fail (on stderr); the rest succeeds.
     assert out["stdout"] == b"visibletmp-writable\n", out
     assert b"hidden" not in out["stdout"] + out["stderr"]
