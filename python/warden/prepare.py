@@ -12,9 +12,10 @@ earlier command can be in it. When none is ready the caller makes its own, so a 
 never slower than making them inline; if one is being made for that shape, the caller waits
 for it instead, since it is closer to ready than a new one.
 
-A shape not run for IDLE_S seconds has its ready sandboxes closed. DEPTH sandboxes per shape
-are kept alive, in use or ready (WARDEN_PREPARE_DEPTH overrides; 0 makes every sandbox on
-the caller's path).
+A shape not run for IDLE_S seconds has its ready sandboxes closed. Up to DEPTH sandboxes per
+shape are kept ready (WARDEN_PREPARE_DEPTH overrides; 0 makes every sandbox on the caller's
+path). Only the end of a sandbox makes another: a shape whose sandboxes live long (a pool's
+warm workers) has none made beside them.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ import os
 import threading
 import time
 from collections.abc import Callable, Hashable
+from functools import partial
+from typing import Protocol
 
 from warden import _core, cgroups
 
-__all__ = ["DEPTH", "IDLE_S", "Preparer", "Ready", "preparer"]
+__all__ = ["DEPTH", "IDLE_S", "Made", "Preparer", "Ready", "preparer"]
 
 IDLE_S = 60.0
 
@@ -46,8 +49,17 @@ def _default_depth() -> int:
 DEPTH = _default_depth()
 
 
+class Made(Protocol):
+    """What the preparer keeps ready: something that can say it is still usable, and be
+    closed (on the preparer's thread) when it is not handed out after all."""
+
+    def ready(self) -> bool: ...
+    def close(self) -> None: ...
+
+
 class Ready:
-    """One sandbox made ahead: the waiting init, its cgroup and its network namespace."""
+    """One sandbox made ahead for warden.run: the waiting init, its cgroup and its network
+    namespace."""
 
     __slots__ = ("box", "cgroup", "netns", "key")
 
@@ -58,18 +70,24 @@ class Ready:
         self.netns = netns
         self.key: Hashable | None = None  # set while a caller has it (Preparer.sandbox)
 
+    def ready(self) -> bool:
+        return self.box.ready()
+
+    def close(self, fds: tuple[int, ...] = ()) -> None:
+        _destroy(self.cgroup, (self.netns, *fds), self.box)
+
 
 class Preparer:
     def __init__(self, depth: int = DEPTH, idle_s: float = IDLE_S) -> None:
         self.depth = depth
         self.idle_s = idle_s
         self._cond = threading.Condition()
-        self._ready: dict[Hashable, collections.deque[Ready]] = {}
+        self._ready: dict[Hashable, collections.deque[Made]] = {}
         self._making: dict[Hashable, int] = {}
-        self._in_use: dict[Hashable, int] = {}
+        self._owed: set[Hashable] = set()  # shapes a sandbox ended for: make the next
         # key -> (how to make one, when it was last asked for)
-        self._wanted: dict[Hashable, tuple[Callable[[], Ready], float]] = {}
-        self._doomed: collections.deque = collections.deque()
+        self._wanted: dict[Hashable, tuple[Callable[[], Made], float]] = {}
+        self._doomed: collections.deque[Callable[[], None]] = collections.deque()
         self._busy = 0
         self._closed = False
         self._errors: list[BaseException] = []
@@ -78,9 +96,10 @@ class Preparer:
 
     # -- caller side ---------------------------------------------------------------------------
 
-    def sandbox(self, key: Hashable, make: Callable[[], Ready]) -> Ready:
+    def sandbox(self, key: Hashable, make: Callable[[], Made]) -> Made:
         """A sandbox of shape ``key``, ready for its command: one made ahead, or ``make()``.
-        Give it back with done() once its command has ended (or was never started)."""
+        Say finished(key) once it is gone (done() does that for a Ready), so that the next
+        one of its shape is made."""
         got = None
         with self._cond:
             pooled = self.depth > 0 and not self._closed
@@ -90,41 +109,46 @@ class Preparer:
                 while got is None and self._making.get(key):
                     self._cond.wait(1.0)
                     got = self._take(key)
-                self._in_use[key] = self._in_use.get(key, 0) + 1
-                self._cond.notify_all()
         if got is None:
-            try:
-                got = make()
-            except BaseException:
-                if pooled:
-                    self._done_with(key)
-                raise
-        got.key = key if pooled else None
+            got = make()
+        if isinstance(got, Ready):
+            got.key = key if pooled else None
         return got
 
     def done(self, ready: Ready, fds: tuple[int, ...] = ()) -> None:
         """The command in ``ready`` has ended (or will never start): remove it, with ``fds``,
         in the background, and make the next one of its shape."""
         key, ready.key = ready.key, None
-        self.release(ready.cgroup, (ready.netns, *fds), ready.box)
+        self._later(partial(ready.close, fds))
         if key is not None:
-            self._done_with(key)
+            self.finished(key)
 
-    def _done_with(self, key: Hashable) -> None:
+    def finished(self, key: Hashable) -> None:
+        """A sandbox of shape ``key`` that sandbox() handed out is gone: make the next."""
         with self._cond:
-            self._in_use[key] -= 1
-            if not self._in_use[key]:
-                del self._in_use[key]
-            self._cond.notify_all()
+            if key in self._wanted:
+                self._owed.add(key)
+                self._cond.notify_all()
 
-    def _take(self, key: Hashable) -> Ready | None:
+    def retire(self, which: Callable[[Hashable], bool]) -> None:
+        """Stop making sandboxes of the shapes ``which`` selects, close their ready ones, and
+        wait until that is done (one being made is closed when it is)."""
+        with self._cond:
+            for key in [k for k in self._wanted if which(k)]:
+                del self._wanted[key]
+            self._retire_ready(which)
+            self._cond.notify_all()
+            while self._doomed or self._busy:
+                self._cond.wait(0.05)
+
+    def _take(self, key: Hashable) -> Made | None:
         q = self._ready.get(key)
         while q:
             r = q.popleft()
-            if r.box.ready():
+            if r.ready():
                 return r
-            # Its init died while it waited (killed from outside): never start such a one.
-            self._doomed.append((r.cgroup, (r.netns,), r.box))
+            # It died while it waited (killed from outside): never start such a one.
+            self._doomed.append(r.close)
         return None
 
     def cgroup(self, memory_bytes: int, pids: int, cpus: float) -> cgroups.SandboxCgroup:
@@ -140,12 +164,15 @@ class Preparer:
         """Remove ``cg`` and close ``fds`` (and ``box``, killed if it never started) in the
         background. A descriptor here may hold the last reference to a namespace, whose
         teardown then happens on this thread, not the caller's."""
+        self._later(partial(_destroy, cg, fds, box))
+
+    def _later(self, job: Callable[[], None]) -> None:
         with self._cond:
             if not self._closed:
-                self._doomed.append((cg, fds, box))
+                self._doomed.append(job)
                 self._cond.notify_all()
                 return
-        _destroy(cg, fds, box)
+        job()
 
     def drain(self) -> None:
         """Close the ready sandboxes and wait until everything released is removed."""
@@ -171,7 +198,7 @@ class Preparer:
     def _retire_ready(self, which: Callable[[Hashable], bool]) -> None:
         for key in [k for k in self._ready if which(k)]:
             for r in self._ready.pop(key):
-                self._doomed.append((r.cgroup, (r.netns,), r.box))
+                self._doomed.append(r.close)
 
     # -- the thread ----------------------------------------------------------------------------
 
@@ -188,12 +215,13 @@ class Preparer:
             self._retire_ready(lambda key: key not in self._wanted)
             if self._doomed:
                 continue
-            for key, (make, _) in self._wanted.items():
-                have = (len(self._ready.get(key, ())) + self._making.get(key, 0) +
-                        self._in_use.get(key, 0))
-                if have < self.depth:
-                    self._making[key] = self._making.get(key, 0) + 1
-                    return ("make", (key, make))
+            self._owed &= self._wanted.keys()
+            for key in list(self._owed):
+                if len(self._ready.get(key, ())) + self._making.get(key, 0) >= self.depth:
+                    self._owed.discard(key)
+                    continue
+                self._making[key] = self._making.get(key, 0) + 1
+                return ("make", (key, self._wanted[key][0]))
             oldest = min((t for _, t in self._wanted.values()), default=None)
             self._cond.wait(None if oldest is None else max(0.01, oldest + self.idle_s - now))
 
@@ -207,7 +235,7 @@ class Preparer:
             kind, arg = job
             try:
                 if kind == "destroy":
-                    _destroy(*arg)
+                    arg()
                 else:
                     key, make = arg
                     r = make()
@@ -215,7 +243,7 @@ class Preparer:
                         if key in self._wanted and not self._closed:
                             self._ready.setdefault(key, collections.deque()).append(r)
                         else:
-                            self._doomed.append((r.cgroup, (r.netns,), r.box))
+                            self._doomed.append(r.close)
             except BaseException as exc:  # noqa: BLE001 - kept and raised to the next drain()
                 with self._cond:
                     if kind == "make":

@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from functools import partial
 
 from warden import cgroups, ipc, prepare, runner
 from warden.errors import (
@@ -71,6 +72,33 @@ def _disk_error(err: PluginError) -> bool:
     return err.type in ("OSError", "IOError") and f"[Errno {errno.ENOSPC}]" in err.message
 
 
+_PROVIDERS = itertools.count(1)
+
+
+def _spec_key(spec: SandboxSpec) -> tuple:
+    """Everything that makes two sandboxes different, hashable: sandboxes made ahead are
+    handed out only to a spec equal in every field."""
+    return (spec.limits, spec.network, spec.readonly, tuple(sorted(spec.labels.items())),
+            spec.code_dir, spec.mount_at, tuple(spec.writable), spec.cwd,
+            tuple(sorted(spec.env.items())), spec.image, spec.entry_point, spec.data_dir)
+
+
+class _Made:
+    """A sandbox made for the preparer: ready while its worker lives and nothing killed it."""
+
+    __slots__ = ("provider", "handle")
+
+    def __init__(self, provider: NativeProvider, spec: SandboxSpec) -> None:
+        self.provider = provider
+        self.handle = provider._spawn(spec)
+
+    def ready(self) -> bool:
+        return not self.handle.state["dead"] and not self.provider._exited(self.handle)
+
+    def close(self) -> None:
+        self.provider._teardown(self.handle)
+
+
 class NativeProvider(Provider):
     name = "native"
 
@@ -79,6 +107,7 @@ class NativeProvider(Provider):
         self._lock = threading.Lock()
         self._live: dict[str, SandboxHandle] = {}
         self._seq = itertools.count(1)
+        self._token = f"native-{next(_PROVIDERS)}"
 
     def capabilities(self) -> Capabilities:
         return Capabilities(isolation="namespaces+seccomp+cgroups", limits=_ALL_LIMITS,
@@ -110,6 +139,22 @@ class NativeProvider(Provider):
                 for h in self._live.values():
                     if h.reuse_key == reuse_key and h.spec == spec and not h.state["dead"]:
                         return h
+        # A sandbox of this spec made ahead when the last one was destroyed (warden.prepare),
+        # or one made now. Either way it is new: no call has reached its worker yet.
+        key = (self._token, _spec_key(spec))
+        made = prepare.preparer().sandbox(key, partial(_Made, self, spec))
+        handle = made.handle
+        handle.spec = spec
+        handle.labels = dict(spec.labels)
+        handle.reuse_key = reuse_key
+        handle.state["created"] = time.monotonic()
+        handle.state["prep_key"] = key
+        with self._lock:
+            self._live[handle.id] = handle
+        return handle
+
+    def _spawn(self, spec: SandboxSpec) -> SandboxHandle:
+        """A new sandbox with its worker started, not yet handed to anyone."""
         lim = spec.limits
         host_ws = None
         if spec.readonly:
@@ -142,12 +187,10 @@ class NativeProvider(Provider):
             os.close(netns)
         handle = SandboxHandle(
             id=f"native-{os.getpid()}-{next(self._seq)}", provider=self.name, spec=spec,
-            labels=dict(spec.labels), reuse_key=reuse_key,
+            labels=dict(spec.labels),
             state={"pid": result["pid"], "pidfd": got[0], "chan": ipc.Channel(host),
                    "cgroup": cg, "lock": threading.Lock(), "dead": None, "host_ws": host_ws,
                    "created": time.monotonic(), "calls": 0})
-        with self._lock:
-            self._live[handle.id] = handle
         return handle
 
     @staticmethod
@@ -196,12 +239,18 @@ class NativeProvider(Provider):
                              signal=sig, exit_code=code)
 
     def destroy(self, handle: SandboxHandle) -> None:
-        st = handle.state
         with self._lock:
             self._live.pop(handle.id, None)
+        if self._teardown(handle) and "prep_key" in handle.state:
+            # The next sandbox of its spec is made now, off the caller's path.
+            prepare.preparer().finished(handle.state["prep_key"])
+
+    def _teardown(self, handle: SandboxHandle) -> bool:
+        """Kill the worker, wait for its exit, remove the rest; False if done before."""
+        st = handle.state
         with st["lock"]:
             if st.get("destroyed"):
-                return
+                return False
             st["destroyed"] = True
             st["dead"] = st["dead"] or "destroyed"
             # The worker is pid 1 of the sandbox: once it has exited, so has everything in
@@ -216,6 +265,7 @@ class NativeProvider(Provider):
             prepare.preparer().release(st["cgroup"])
             if st["host_ws"]:
                 shutil.rmtree(st["host_ws"], ignore_errors=True)
+        return True
 
     def list(self, labels: Mapping[str, str] | None = None) -> list[SandboxHandle]:
         want = dict(labels or {})
@@ -248,6 +298,7 @@ class NativeProvider(Provider):
         return not cls._exited(h)
 
     def close(self) -> None:
+        prepare.preparer().retire(lambda key: key[0] == self._token)
         for h in self.list():
             self.destroy(h)
         self._zygote.close()
