@@ -260,8 +260,9 @@ class Prepared {
 };
 
 // Fork mode, for the zygote: like os.fork(), but the child comes back already inside a fresh
-// sandbox (namespaces, root, identity, no capabilities, seccomp). Returns (pid, pidfd) in the
-// parent and (0, -1) in the child. The caller must be single-threaded, as for os.fork().
+// sandbox (namespaces, root, identity, no capabilities, seccomp). Returns (pid, pidfd,
+// mount_ns_fd) in the parent (mount_ns_fd is -1 unless the config asks hold_mount_ns) and
+// (0, -1, -1) in the child. The caller must be single-threaded, as for os.fork().
 py::tuple fork_sandboxed(const py::dict& d) {
   py::dict copy(d);
   copy["fork_mode"] = true;
@@ -273,11 +274,11 @@ py::tuple fork_sandboxed(const py::dict& d) {
   int rc = spawn(cfg, &child, &error, &in_child);
   if (in_child) {
     PyOS_AfterFork_Child();
-    return py::make_tuple(0, -1);
+    return py::make_tuple(0, -1, -1);
   }
   PyOS_AfterFork_Parent();
   if (rc < 0) raise_setup_error(step_name(error.step), error.err);
-  return py::make_tuple(child.pid, child.pidfd);
+  return py::make_tuple(child.pid, child.pidfd, child.mount_ns_fd);
 }
 
 int netns_create() {
@@ -296,7 +297,8 @@ void bind_jail(py::module_& m) {
   m.def("netns_create", &netns_create,
         "A new network namespace with lo up, as a descriptor (the caller closes it).");
   m.def("fork_sandboxed", &fork_sandboxed, py::arg("config"),
-        "Fork into a fresh sandbox: (pid, pidfd) in the parent, (0, -1) in the child.");
+        "Fork into a fresh sandbox: (pid, pidfd, mount_ns_fd) in the parent, (0, -1, -1) in "
+        "the child.");
   py::class_<Prepared>(m, "PreparedSandbox",
                        "A sandbox made whole ahead of its command; started at most once.")
       .def(py::init<const py::dict&>(), py::arg("config"))

@@ -26,8 +26,10 @@ class PreparedSandbox:
         """Kill and reap the sandbox if it was never started (only in the process that
         made it)."""
 
-def fork_sandboxed(config: dict[str, Any]) -> tuple[int, int]:
-    """Fork into a fresh sandbox: (pid, pidfd) in the parent, (0, -1) in the child."""
+def fork_sandboxed(config: dict[str, Any]) -> tuple[int, int, int]:
+    """Fork into a fresh sandbox: (pid, pidfd, mount_ns_fd) in the parent, (0, -1, -1) in the
+    child. mount_ns_fd is -1 unless config["hold_mount_ns"]: a reference to the sandbox's
+    mount namespace, so that its teardown waits for the caller's close()."""
 
 def netns_create() -> int:
     """A new network namespace with lo up, as a descriptor (the caller closes it)."""

@@ -111,13 +111,16 @@ def main(fd: int) -> int:
                     cfg["netns_fd"] = next(rest)
                 if msg.get("cgroup_fd"):
                     cfg["cgroup_fd"] = next(rest)
-                pid, pidfd = _core.fork_sandboxed(cfg)
+                pid, pidfd, mount_ns = _core.fork_sandboxed(cfg)
                 if pid == 0:
                     _serve_worker(msg.get("entry"), msg.get("data_dir"))
                 for f in fds:
                     os.close(f)
-                ctl.send(ipc.ok_reply(rid, {"pid": pid}), fds=[pidfd])
-                os.close(pidfd)
+                # The pidfd, then the mount namespace when the config held it.
+                back = [pidfd] if mount_ns < 0 else [pidfd, mount_ns]
+                ctl.send(ipc.ok_reply(rid, {"pid": pid}), fds=back)
+                for f in back:
+                    os.close(f)
             elif op == "wait":
                 ctl.send(ipc.ok_reply(rid, {"status": _wait(int(msg["pid"]))}))
             elif op == "ping":

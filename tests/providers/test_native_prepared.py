@@ -130,3 +130,32 @@ def test_close_leaves_nothing_made_ahead(tmp_path):
     assert left.state.get("destroyed") and p._exited(left)
     prepare.preparer().drain()  # the cgroup's removal runs in the background
     assert not os.path.exists(left.state["cgroup"].path)
+
+
+def test_many_sandboxes_leave_no_descriptor_or_namespace_behind(tmp_path):
+    # The mount namespace of each sandbox is held until its worker is gone, then closed in
+    # the background; after close() and drain() nothing of them may remain open here.
+    root = plugin_root(tmp_path)
+
+    def fds() -> list[str]:
+        out = []
+        for f in os.listdir("/proc/self/fd"):
+            try:
+                out.append(os.readlink(f"/proc/self/fd/{f}"))
+            except OSError:
+                pass  # listdir's own descriptor
+        return sorted(out)
+
+    prepare.preparer().drain()
+    before = fds()
+    p = NativeProvider()
+    spec = spec_for(root, "leak")
+    for _ in range(20):
+        h = p.create(spec)
+        assert call(p, h, "leak")["calls"] == 1
+        p.destroy(h)
+    p.close()
+    prepare.preparer().drain()
+    after = fds()
+    assert not [f for f in after if f.startswith("mnt:[")]
+    assert after == before

@@ -169,6 +169,9 @@ class NativeProvider(Provider):
         try:
             cfg = self._config(spec, host_ws)
             cfg["cgroup_procs"] = cg.procs_files()
+            # The sandbox's mount namespace comes back with the pidfd and is closed after the
+            # worker is gone, in the background: its mounts' teardown is not destroy()'s wait.
+            cfg["hold_mount_ns"] = True
             fds = [child.fileno(), netns]
             if cg.dir_fd() is not None:
                 fds.append(cg.dir_fd())
@@ -188,7 +191,8 @@ class NativeProvider(Provider):
         handle = SandboxHandle(
             id=f"native-{os.getpid()}-{next(self._seq)}", provider=self.name, spec=spec,
             labels=dict(spec.labels),
-            state={"pid": result["pid"], "pidfd": got[0], "chan": ipc.Channel(host),
+            state={"pid": result["pid"], "pidfd": got[0], "mount_ns": tuple(got[1:]),
+                   "chan": ipc.Channel(host),
                    "cgroup": cg, "lock": threading.Lock(), "dead": None, "host_ws": host_ws,
                    "created": time.monotonic(), "calls": 0})
         return handle
@@ -262,7 +266,7 @@ class NativeProvider(Provider):
                                           "its worker did not exit within 5 s of SIGKILL")
             st["chan"].close()
             os.close(st["pidfd"])
-            prepare.preparer().release(st["cgroup"])
+            prepare.preparer().release(st["cgroup"], st["mount_ns"])
             if st["host_ws"]:
                 shutil.rmtree(st["host_ws"], ignore_errors=True)
         return True
