@@ -168,3 +168,29 @@ def test_retire_closes_the_ready_ones_of_the_shapes_it_selects(prep):
     assert KEY not in prep._ready and KEY not in prep._wanted
     assert all(not x.box.ready() and not os.path.exists(x.cgroup.path) for x in gone)
     assert len(prep._ready[other]) == 2
+
+
+def test_a_caller_does_not_wait_long_for_one_being_made(prep):
+    import threading
+
+    stuck = threading.Event()
+    calls = []
+
+    def slow():
+        calls.append(threading.current_thread().name)
+        if calls[-1] == "warden-prepare":
+            stuck.wait(10)  # the making on the thread hangs
+        return make()
+
+    key = ("slow",)
+    first = prep.sandbox(key, slow)
+    prep.done(first)  # the thread now makes the next one, and hangs
+    wait_until(lambda: prep._making.get(key))
+    prep.wait_for_making_s = 0.3
+    t = time.monotonic()
+    got = prep.sandbox(key, slow)
+    waited = time.monotonic() - t
+    stuck.set()
+    assert got.box.ready() and 0.25 < waited < 5
+    assert calls[-1] == threading.current_thread().name  # made on the caller's path
+    prep.done(got)

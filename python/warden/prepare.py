@@ -34,6 +34,7 @@ from warden import _core, cgroups
 __all__ = ["DEPTH", "IDLE_S", "Made", "Preparer", "Ready", "preparer"]
 
 IDLE_S = 60.0
+WAIT_FOR_MAKING_S = 2.0
 
 
 def _default_depth() -> int:
@@ -81,6 +82,7 @@ class Preparer:
     def __init__(self, depth: int = DEPTH, idle_s: float = IDLE_S) -> None:
         self.depth = depth
         self.idle_s = idle_s
+        self.wait_for_making_s = WAIT_FOR_MAKING_S
         self._cond = threading.Condition()
         self._ready: dict[Hashable, collections.deque[Made]] = {}
         self._making: dict[Hashable, int] = {}
@@ -106,8 +108,11 @@ class Preparer:
             if pooled:
                 self._wanted[key] = (make, time.monotonic())
                 got = self._take(key)
-                while got is None and self._making.get(key):
-                    self._cond.wait(1.0)
+                # One being made is closer to ready than a new one; but never wait on it
+                # for longer than making one takes with the host under load.
+                until = time.monotonic() + self.wait_for_making_s
+                while got is None and self._making.get(key) and time.monotonic() < until:
+                    self._cond.wait(until - time.monotonic())
                     got = self._take(key)
         if got is None:
             got = make()
