@@ -225,9 +225,13 @@ class Analyzer {
     }
     if (!atom(tk, false)) return false;
     const Token& next = at(i + 1);
-    if (!tk.prefix && !pol_.forbidden_builtins.contains(r) && !pol_.forbidden_names.contains(r) &&
-        !pol_.forbidden_attributes.contains(r) && !(is_op(next, kLpar) && call_candidate(r)))
-      return true;  // most identifiers can match nothing: skip the grammar questions
+    if (!tk.prefix) {
+      // Most identifiers can match nothing: skip the grammar questions.
+      NameKey k = name_key_at(t_, tk.start, tk.len);
+      if (!pol_.forbidden_builtins.contains(k) && !pol_.forbidden_names.contains(k) &&
+          !pol_.forbidden_attributes.contains(k) && !(is_op(next, kLpar) && call_candidate(r)))
+        return true;
+    }
     const Token& prev = i > 0 ? T_[i - 1] : end_;
     bool is_attr = is_op(prev, kDot);
     bool is_name = false;
