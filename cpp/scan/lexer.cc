@@ -189,7 +189,21 @@ class Lexer {
  public:
   Lexer(std::string_view text, size_t begin, size_t end, bool expr, std::vector<Token>& out,
         LexError& err)
-      : t_(text), p_(begin), end_(end), expr_(expr), out_(out), err_(err), line_start_(begin) {}
+      : t_(text), p_(begin), end_(end), expr_(expr), out_(out), err_(err), line_start_(begin) {
+    // Room for the tokens of typical source (one per six bytes or so) up front; the vector is
+    // reused across scans, so this rarely allocates and, as Token is left uninitialised, never
+    // writes. emit() grows it when the source is denser than that.
+    first_ = out_.size();
+    size_t want = first_ + (end - begin) / 4 + 64;
+    if (out_.size() < want) out_.resize(want);
+    cur_ = out_.data() + first_;
+    lim_ = out_.data() + out_.size();
+  }
+
+  // Trims the vector to the tokens produced.
+  ~Lexer() { out_.resize(static_cast<size_t>(cur_ - out_.data())); }
+
+  size_t produced() const { return static_cast<size_t>(cur_ - out_.data()) - first_; }
 
   bool run() {
     bool atbol = !expr_;
@@ -219,7 +233,7 @@ class Lexer {
           ++p_;
         }
         blank = p_ >= end_ || t_[p_] == '#' || t_[p_] == '\n' || t_[p_] == '\r';
-        if (!blank && parens_.empty() && !indentation(col, altcol)) return false;
+        if (!blank && depth_ == 0 && !indentation(col, altcol)) return false;
       }
       if (p_ >= end_) return at_eof();
       auto c = static_cast<unsigned char>(t_[p_]);
@@ -232,7 +246,7 @@ class Lexer {
           p_ = find_any4(t_.data(), p_, end_, '\n', '\r', '\n', '\r');
           continue;
         case kEol:
-          if (!expr_ && !blank && parens_.empty()) emit(Tok::Newline, p_, 1);
+          if (!expr_ && !blank && depth_ == 0) emit(Tok::Newline, p_, 1);
           eat_newline();
           atbol = !expr_;
           continue;
@@ -280,9 +294,9 @@ class Lexer {
     return fail(pos, std::string(msg));
   }
   __attribute__((noinline, cold)) bool fail_close(size_t s) {
-    if (parens_.empty()) return fail(s, std::string("unmatched '") + t_[s] + "'");
+    if (depth_ == 0) return fail(s, std::string("unmatched '") + t_[s] + "'");
     return fail(s, std::string("closing parenthesis '") + t_[s] +
-                       "' does not match opening parenthesis '" + t_[out_[parens_.back()].start] + "'");
+                       "' does not match opening parenthesis '" + t_[tok(parens_[depth_ - 1]).start] + "'");
   }
   __attribute__((noinline, cold)) bool fail_char(size_t s) {
     char buf[64];
@@ -317,9 +331,20 @@ class Lexer {
   }
   __attribute__((always_inline)) void emit_at(Tok type, size_t start, size_t len, uint32_t line,
                                              uint32_t col, uint8_t sub, uint8_t prefix) {
-    out_.push_back(Token{static_cast<uint32_t>(start), static_cast<uint32_t>(len), line, col, 0,
-                         type, sub, prefix, 0});
+    if (__builtin_expect(cur_ == lim_, 0)) grow();
+    *cur_++ = Token(static_cast<uint32_t>(start), static_cast<uint32_t>(len), line, col, type, sub,
+                    prefix);
   }
+
+  __attribute__((noinline)) void grow() {
+    size_t n = static_cast<size_t>(cur_ - out_.data());
+    out_.resize(2 * out_.size());
+    cur_ = out_.data() + n;
+    lim_ = out_.data() + out_.size();
+  }
+
+  Token& tok(uint32_t i) { return out_.data()[i]; }
+  uint32_t next_index() const { return static_cast<uint32_t>(cur_ - out_.data()); }
 
   void eat_newline() {
     if (t_[p_] == '\r' && p_ + 1 < end_ && t_[p_ + 1] == '\n') ++p_;
@@ -350,15 +375,15 @@ class Lexer {
   }
 
   bool at_eof() {
-    if (!parens_.empty() && !expr_) {
-      const Token& o = out_[parens_.back()];
+    if (depth_ != 0 && !expr_) {
+      const Token& o = tok(parens_[depth_ - 1]);
       return fail_at(o.line, o.col, "'" + std::string(1, t_[o.start]) + "' was never closed");
     }
     if (expr_) {
-      if (!parens_.empty()) return failc(p_, "unclosed bracket in f-string expression");
+      if (depth_ != 0) return failc(p_, "unclosed bracket in f-string expression");
       return true;
     }
-    if (!out_.empty() && out_.back().type != Tok::Newline) emit(Tok::Newline, p_, 0);
+    if (cur_ != out_.data() && cur_[-1].type != Tok::Newline) emit(Tok::Newline, p_, 0);
     while (indent_ > 0) {
       --indent_;
       emit(Tok::Dedent, p_, 0);
@@ -567,20 +592,19 @@ class Lexer {
   }
 
   __attribute__((always_inline)) bool open(size_t s, Op o) {
-    if (parens_.size() >= kMaxLevel) return failc(s, "too many nested parentheses");
-    parens_.push_back(static_cast<uint32_t>(out_.size()));
+    if (depth_ >= kMaxLevel) return failc(s, "too many nested parentheses");
+    parens_[depth_++] = next_index();
     emit(Tok::Op, s, 1, o);
     ++p_;
     return true;
   }
 
   __attribute__((always_inline)) bool close(size_t s, Op o, char want) {
-    if (parens_.empty() || t_[out_[parens_.back()].start] != want) return fail_close(s);
-    uint32_t oi = parens_.back();
-    parens_.pop_back();
-    out_[oi].pair = static_cast<uint32_t>(out_.size());
+    if (depth_ == 0 || t_[tok(parens_[depth_ - 1]).start] != want) return fail_close(s);
+    uint32_t oi = parens_[--depth_];
+    tok(oi).pair = next_index();
     emit(Tok::Op, s, 1, o);
-    out_.back().pair = oi;
+    cur_[-1].pair = oi;
     ++p_;
     return true;
   }
@@ -658,10 +682,14 @@ class Lexer {
   size_t p_, end_;
   bool expr_;
   std::vector<Token>& out_;
+  size_t first_;
+  Token* cur_;  // where the next token goes
+  Token* lim_;  // end of the room in out_
   LexError& err_;
   uint32_t line_ = 1;
   size_t line_start_;
-  std::vector<uint32_t> parens_;
+  uint32_t parens_[kMaxLevel];  // indices of the open brackets' tokens
+  size_t depth_ = 0;
   uint32_t ind_[kMaxIndent + 1] = {0};
   uint32_t alt_[kMaxIndent + 1] = {0};
   int indent_ = 0;
@@ -671,11 +699,10 @@ class Lexer {
 
 bool lex(std::string_view text, size_t begin, size_t end, bool expression_mode,
          std::vector<Token>& out, LexError& err, Stats& stats) {
-  size_t before = out.size();
   Lexer lx(text, begin, end, expression_mode, out, err);
   bool ok = lx.run();
-  stats.tokens += out.size() - before;
-  stats.steps += (end - begin) + (out.size() - before);
+  stats.tokens += lx.produced();
+  stats.steps += (end - begin) + lx.produced();
   return ok;
 }
 
