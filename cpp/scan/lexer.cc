@@ -2,6 +2,8 @@
 
 #include <cstdio>
 #include <cstring>
+#include <string_view>
+#include <utility>
 
 #include "scan/unicode.h"
 
@@ -95,63 +97,54 @@ inline size_t find_any4(const char* t, size_t i, size_t end, char a, char b, cha
 constexpr int kMaxIndent = 100;  // CPython's MAXINDENT
 constexpr size_t kMaxLevel = 200;  // CPython's MAXLEVEL of nested brackets
 
-// Keywords by length, then a memcmp against the few of that length: identifiers are the
-// most common token, so this is on the hot path.
-Kw keyword(std::string_view w) {
-  const char* d = w.data();
-  switch (w.size()) {
-    case 2:
-      if (std::memcmp(d, "as", 2) == 0) return kKwAs;
-      if (std::memcmp(d, "if", 2) == 0) return kKwIf;
-      if (std::memcmp(d, "in", 2) == 0) return kKwIn;
-      if (std::memcmp(d, "is", 2) == 0) return kKwIs;
-      if (std::memcmp(d, "or", 2) == 0) return kKwOr;
-      return kNotKw;
-    case 3:
-      if (std::memcmp(d, "and", 3) == 0) return kKwAnd;
-      if (std::memcmp(d, "def", 3) == 0) return kKwDef;
-      if (std::memcmp(d, "del", 3) == 0) return kKwDel;
-      if (std::memcmp(d, "for", 3) == 0) return kKwFor;
-      if (std::memcmp(d, "not", 3) == 0) return kKwNot;
-      if (std::memcmp(d, "try", 3) == 0) return kKwTry;
-      return kNotKw;
-    case 4:
-      if (std::memcmp(d, "None", 4) == 0) return kKwNone;
-      if (std::memcmp(d, "True", 4) == 0) return kKwTrue;
-      if (std::memcmp(d, "elif", 4) == 0) return kKwElif;
-      if (std::memcmp(d, "else", 4) == 0) return kKwElse;
-      if (std::memcmp(d, "from", 4) == 0) return kKwFrom;
-      if (std::memcmp(d, "pass", 4) == 0) return kKwPass;
-      if (std::memcmp(d, "with", 4) == 0) return kKwWith;
-      return kNotKw;
-    case 5:
-      if (std::memcmp(d, "False", 5) == 0) return kKwFalse;
-      if (std::memcmp(d, "async", 5) == 0) return kKwAsync;
-      if (std::memcmp(d, "await", 5) == 0) return kKwAwait;
-      if (std::memcmp(d, "break", 5) == 0) return kKwBreak;
-      if (std::memcmp(d, "class", 5) == 0) return kKwClass;
-      if (std::memcmp(d, "raise", 5) == 0) return kKwRaise;
-      if (std::memcmp(d, "while", 5) == 0) return kKwWhile;
-      if (std::memcmp(d, "yield", 5) == 0) return kKwYield;
-      return kNotKw;
-    case 6:
-      if (std::memcmp(d, "assert", 6) == 0) return kKwAssert;
-      if (std::memcmp(d, "except", 6) == 0) return kKwExcept;
-      if (std::memcmp(d, "global", 6) == 0) return kKwGlobal;
-      if (std::memcmp(d, "import", 6) == 0) return kKwImport;
-      if (std::memcmp(d, "lambda", 6) == 0) return kKwLambda;
-      if (std::memcmp(d, "return", 6) == 0) return kKwReturn;
-      return kNotKw;
-    case 7:
-      if (std::memcmp(d, "finally", 7) == 0) return kKwFinally;
-      return kNotKw;
-    case 8:
-      if (std::memcmp(d, "continue", 8) == 0) return kKwContinue;
-      if (std::memcmp(d, "nonlocal", 8) == 0) return kKwNonlocal;
-      return kNotKw;
-    default:
-      return kNotKw;
+// Hard keywords, found by a perfect hash of the identifier's bytes read as one little-endian
+// word (every keyword has at most eight bytes): identifiers are the most common token, and this
+// is one multiply, one load and one compare for each.
+constexpr uint64_t word_of(std::string_view k) {
+  uint64_t w = 0;
+  for (size_t i = 0; i < k.size(); ++i) w |= uint64_t{static_cast<unsigned char>(k[i])} << (8 * i);
+  return w;
+}
+
+// Found by search; the static_assert below checks that it tells every keyword apart.
+constexpr uint64_t kKeywordMultiplier = 0x2e22c4926af8a225ULL;
+constexpr unsigned keyword_slot(uint64_t w) { return static_cast<unsigned>((w * kKeywordMultiplier) >> 58); }
+
+struct KeywordTable {
+  struct Entry {
+    uint64_t word = 0;
+    Kw kw = kNotKw;
+  };
+  Entry slot[64] = {};
+  bool perfect = true;
+  constexpr KeywordTable() {
+    constexpr std::pair<std::string_view, Kw> kAll[] = {
+        {"False", kKwFalse}, {"None", kKwNone}, {"True", kKwTrue}, {"and", kKwAnd},
+        {"as", kKwAs}, {"assert", kKwAssert}, {"async", kKwAsync}, {"await", kKwAwait},
+        {"break", kKwBreak}, {"class", kKwClass}, {"continue", kKwContinue}, {"def", kKwDef},
+        {"del", kKwDel}, {"elif", kKwElif}, {"else", kKwElse}, {"except", kKwExcept},
+        {"finally", kKwFinally}, {"for", kKwFor}, {"from", kKwFrom}, {"global", kKwGlobal},
+        {"if", kKwIf}, {"import", kKwImport}, {"in", kKwIn}, {"is", kKwIs},
+        {"lambda", kKwLambda}, {"nonlocal", kKwNonlocal}, {"not", kKwNot}, {"or", kKwOr},
+        {"pass", kKwPass}, {"raise", kKwRaise}, {"return", kKwReturn}, {"try", kKwTry},
+        {"while", kKwWhile}, {"with", kKwWith}, {"yield", kKwYield},
+    };
+    for (const auto& [name, kw] : kAll) {
+      Entry& e = slot[keyword_slot(word_of(name))];
+      if (e.kw != kNotKw) perfect = false;
+      e.word = word_of(name);
+      e.kw = kw;
+    }
   }
+};
+constexpr KeywordTable kKeywords;
+static_assert(kKeywords.perfect, "kKeywordMultiplier must give every keyword its own slot");
+
+// w: the identifier's bytes as one word, zero above its length (identifiers hold no NUL, so
+// the word identifies it among those of at most eight bytes).
+inline Kw keyword(uint64_t w) {
+  const KeywordTable::Entry& e = kKeywords.slot[keyword_slot(w)];
+  return e.word == w ? e.kw : kNotKw;
 }
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
@@ -393,32 +386,38 @@ class Lexer {
   }
 
   bool name_or_string() {
-    char c0 = static_cast<char>(t_[p_] | 0x20);
-    bool maybe_prefix = c0 == 'b' || c0 == 'r' || c0 == 'u' || c0 == 'f';
-    for (size_t k = 2; maybe_prefix && k >= 1; --k) {
-      if (p_ + k < end_ && (t_[p_ + k] == '\'' || t_[p_ + k] == '"') &&
-          valid_prefix(t_.substr(p_, k))) {
-        bool all_letters = true;
-        for (size_t i = 0; i < k; ++i) all_letters &= ((t_[p_ + i] | 0x20) >= 'a' && (t_[p_ + i] | 0x20) <= 'z');
-        if (all_letters) return string(p_, k);
-      }
-    }
     size_t s = p_;
     bool non_ascii = false;
     p_ = identifier_end(t_.data(), p_, end_, non_ascii);
+    size_t n = p_ - s;
+    // A string prefix is one or two letters directly before the quote.
+    if (n <= 2 && p_ < end_ && (t_[p_] == '\'' || t_[p_] == '"') && valid_prefix(t_.substr(s, n))) {
+      p_ = s;
+      return string(s, n);
+    }
     if (non_ascii) {
       size_t i = s;
       bool first = true;
       while (i < p_) {
         uint32_t cp;
-        size_t n = utf8_decode(t_, i, cp);
+        size_t k = utf8_decode(t_, i, cp);
         if (!(first ? is_xid_start(cp) : is_xid_continue(cp))) return fail_ident(i, cp);
         first = false;
-        i += n;
+        i += k;
       }
     }
-    uint8_t kw = non_ascii ? kNotKw : keyword(t_.substr(s, p_ - s));
-    emit(Tok::Name, s, p_ - s, kw, non_ascii ? 1 : 0);
+    uint8_t kw = kNotKw;
+    if (!non_ascii && n >= 2 && n <= 8) {
+      uint64_t w;
+      if (s + 8 <= t_.size()) {
+        __builtin_memcpy(&w, t_.data() + s, 8);
+        if (n < 8) w &= (uint64_t{1} << (8 * n)) - 1;
+      } else {
+        w = word_of(t_.substr(s, n));
+      }
+      kw = keyword(w);
+    }
+    emit(Tok::Name, s, n, kw, non_ascii ? 1 : 0);
     return true;
   }
 
