@@ -94,6 +94,22 @@ inline size_t find_any4(const char* t, size_t i, size_t end, char a, char b, cha
   return i;
 }
 
+// Index of the first byte in [i, end) that is not a space: indentation, four to sixteen spaces
+// on most lines.
+inline size_t skip_spaces(const char* t, size_t i, size_t end) {
+#if defined(__SSE2__)
+  const __m128i sp = _mm_set1_epi8(' ');
+  while (i + 16 <= end) {
+    __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(t + i));
+    unsigned bits = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(x, sp)));
+    if (bits != 0xFFFF) return i + static_cast<size_t>(__builtin_ctz(~bits));
+    i += 16;
+  }
+#endif
+  while (i < end && t[i] == ' ') ++i;
+  return i;
+}
+
 constexpr int kMaxIndent = 100;  // CPython's MAXINDENT
 constexpr size_t kMaxLevel = 200;  // CPython's MAXLEVEL of nested brackets
 
@@ -206,8 +222,7 @@ class Lexer {
         atbol = false;
         uint32_t col = 0, altcol = 0;
         {
-          size_t q = p_;
-          while (q + 8 <= end_ && std::memcmp(t_.data() + q, "        ", 8) == 0) q += 8;
+          size_t q = skip_spaces(t_.data(), p_, end_);
           col = altcol = static_cast<uint32_t>(q - p_);
           p_ = q;
         }
@@ -230,6 +245,13 @@ class Lexer {
       }
       if (p_ >= end_) return at_eof();
       auto c = static_cast<unsigned char>(t_[p_]);
+      if (c == ' ') {
+        // Tokens are mostly one space apart: step over it here rather than by a turn of the
+        // dispatch below.
+        do ++p_; while (p_ < end_ && t_[p_] == ' ');
+        if (p_ >= end_) return at_eof();
+        c = static_cast<unsigned char>(t_[p_]);
+      }
       switch (kClass.v[c]) {
         case kSpace:
           ++p_;
