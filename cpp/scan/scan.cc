@@ -38,13 +38,13 @@ void NameSet::insert(std::string name) {
       if (s.len) place(s);
   }
   NameKey k = name_key(names_.back());
-  bloom_[(k.hash >> 6) & 15] |= uint64_t{1} << (k.hash & 63);
+  bloom_[(k.hash >> 6) & 31] |= uint64_t{1} << (k.hash & 63);
   place(Slot{k.lo, k.hi, k.len, static_cast<uint32_t>(names_.size() - 1)});
 }
 
 void NameSet::place(const Slot& s) {
   NameKey k = name_key(names_[s.index]);
-  uint32_t i = (k.hash >> 10) & mask_;
+  uint32_t i = (k.hash >> 11) & mask_;
   while (slots_[i].len) i = (i + 1) & mask_;
   slots_[i] = s;
 }
@@ -85,8 +85,7 @@ Result scan_source(std::string_view source, InputKind kind, const Policy& policy
   thread_local std::vector<Token> tokens;
   tokens.clear();
   if (ok) {
-    ok = lex(d.text, 0, d.text.size(), false, tokens, err, r.stats) &&
-         apply_rules(d.text, tokens, policy, r.findings, err, r.stats);
+    ok = lex_and_apply_rules(d.text, tokens, policy, r.findings, err, r.stats);
   }
   if (tokens.capacity() > (64u << 20) / sizeof(Token)) std::vector<Token>().swap(tokens);
   if (!ok) {

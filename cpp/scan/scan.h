@@ -71,15 +71,19 @@ inline NameKey name_key_at(std::string_view text, size_t start, size_t len) {
 // The key of s, which may be any bytes.
 inline NameKey name_key(std::string_view s) { return name_key_at(s, 0, s.size()); }
 
-// A small set of names: a 1024-bit Bloom filter in front of an open-addressed table of keys kept
+// A small set of names: a 2048-bit Bloom filter in front of an open-addressed table of keys kept
 // at most a quarter full. The scanner asks it about every identifier, and nearly every answer
 // is no, so a miss costs one bit test; the rest is one slot, rarely two.
 class NameSet {
  public:
   void insert(std::string name);
+  // False: k is not in the set. True: it may be (one name in fifty or so that is not).
+  bool may_contain(const NameKey& k) const {
+    return (bloom_[(k.hash >> 6) & 31] >> (k.hash & 63)) & 1;
+  }
   bool contains(const NameKey& k) const {
-    if (!((bloom_[(k.hash >> 6) & 15] >> (k.hash & 63)) & 1)) return false;
-    for (uint32_t i = (k.hash >> 10) & mask_;; i = (i + 1) & mask_) {
+    if (!may_contain(k)) return false;
+    for (uint32_t i = (k.hash >> 11) & mask_;; i = (i + 1) & mask_) {
       const Slot& s = slots_[i];
       if (s.len == 0) return false;
       if (s.lo == k.lo && s.hi == k.hi && s.len == k.len && (k.len <= 16 || long_matches(s, k)))
@@ -98,7 +102,7 @@ class NameSet {
   bool long_matches(const Slot& s, const NameKey& k) const;
   void place(const Slot& s);
 
-  uint64_t bloom_[16] = {};
+  uint64_t bloom_[32] = {};
   std::vector<Slot> slots_ = std::vector<Slot>(1);
   uint32_t mask_ = 0;
   std::vector<std::string> names_;
