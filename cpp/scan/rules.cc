@@ -90,6 +90,26 @@ Literal decode_body(std::string_view b, bool raw, std::string& out) {
   return Literal::Yes;
 }
 
+// A stack of at most N entries in place: one per open bracket, pushed for nearly every token
+// line, where a vector's growth check was out of line.
+template <class T, size_t N>
+class FixedStack {
+ public:
+  bool empty() const { return n_ == 0; }
+  size_t size() const { return n_; }
+  const T& back() const { return v_[n_ - 1]; }
+  bool push_back(const T& x) {
+    if (n_ == N) return false;
+    v_[n_++] = x;
+    return true;
+  }
+  void pop_back() { --n_; }
+
+ private:
+  T v_[N];
+  size_t n_ = 0;
+};
+
 class Analyzer {
  public:
   Analyzer(std::string_view text, const std::vector<Token>& toks, const Policy& policy,
@@ -143,7 +163,7 @@ class Analyzer {
         break;
       case Tok::Op:
         line_start_ = false;
-        op(i, sub);
+        ok = op(i, sub);
         break;
     }
     if (!ok) mode_ = kDead;
@@ -205,8 +225,7 @@ class Analyzer {
         return string(i);
       case Tok::Op:
         line_start_ = false;
-        op(i, tk.sub);
-        return true;
+        return op(i, tk.sub);
     }
     return true;
   }
@@ -460,16 +479,18 @@ class Analyzer {
     return true;
   }
 
-  __attribute__((always_inline)) void op(size_t i, uint8_t sub) {
+  __attribute__((always_inline)) bool op(size_t i, uint8_t sub) {
     prev_atom_ = false;
     prev_string_ = false;
     // Most operators (dots, commas, arithmetic) change nothing else.
     constexpr uint32_t kActs = (1u << kLpar) | (1u << kLsqb) | (1u << kLbrace) | (1u << kRpar) |
                                (1u << kRsqb) | (1u << kRbrace) | (1u << kColon) | (1u << kSemi);
-    if (!((kActs >> sub) & 1)) return;
+    if (!((kActs >> sub) & 1)) return true;
     switch (sub) {
       case kLpar: case kLsqb: case kLbrace:
-        brackets_.push_back(Bracket{static_cast<uint32_t>(i), sub == kLpar && def_pending_});
+        // The lexer refuses deeper nesting before this could fail.
+        if (!brackets_.push_back(Bracket{static_cast<uint32_t>(i), sub == kLpar && def_pending_}))
+          return fail(T_[i], "too many nested parentheses");
         def_pending_ = false;
         break;
       case kRpar: case kRsqb: case kRbrace:
@@ -485,6 +506,7 @@ class Analyzer {
         break;
       default: break;
     }
+    return true;
   }
 
   // --- imports -----------------------------------------------------------------------------
@@ -715,7 +737,7 @@ class Analyzer {
   bool done_ = false;               // every token is made
   mutable bool frontier_ = false;   // looked past the tokens made so far
 
-  std::vector<Bracket> brackets_;
+  FixedStack<Bracket, lexing::kMaxLevel> brackets_;
   std::vector<size_t> lambdas_;
   std::vector<bool> blocks_;
   bool next_block_match_ = false;
