@@ -34,8 +34,12 @@ inline constexpr IdBytes kIdBytes;
 
 inline bool is_id_byte(unsigned char c) { return kIdBytes.v[c]; }
 
-// What a byte can start, for the tokenizer's dispatch.
-enum CharClass : uint8_t { kChOther, kSpace, kHash, kEol, kBackslash, kIdent, kDigit, kChDot, kQuote };
+// What a byte can start, for the tokenizer's dispatch. The most common operators have a class
+// of their own, so that one jump reaches their code; the others go through op().
+enum CharClass : uint8_t {
+  kChOther, kSpace, kHash, kEol, kBackslash, kIdent, kDigit, kChDot, kQuote,
+  kChLpar, kChRpar, kChLsqb, kChRsqb, kChLbrace, kChRbrace, kChComma, kChColon, kChEqual,
+};
 struct CharClasses {
   uint8_t v[256] = {};
   constexpr CharClasses() {
@@ -48,6 +52,15 @@ struct CharClasses {
       else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80) v[c] = kIdent;
       else if (c == '.') v[c] = kChDot;
       else if (c == '\'' || c == '"') v[c] = kQuote;
+      else if (c == '(') v[c] = kChLpar;
+      else if (c == ')') v[c] = kChRpar;
+      else if (c == '[') v[c] = kChLsqb;
+      else if (c == ']') v[c] = kChRsqb;
+      else if (c == '{') v[c] = kChLbrace;
+      else if (c == '}') v[c] = kChRbrace;
+      else if (c == ',') v[c] = kChComma;
+      else if (c == ':') v[c] = kChColon;
+      else if (c == '=') v[c] = kChEqual;
     }
   }
 };
@@ -297,11 +310,43 @@ class Lexer {
         case kChDot:
           if (p_ + 1 < end_ && is_digit(t_[p_ + 1])) {
             if (!number()) return false;
-            continue;
+          } else if (p_ + 2 < end_ && t_[p_ + 1] == '.' && t_[p_ + 2] == '.') {
+            op_token(3, kEllipsis);
+          } else {
+            op_token(1, kDot);
           }
-          break;
+          continue;
         case kQuote:
           if (!string(p_, 0)) return false;
+          continue;
+        case kChLpar:
+          if (!open(p_, kLpar)) return false;
+          continue;
+        case kChLsqb:
+          if (!open(p_, kLsqb)) return false;
+          continue;
+        case kChLbrace:
+          if (!open(p_, kLbrace)) return false;
+          continue;
+        case kChRpar:
+          if (!close(p_, kRpar, '(')) return false;
+          continue;
+        case kChRsqb:
+          if (!close(p_, kRsqb, '[')) return false;
+          continue;
+        case kChRbrace:
+          if (!close(p_, kRbrace, '{')) return false;
+          continue;
+        case kChComma:
+          op_token(1, kComma);
+          continue;
+        case kChColon:
+          if (p_ + 1 < end_ && t_[p_ + 1] == '=') op_token(2, kWalrus);
+          else op_token(1, kColon);
+          continue;
+        case kChEqual:
+          if (p_ + 1 < end_ && t_[p_ + 1] == '=') op_token(2, kOpOther);
+          else op_token(1, kEqual);
           continue;
         default:
           break;
@@ -645,6 +690,12 @@ class Lexer {
     return true;
   }
 
+  __attribute__((always_inline)) void op_token(size_t n, Op o) {
+    emit(Tok::Op, p_, n, o);
+    p_ += n;
+  }
+
+  // Operators other than the brackets, '.', ',', ':' and '=' (the dispatch in run() has those).
   bool op() {
     size_t s = p_;
     auto at = [&](size_t k) -> char { return s + k < end_ ? t_[s + k] : '\0'; };
@@ -652,27 +703,8 @@ class Lexer {
     Op o = kOpOther;
     size_t n = 1;
     switch (c) {
-      case '(': return open(s, kLpar);
-      case '[': return open(s, kLsqb);
-      case '{': return open(s, kLbrace);
-      case ')': return close(s, kRpar, '(');
-      case ']': return close(s, kRsqb, '[');
-      case '}': return close(s, kRbrace, '{');
-      case '.':
-        if (at(1) == '.' && at(2) == '.') o = kEllipsis, n = 3;
-        else o = kDot;
-        break;
-      case ',': o = kComma; break;
       case ';': o = kSemi; break;
       case '~': break;
-      case ':':
-        if (at(1) == '=') o = kWalrus, n = 2;
-        else o = kColon;
-        break;
-      case '=':
-        if (at(1) == '=') n = 2;
-        else o = kEqual;
-        break;
       case '*':
         if (at(1) == '*') n = at(2) == '=' ? 3 : 2, o = n == 2 ? kDoubleStar : kOpOther;
         else if (at(1) == '=') n = 2;
