@@ -134,9 +134,9 @@ class Analyzer {
   // One pass: the lexer calls took() right after writing token i, every earlier token being
   // written too. Most tokens are handled at once, with the type known at the call. A token
   // whose meaning depends on tokens not made yet (an import, a name the policy lists, a call
-  // to getattr, 'match' at the start of a line, the NEWLINE after a ':') pauses the analysis;
-  // it then catches up with step(), the code of the two-pass run, once the tokens it looks at
-  // exist: at the end of the logical line, or at the next token for that NEWLINE.
+  // to getattr, 'match' at the start of a line) pauses the analysis; it then catches up with
+  // step(), the code of the two-pass run, at the end of the logical line, when the tokens it
+  // looks at exist.
   __attribute__((always_inline)) void took(Tok type, uint8_t sub, uint32_t i) {
     if (__builtin_expect(mode_ != kLive, 0) && !resume(type, i)) return;
     next_ = i + 1;
@@ -144,7 +144,11 @@ class Analyzer {
     switch (type) {
       case Tok::Newline:
         if (i > 0 && is_op(T_[i - 1], kColon)) {
-          pause(i, i + 1);  // "expected an indented block" unless an INDENT follows
+          // A block starts: newline() would refuse the source unless an INDENT comes next,
+          // which resume() checks when the next token comes.
+          mode_ = kIndentDue;
+          reset_statement();
+          line_start_ = true;
           return;
         }
         ok = newline(i);
@@ -182,6 +186,7 @@ class Analyzer {
     kPaused,  // tokens from next_ on wait for catch_up()
     kDead,    // refused: err_ is set
     kRerun,   // looked past the tokens made so far
+    kIndentDue,  // token next_ - 1 is a NEWLINE after ':', the next must be an INDENT
   };
   static constexpr size_t kLineEnd = SIZE_MAX;
 
@@ -241,6 +246,15 @@ class Analyzer {
 
   // Whether took() is to handle token i itself, after catching up to it.
   __attribute__((noinline)) bool resume(Tok type, uint32_t i) {
+    if (mode_ == kIndentDue) {
+      if (type == Tok::Indent) {
+        mode_ = kLive;
+        return true;
+      }
+      fail(T_[i - 1], "expected an indented block");
+      mode_ = kDead;
+      return false;
+    }
     if (mode_ != kPaused) return false;
     if (i < resume_at_ && type != Tok::Newline && type != Tok::End) return false;
     if (type == Tok::End) done_ = true;
@@ -279,7 +293,7 @@ class Analyzer {
 
   // name() for took(): the same answers, asked in an order that needs no token after this one;
   // a name that could matter waits for the end of its logical line.
-  bool stream_name(uint32_t i) {
+  __attribute__((always_inline)) bool stream_name(uint32_t i) {
     const Token& tk = T_[i];
     if (tk.sub != kNotKw) {
       if (tk.sub == kKwImport || tk.sub == kKwFrom) return pause(i, kLineEnd);
@@ -295,13 +309,21 @@ class Analyzer {
         return name(i, true);
       }
     }
-    // The Bloom filters alone: a name that passes waits, and name() then asks exactly.
-    NameKey k = name_key_at(t_, tk.start, tk.len);
-    if (pol_.forbidden_builtins.may_contain(k) || pol_.forbidden_names.may_contain(k) ||
-        pol_.forbidden_attributes.may_contain(k) || maybe_call_candidate(raw(tk)))
-      return pause(i, kLineEnd);
+    if (listed(tk) || maybe_call_candidate(raw(tk))) return pause(i, kLineEnd);
     line_start_ = false;
     return atom(tk, false);
+  }
+
+  // Whether an ASCII name is in one of the policy's sets: the Bloom filters by the hash alone,
+  // which rules out nearly every name, then the sets themselves.
+  __attribute__((always_inline)) bool listed(const Token& tk) const {
+    uint32_t h = name_hash_at(t_, tk.start, tk.len);
+    if (!pol_.forbidden_builtins.may_contain(h) && !pol_.forbidden_names.may_contain(h) &&
+        !pol_.forbidden_attributes.may_contain(h))
+      return false;
+    NameKey k = name_key_at(t_, tk.start, tk.len);
+    return pol_.forbidden_builtins.contains(k) || pol_.forbidden_names.contains(k) ||
+           pol_.forbidden_attributes.contains(k);
   }
 
   // Token i, or END past the last token. In a one-pass run a look past the tokens made so far

@@ -48,11 +48,11 @@ inline uint32_t name_hash(uint64_t lo, uint64_t hi, size_t len) {
 }
 
 
-// The key of text[start, start + len): reads the sixteen bytes at start in one go when the text
-// has them, which is the case for every identifier but those at the very end of a file.
-inline NameKey name_key_at(std::string_view text, size_t start, size_t len) {
+// The first sixteen bytes of text[start, start + len), zero-padded, as two little-endian words.
+// Reads the sixteen bytes at start in one go when the text has them, which is the case for
+// every identifier but those at the very end of a file.
+inline void name_words(std::string_view text, size_t start, size_t len, uint64_t& lo, uint64_t& hi) {
   const char* p = text.data() + start;
-  uint64_t lo, hi;
   if (__builtin_expect(len <= 16 && start + 16 <= text.size(), 1)) {
     __builtin_memcpy(&lo, p, 8);
     __builtin_memcpy(&hi, p + 8, 8);
@@ -65,7 +65,20 @@ inline NameKey name_key_at(std::string_view text, size_t start, size_t len) {
     __builtin_memcpy(&lo, buf, 8);
     __builtin_memcpy(&hi, buf + 8, 8);
   }
-  return NameKey{lo, hi, static_cast<uint32_t>(len), name_hash(lo, hi, len), p};
+}
+
+// The key of text[start, start + len).
+inline NameKey name_key_at(std::string_view text, size_t start, size_t len) {
+  uint64_t lo, hi;
+  name_words(text, start, len, lo, hi);
+  return NameKey{lo, hi, static_cast<uint32_t>(len), name_hash(lo, hi, len), text.data() + start};
+}
+
+// The hash of name_key_at(text, start, len) alone, which is all NameSet::may_contain() needs.
+inline uint32_t name_hash_at(std::string_view text, size_t start, size_t len) {
+  uint64_t lo, hi;
+  name_words(text, start, len, lo, hi);
+  return name_hash(lo, hi, len);
 }
 
 // The key of s, which may be any bytes.
@@ -77,12 +90,11 @@ inline NameKey name_key(std::string_view s) { return name_key_at(s, 0, s.size())
 class NameSet {
  public:
   void insert(std::string name);
-  // False: k is not in the set. True: it may be (one name in fifty or so that is not).
-  bool may_contain(const NameKey& k) const {
-    return (bloom_[(k.hash >> 6) & 31] >> (k.hash & 63)) & 1;
-  }
+  // False: the name of this key hash is not in the set. True: it may be (one name in fifty or
+  // so that is not).
+  bool may_contain(uint32_t hash) const { return (bloom_[(hash >> 6) & 31] >> (hash & 63)) & 1; }
   bool contains(const NameKey& k) const {
-    if (!may_contain(k)) return false;
+    if (!may_contain(k.hash)) return false;
     for (uint32_t i = (k.hash >> 11) & mask_;; i = (i + 1) & mask_) {
       const Slot& s = slots_[i];
       if (s.len == 0) return false;
