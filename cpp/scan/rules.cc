@@ -120,6 +120,10 @@ class Analyzer {
     end_.type = Tok::End;
     end_.start = end_.len = end_.line = end_.col = end_.pair = 0;
     end_.sub = end_.prefix = 0;
+    watched_.add(policy.forbidden_builtins.filter());
+    watched_.add(policy.forbidden_names.filter());
+    watched_.add(policy.forbidden_attributes.filter());
+    for (const char* c : kCallCandidates) watched_.add(name_key(c).hash);
   }
 
   // Two passes: the tokens are all there.
@@ -309,18 +313,15 @@ class Analyzer {
         return name(i, true);
       }
     }
-    if (listed(tk) || maybe_call_candidate(raw(tk))) return pause(i, kLineEnd);
+    if (watched_.may_contain(name_hash_at(t_, tk.start, tk.len)) &&
+        (listed(tk) || call_candidate(raw(tk))))
+      return pause(i, kLineEnd);
     line_start_ = false;
     return atom(tk, false);
   }
 
-  // Whether an ASCII name is in one of the policy's sets: the Bloom filters by the hash alone,
-  // which rules out nearly every name, then the sets themselves.
-  __attribute__((always_inline)) bool listed(const Token& tk) const {
-    uint32_t h = name_hash_at(t_, tk.start, tk.len);
-    if (!pol_.forbidden_builtins.may_contain(h) && !pol_.forbidden_names.may_contain(h) &&
-        !pol_.forbidden_attributes.may_contain(h))
-      return false;
+  // Whether an ASCII name is in one of the policy's sets.
+  bool listed(const Token& tk) const {
     NameKey k = name_key_at(t_, tk.start, tk.len);
     return pol_.forbidden_builtins.contains(k) || pol_.forbidden_names.contains(k) ||
            pol_.forbidden_attributes.contains(k);
@@ -452,9 +453,9 @@ class Analyzer {
     return true;
   }
 
-  static bool maybe_call_candidate(std::string_view r) {
-    return (r.size() == 7 || r.size() == 10 || r.size() == 13) && call_candidate(r);
-  }
+  // The calls whose arguments the rules read; call_candidate() tells them apart.
+  static constexpr const char* kCallCandidates[] = {"getattr", "setattr", "delattr", "hasattr",
+                                                    "__import__", "import_module"};
   static bool call_candidate(std::string_view r) {
     switch (r.size()) {
       case 7: return r == "getattr" || r == "setattr" || r == "delattr" || r == "hasattr";
@@ -758,6 +759,10 @@ class Analyzer {
   size_t resume_at_ = 0;            // see pause()
   bool done_ = false;               // every token is made
   mutable bool frontier_ = false;   // looked past the tokens made so far
+
+  // Every name the policy lists and every call candidate: a name not in it is, for the rules,
+  // an atom and nothing more.
+  NameFilter watched_;
 
   FixedStack<Bracket, lexing::kMaxLevel> brackets_;
   std::vector<size_t> lambdas_;

@@ -38,7 +38,7 @@ void NameSet::insert(std::string name) {
       if (s.len) place(s);
   }
   NameKey k = name_key(names_.back());
-  bloom_[(k.hash >> 6) & 31] |= uint64_t{1} << (k.hash & 63);
+  bloom_.add(k.hash);
   place(Slot{k.lo, k.hi, k.len, static_cast<uint32_t>(names_.size() - 1)});
 }
 

@@ -74,7 +74,7 @@ inline NameKey name_key_at(std::string_view text, size_t start, size_t len) {
   return NameKey{lo, hi, static_cast<uint32_t>(len), name_hash(lo, hi, len), text.data() + start};
 }
 
-// The hash of name_key_at(text, start, len) alone, which is all NameSet::may_contain() needs.
+// The hash of name_key_at(text, start, len) alone, which is all a NameFilter needs.
 inline uint32_t name_hash_at(std::string_view text, size_t start, size_t len) {
   uint64_t lo, hi;
   name_words(text, start, len, lo, hi);
@@ -84,17 +84,31 @@ inline uint32_t name_hash_at(std::string_view text, size_t start, size_t len) {
 // The key of s, which may be any bytes.
 inline NameKey name_key(std::string_view s) { return name_key_at(s, 0, s.size()); }
 
-// A small set of names: a 2048-bit Bloom filter in front of an open-addressed table of keys kept
-// at most a quarter full. The scanner asks it about every identifier, and nearly every answer
-// is no, so a miss costs one bit test; the rest is one slot, rarely two.
+// A 2048-bit Bloom filter of names, one bit per name, by their key's hash. Filters can be
+// merged, so that one bit test answers for several sets.
+class NameFilter {
+ public:
+  void add(uint32_t hash) { w_[(hash >> 6) & 31] |= uint64_t{1} << (hash & 63); }
+  void add(const NameFilter& other) {
+    for (size_t k = 0; k < 32; ++k) w_[k] |= other.w_[k];
+  }
+  // False: no name of this hash was added. True: one may have been (for forty names, one
+  // other name in fifty or so).
+  bool may_contain(uint32_t hash) const { return (w_[(hash >> 6) & 31] >> (hash & 63)) & 1; }
+
+ private:
+  uint64_t w_[32] = {};
+};
+
+// A small set of names: a Bloom filter in front of an open-addressed table of keys kept at most
+// a quarter full. The scanner asks it about every identifier, and nearly every answer is no,
+// so a miss costs one bit test; the rest is one slot, rarely two.
 class NameSet {
  public:
   void insert(std::string name);
-  // False: the name of this key hash is not in the set. True: it may be (one name in fifty or
-  // so that is not).
-  bool may_contain(uint32_t hash) const { return (bloom_[(hash >> 6) & 31] >> (hash & 63)) & 1; }
+  const NameFilter& filter() const { return bloom_; }
   bool contains(const NameKey& k) const {
-    if (!may_contain(k.hash)) return false;
+    if (!bloom_.may_contain(k.hash)) return false;
     for (uint32_t i = (k.hash >> 11) & mask_;; i = (i + 1) & mask_) {
       const Slot& s = slots_[i];
       if (s.len == 0) return false;
@@ -114,7 +128,7 @@ class NameSet {
   bool long_matches(const Slot& s, const NameKey& k) const;
   void place(const Slot& s);
 
-  uint64_t bloom_[32] = {};
+  NameFilter bloom_;
   std::vector<Slot> slots_ = std::vector<Slot>(1);
   uint32_t mask_ = 0;
   std::vector<std::string> names_;
