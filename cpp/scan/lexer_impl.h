@@ -240,7 +240,9 @@ class Lexer {
 
   size_t produced() const { return count_ - first_; }
 
-  bool run() {
+  // Kept a function of its own: inlined into its caller, the loop's state no longer stays in
+  // registers and a scan takes about 10% more instructions.
+  __attribute__((noinline)) bool run() {
     bool atbol = !expr_;
     bool blank = false;
     while (true) {
@@ -632,10 +634,23 @@ class Lexer {
     return true;
   }
 
-  bool number() {
+  __attribute__((noinline)) bool number() {
     size_t s = p_;
     char c = t_[p_];
     if (c == '.') return fraction(s);
+    {
+      // Most numbers are small decimal integers ("0", "1", "42") followed by an operator, a
+      // space or a line end: nothing the general path below would read differently. A '0'
+      // followed by more digits is not one of them (leading zeros are refused).
+      size_t q = s + 1;
+      if (c != '0')
+        while (q < end_ && is_digit(t_[q])) ++q;
+      if (q >= end_ || (!is_id_byte(static_cast<unsigned char>(t_[q])) && t_[q] != '.')) {
+        p_ = q;
+        emit(Tok::Number, s, q - s);
+        return true;
+      }
+    }
     if (c == '0') {
       ++p_;
       char x = p_ < end_ ? static_cast<char>(t_[p_] | 0x20) : 0;
