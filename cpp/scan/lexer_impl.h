@@ -19,8 +19,8 @@
 #endif
 
 namespace warden::scan {
+// The tokenizer's helpers and the Lexer class: details of lex() and lex_with().
 namespace lexing {
-
 
 struct IdBytes {
   bool v[256] = {};

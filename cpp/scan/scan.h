@@ -42,11 +42,12 @@ struct NameKey {
   const char* data = nullptr;  // the whole name, for names longer than sixteen bytes
 };
 
+// The hash of a key's words and length. A NameFilter takes its low eleven bits, a NameSet's
+// table the bits above them.
 inline uint32_t name_hash(uint64_t lo, uint64_t hi, size_t len) {
   uint64_t h = (lo ^ (hi * 0x9E3779B97F4A7C15ULL) ^ len) * 0xC2B2AE3D27D4EB4FULL;
   return static_cast<uint32_t>(h >> 32);
 }
-
 
 // The first sixteen bytes of text[start, start + len), zero-padded, as two little-endian words.
 // Reads the sixteen bytes at start in one go when the text has them, which is the case for
