@@ -90,8 +90,8 @@ Literal decode_body(std::string_view b, bool raw, std::string& out) {
   return Literal::Yes;
 }
 
-// A stack of at most N entries in place: one per open bracket, pushed for nearly every token
-// line, where a vector's growth check was out of line.
+// A stack of at most N entries held in place. Brackets are pushed and popped on nearly every
+// line, and a vector's push_back stayed out of line.
 template <class T, size_t N>
 class FixedStack {
  public:
