@@ -143,7 +143,6 @@ class Analyzer {
   // looks at exist.
   __attribute__((always_inline)) void took(Tok type, uint8_t sub, uint32_t i) {
     if (__builtin_expect(mode_ != kLive, 0) && !resume(type, i)) return;
-    next_ = i + 1;
     bool ok = true;
     switch (type) {
       case Tok::Newline:
@@ -190,7 +189,7 @@ class Analyzer {
     kPaused,  // tokens from next_ on wait for catch_up()
     kDead,    // refused: err_ is set
     kRerun,   // looked past the tokens made so far
-    kIndentDue,  // token next_ - 1 is a NEWLINE after ':', the next must be an INDENT
+    kIndentDue,  // the last token is a NEWLINE after ':', the next must be an INDENT
   };
   static constexpr size_t kLineEnd = SIZE_MAX;
 
@@ -755,7 +754,7 @@ class Analyzer {
   Token end_;
 
   Mode mode_ = kLive;
-  size_t next_ = 0;                 // first token not handled yet
+  size_t next_ = 0;                 // first token not handled yet (kept by pause() and catch_up())
   size_t resume_at_ = 0;            // see pause()
   bool done_ = false;               // every token is made
   mutable bool frontier_ = false;   // looked past the tokens made so far
