@@ -30,6 +30,14 @@ enum Kw : uint8_t {
 enum StrFlag : uint8_t { kStrF = 1, kStrB = 2, kStrR = 4, kStrU = 8, kStrTriple = 16 };
 
 struct Token {
+  // Left uninitialised: the lexer sizes its output vector ahead of writing, and zeroing that
+  // room for every scan would cost as much as filling it.
+  Token() {}
+  Token(uint32_t start_, uint32_t len_, uint32_t line_, uint32_t col_, uint32_t pair_, Tok type_,
+        uint8_t sub_, uint8_t prefix_)
+      : start(start_), len(len_), line(line_), col(col_), pair(pair_), type(type_), sub(sub_),
+        prefix(prefix_), pad(0) {}
+
   uint32_t start;  // byte offset in the text
   uint32_t len;
   uint32_t line;

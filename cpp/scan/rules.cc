@@ -3,6 +3,7 @@
 #include <string>
 
 #include "scan/fstring.h"
+#include "scan/lexer_impl.h"
 #include "scan/unicode.h"
 
 namespace warden::scan {
@@ -89,6 +90,26 @@ Literal decode_body(std::string_view b, bool raw, std::string& out) {
   return Literal::Yes;
 }
 
+// A stack of at most N entries held in place. Brackets are pushed and popped on nearly every
+// line, and a vector's push_back stayed out of line.
+template <class T, size_t N>
+class FixedStack {
+ public:
+  bool empty() const { return n_ == 0; }
+  size_t size() const { return n_; }
+  const T& back() const { return v_[n_ - 1]; }
+  bool push_back(const T& x) {
+    if (n_ == N) return false;
+    v_[n_++] = x;
+    return true;
+  }
+  void pop_back() { --n_; }
+
+ private:
+  T v_[N];
+  size_t n_ = 0;
+};
+
 class Analyzer {
  public:
   Analyzer(std::string_view text, const std::vector<Token>& toks, const Policy& policy,
@@ -99,64 +120,222 @@ class Analyzer {
     end_.type = Tok::End;
     end_.start = end_.len = end_.line = end_.col = end_.pair = 0;
     end_.sub = end_.prefix = 0;
+    watched_.add(policy.forbidden_builtins.filter());
+    watched_.add(policy.forbidden_names.filter());
+    watched_.add(policy.forbidden_attributes.filter());
+    for (const char* c : kCallCandidates) watched_.add(name_key(c).hash);
   }
 
+  // Two passes: the tokens are all there.
   bool run() {
+    n_ = T_.size();
+    done_ = true;
     stats_.steps += n_;
-    for (size_t i = 0; i < n_; ++i) {
-      const Token& tk = T_[i];
-      switch (tk.type) {
-        case Tok::Newline:
-          if (i > 0 && is_op(T_[i - 1], kColon) && at(i + 1).type != Tok::Indent)
-            return fail(tk, "expected an indented block");
+    catch_up(n_);
+    return mode_ != kDead;
+  }
+
+  // One pass: the lexer calls took() right after writing token i, every earlier token being
+  // written too. Most tokens are handled at once, with the type known at the call. A token
+  // whose meaning depends on tokens not made yet (an import, a name the policy lists, a call
+  // to getattr, 'match' at the start of a line) pauses the analysis; it then catches up with
+  // step(), the code of the two-pass run, at the end of the logical line, when the tokens it
+  // looks at exist.
+  __attribute__((always_inline)) void took(Tok type, uint8_t sub, uint32_t i) {
+    if (__builtin_expect(mode_ != kLive, 0) && !resume(type, i)) return;
+    bool ok = true;
+    switch (type) {
+      case Tok::Newline:
+        if (i > 0 && is_op(T_[i - 1], kColon)) {
+          // A block starts: newline() would refuse the source unless an INDENT comes next,
+          // which resume() checks when the next token comes.
+          mode_ = kIndentDue;
           reset_statement();
           line_start_ = true;
-          continue;
-        case Tok::Indent:
-          if (i < 2 || T_[i - 1].type != Tok::Newline || !is_op(T_[i - 2], kColon))
-            return fail(tk, "unexpected indent");
-          blocks_.push_back(next_block_match_);
-          next_block_match_ = false;
-          line_start_ = true;
-          continue;
-        case Tok::Dedent:
-          if (!blocks_.empty()) blocks_.pop_back();
-          line_start_ = true;
-          continue;
-        case Tok::End:
-          continue;
-        case Tok::Name: {
-          bool first = line_start_;
-          line_start_ = false;
-          if (!name(i, first)) return false;
-          if (jump_to_ != SIZE_MAX) {
-            i = jump_to_ - 1;
-            jump_to_ = SIZE_MAX;
-          }
-          continue;
+          return;
         }
-        case Tok::Number:
-          line_start_ = false;
-          if (!atom(tk, false)) return false;
-          continue;
-        case Tok::String:
-          line_start_ = false;
-          if (!string(i)) return false;
-          continue;
-        case Tok::Op:
-          line_start_ = false;
-          op(i);
-          continue;
+        ok = newline(i);
+        break;
+      case Tok::Indent: ok = indent(i); break;
+      case Tok::Dedent: dedent(); break;
+      case Tok::End: done_ = true; break;
+      case Tok::Name: ok = stream_name(i); break;
+      case Tok::Number:
+        line_start_ = false;
+        ok = atom(T_[i], false);
+        break;
+      case Tok::String:
+        line_start_ = false;
+        ok = string(i);
+        break;
+      case Tok::Op:
+        line_start_ = false;
+        ok = op(i, sub);
+        break;
+    }
+    if (!ok) mode_ = kDead;
+  }
+
+  // After the one-pass run: whether the source is to be refused (err is set).
+  bool failed() const { return mode_ == kDead; }
+  // After the one-pass run: whether it looked past the tokens made so far (possible only on
+  // input Python refuses, such as an import ending in 'as'); its findings are then void and a
+  // two-pass run over the finished tokens decides.
+  bool needs_two_passes() const { return mode_ == kRerun; }
+
+ private:
+  enum Mode : uint8_t {
+    kLive,    // handling each token as it comes
+    kPaused,  // tokens from next_ on wait for catch_up()
+    kDead,    // refused: err_ is set
+    kRerun,   // looked past the tokens made so far
+    kIndentDue,  // the last token is a NEWLINE after ':', the next must be an INDENT
+  };
+  static constexpr size_t kLineEnd = SIZE_MAX;
+
+  // Handles tokens [next_, limit), with the tokens up to n_ to look at.
+  void catch_up(size_t limit) {
+    while (next_ < limit) {
+      size_t j = next_++;
+      bool ok = step(j);
+      if (frontier_) {
+        mode_ = kRerun;
+        return;
       }
+      if (!ok) {
+        mode_ = kDead;
+        return;
+      }
+      if (jump_to_ != SIZE_MAX) {
+        next_ = jump_to_;
+        jump_to_ = SIZE_MAX;
+      }
+    }
+  }
+
+  bool step(size_t i) {
+    const Token& tk = T_[i];
+    switch (tk.type) {
+      case Tok::Newline: return newline(i);
+      case Tok::Indent: return indent(i);
+      case Tok::Dedent: dedent(); return true;
+      case Tok::End: return true;
+      case Tok::Name: {
+        bool first = line_start_;
+        line_start_ = false;
+        return name(i, first);
+      }
+      case Tok::Number:
+        line_start_ = false;
+        return atom(tk, false);
+      case Tok::String:
+        line_start_ = false;
+        return string(i);
+      case Tok::Op:
+        line_start_ = false;
+        return op(i, tk.sub);
     }
     return true;
   }
 
- private:
-  const Token& at(size_t i) const { return i < n_ ? T_[i] : end_; }
+  // Token i waits; the analysis resumes at token `at`, or at the next NEWLINE or END if that
+  // comes first (kLineEnd: only then).
+  bool pause(size_t i, size_t at) {
+    mode_ = kPaused;
+    next_ = i;
+    resume_at_ = at;
+    return true;
+  }
+
+  // Whether took() is to handle token i itself, after catching up to it.
+  __attribute__((noinline)) bool resume(Tok type, uint32_t i) {
+    if (mode_ == kIndentDue) {
+      if (type == Tok::Indent) {
+        mode_ = kLive;
+        return true;
+      }
+      fail(T_[i - 1], "expected an indented block");
+      mode_ = kDead;
+      return false;
+    }
+    if (mode_ != kPaused) return false;
+    if (i < resume_at_ && type != Tok::Newline && type != Tok::End) return false;
+    if (type == Tok::End) done_ = true;
+    n_ = static_cast<size_t>(i) + 1;
+    catch_up(i);
+    if (mode_ != kPaused) return false;
+    if (next_ > i) {
+      resume_at_ = next_;  // an import statement's tokens were stepped over, this one with them
+      return false;
+    }
+    mode_ = kLive;
+    return true;
+  }
+
+  bool newline(size_t i) {
+    if (i > 0 && is_op(T_[i - 1], kColon) && at(i + 1).type != Tok::Indent)
+      return fail(T_[i], "expected an indented block");
+    reset_statement();
+    line_start_ = true;
+    return true;
+  }
+
+  bool indent(size_t i) {
+    if (i < 2 || T_[i - 1].type != Tok::Newline || !is_op(T_[i - 2], kColon))
+      return fail(T_[i], "unexpected indent");
+    blocks_.push_back(next_block_match_);
+    next_block_match_ = false;
+    line_start_ = true;
+    return true;
+  }
+
+  void dedent() {
+    if (!blocks_.empty()) blocks_.pop_back();
+    line_start_ = true;
+  }
+
+  // name() for took(): the same answers, asked in an order that needs no token after this one;
+  // a name that could matter waits for the end of its logical line.
+  __attribute__((always_inline)) bool stream_name(uint32_t i) {
+    const Token& tk = T_[i];
+    if (tk.sub != kNotKw) {
+      if (tk.sub == kKwImport || tk.sub == kKwFrom) return pause(i, kLineEnd);
+      line_start_ = false;
+      return keyword(i);
+    }
+    if (tk.prefix) return pause(i, kLineEnd);  // non-ASCII: NFKC may make it any name
+    if (line_start_ && !expr_ && (tk.len == 5 || tk.len == 4)) {
+      std::string_view r = raw(tk);
+      if (r == "match") return pause(i, kLineEnd);
+      if (r == "case" && !blocks_.empty() && blocks_.back()) {
+        line_start_ = false;
+        return name(i, true);
+      }
+    }
+    if (watched_.may_contain(name_hash_at(t_, tk.start, tk.len)) &&
+        (listed(tk) || call_candidate(raw(tk))))
+      return pause(i, kLineEnd);
+    line_start_ = false;
+    return atom(tk, false);
+  }
+
+  // Whether an ASCII name is in one of the policy's sets.
+  bool listed(const Token& tk) const {
+    NameKey k = name_key_at(t_, tk.start, tk.len);
+    return pol_.forbidden_builtins.contains(k) || pol_.forbidden_names.contains(k) ||
+           pol_.forbidden_attributes.contains(k);
+  }
+
+  // Token i, or END past the last token. In a one-pass run a look past the tokens made so far
+  // is noted, so that the run can be redone in two passes.
+  const Token& at(size_t i) const {
+    if (__builtin_expect(i < n_, 1)) return T_[i];
+    if (!done_) frontier_ = true;
+    return end_;
+  }
   static bool is_op(const Token& t, Op o) { return t.type == Tok::Op && t.sub == o; }
   static bool is_kw(const Token& t, Kw k) { return t.type == Tok::Name && t.sub == k; }
-  std::string_view raw(const Token& t) const { return t_.substr(t.start, t.len); }
+  std::string_view raw(const Token& t) const { return std::string_view(t_.data() + t.start, t.len); }
 
   bool fail(const Token& at, std::string msg) {
     const Token& p = override_ ? *override_ : at;
@@ -192,7 +371,7 @@ class Analyzer {
     prev_string_ = false;
   }
 
-  bool atom(const Token& tk, bool is_string) {
+  __attribute__((always_inline)) bool atom(const Token& tk, bool is_string) {
     if (prev_atom_ && !(is_string && prev_string_))
       return fail(tk, "invalid syntax: two expressions side by side (Python 2 code?)");
     prev_atom_ = true;
@@ -203,7 +382,7 @@ class Analyzer {
   // A logical line that starts with the soft keyword 'match' and ends with ':'.
   bool match_statement(size_t i) const {
     size_t j = i + 1;
-    while (j < n_ && T_[j].type != Tok::Newline && T_[j].type != Tok::End) ++j;
+    while (at(j).type != Tok::Newline && at(j).type != Tok::End) ++j;
     return j > i + 2 && is_op(T_[j - 1], kColon);
   }
 
@@ -225,9 +404,13 @@ class Analyzer {
     }
     if (!atom(tk, false)) return false;
     const Token& next = at(i + 1);
-    if (!tk.prefix && !pol_.forbidden_builtins.contains(r) && !pol_.forbidden_names.contains(r) &&
-        !pol_.forbidden_attributes.contains(r) && !(is_op(next, kLpar) && call_candidate(r)))
-      return true;  // most identifiers can match nothing: skip the grammar questions
+    if (!tk.prefix) {
+      // Most identifiers can match nothing: skip the grammar questions.
+      NameKey k = name_key_at(t_, tk.start, tk.len);
+      if (!pol_.forbidden_builtins.contains(k) && !pol_.forbidden_names.contains(k) &&
+          !pol_.forbidden_attributes.contains(k) && !(is_op(next, kLpar) && call_candidate(r)))
+        return true;
+    }
     const Token& prev = i > 0 ? T_[i - 1] : end_;
     bool is_attr = is_op(prev, kDot);
     bool is_name = false;
@@ -269,6 +452,9 @@ class Analyzer {
     return true;
   }
 
+  // The calls whose arguments the rules read; call_candidate() tells them apart.
+  static constexpr const char* kCallCandidates[] = {"getattr", "setattr", "delattr", "hasattr",
+                                                    "__import__", "import_module"};
   static bool call_candidate(std::string_view r) {
     switch (r.size()) {
       case 7: return r == "getattr" || r == "setattr" || r == "delattr" || r == "hasattr";
@@ -315,13 +501,18 @@ class Analyzer {
     return true;
   }
 
-  void op(size_t i) {
-    const Token& tk = T_[i];
+  __attribute__((always_inline)) bool op(size_t i, uint8_t sub) {
     prev_atom_ = false;
     prev_string_ = false;
-    switch (tk.sub) {
+    // Most operators (dots, commas, arithmetic) change nothing else.
+    constexpr uint32_t kActs = (1u << kLpar) | (1u << kLsqb) | (1u << kLbrace) | (1u << kRpar) |
+                               (1u << kRsqb) | (1u << kRbrace) | (1u << kColon) | (1u << kSemi);
+    if (!((kActs >> sub) & 1)) return true;
+    switch (sub) {
       case kLpar: case kLsqb: case kLbrace:
-        brackets_.push_back(Bracket{static_cast<uint32_t>(i), tk.sub == kLpar && def_pending_});
+        // The lexer refuses deeper nesting before this could fail.
+        if (!brackets_.push_back(Bracket{static_cast<uint32_t>(i), sub == kLpar && def_pending_}))
+          return fail(T_[i], "too many nested parentheses");
         def_pending_ = false;
         break;
       case kRpar: case kRsqb: case kRbrace:
@@ -337,6 +528,7 @@ class Analyzer {
         break;
       default: break;
     }
+    return true;
   }
 
   // --- imports -----------------------------------------------------------------------------
@@ -433,6 +625,10 @@ class Analyzer {
   // Token range of the k-th argument of the call whose '(' is at open.
   bool argument(size_t open, int k, size_t& a, size_t& b) {
     size_t close = T_[open].pair;
+    if (close <= open || close >= n_) {
+      if (!done_) frontier_ = true;  // not closed yet
+      return false;
+    }
     size_t j = open + 1, start = j;
     int idx = 0, lam = 0;
     while (j < close) {
@@ -557,7 +753,17 @@ class Analyzer {
   bool expr_;
   Token end_;
 
-  std::vector<Bracket> brackets_;
+  Mode mode_ = kLive;
+  size_t next_ = 0;                 // first token not handled yet (kept by pause() and catch_up())
+  size_t resume_at_ = 0;            // see pause()
+  bool done_ = false;               // every token is made
+  mutable bool frontier_ = false;   // looked past the tokens made so far
+
+  // Every name the policy lists and every call candidate: a name not in it is, for the rules,
+  // an atom and nothing more.
+  NameFilter watched_;
+
+  FixedStack<Bracket, lexing::kMaxLevel> brackets_;
   std::vector<size_t> lambdas_;
   std::vector<bool> blocks_;
   bool next_block_match_ = false;
@@ -579,6 +785,20 @@ bool apply_rules(std::string_view text, const std::vector<Token>& tokens, const 
                  std::vector<Finding>& findings, LexError& err, Stats& stats) {
   Analyzer a(text, tokens, policy, findings, err, stats, nullptr, 0);
   return a.run();
+}
+
+bool lex_and_apply_rules(std::string_view text, std::vector<Token>& tokens, const Policy& policy,
+                         std::vector<Finding>& findings, LexError& err, Stats& stats) {
+  tokens.clear();
+  size_t before = findings.size();
+  Analyzer a(text, tokens, policy, findings, err, stats, nullptr, 0);
+  if (!lex_with(text, 0, text.size(), false, tokens, err, stats, a)) return false;
+  stats.steps += tokens.size();
+  if (a.needs_two_passes()) {
+    findings.resize(before);
+    return apply_rules(text, tokens, policy, findings, err, stats);
+  }
+  return !a.failed();
 }
 
 }  // namespace warden::scan

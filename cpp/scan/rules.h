@@ -16,4 +16,9 @@ namespace warden::scan {
 bool apply_rules(std::string_view text, const std::vector<Token>& tokens, const Policy& policy,
                  std::vector<Finding>& findings, LexError& err, Stats& stats);
 
+// Tokenizes text into tokens and applies the rules in the same pass. Returns false on input
+// Python would refuse (err is set: the tokenizer's complaint if it has one, else the rules').
+bool lex_and_apply_rules(std::string_view text, std::vector<Token>& tokens, const Policy& policy,
+                         std::vector<Finding>& findings, LexError& err, Stats& stats);
+
 }  // namespace warden::scan

@@ -27,19 +27,30 @@ const char* rule_id(Rule r) {
 
 void NameSet::insert(std::string name) {
   if (name.empty() || contains(name)) return;
-  ++count_;
-  if (name.size() < kBuckets) len_mask_ |= uint64_t{1} << name.size();
-  auto c = static_cast<unsigned char>(name[0]);
-  first_[c >> 6] |= uint64_t{1} << (c & 63);
-  if (name.size() < kBuckets) by_len_[name.size()].push_back(std::move(name));
-  else long_.push_back(std::move(name));
+  names_.push_back(std::move(name));
+  // At most a quarter full, so that a miss usually ends on the first, empty slot.
+  if (names_.size() * 4 > slots_.size()) {
+    std::vector<Slot> old;
+    old.swap(slots_);
+    slots_.assign(old.size() * 2 < 16 ? 16 : old.size() * 2, Slot{});
+    mask_ = static_cast<uint32_t>(slots_.size() - 1);
+    for (const Slot& s : old)
+      if (s.len) place(s);
+  }
+  NameKey k = name_key(names_.back());
+  bloom_.add(k.hash);
+  place(Slot{k.lo, k.hi, k.len, static_cast<uint32_t>(names_.size() - 1)});
 }
 
-bool NameSet::contains_slow(std::string_view name) const {
-  const auto& bucket = name.size() < kBuckets ? by_len_[name.size()] : long_;
-  for (const std::string& s : bucket)
-    if (s.size() == name.size() && std::memcmp(s.data(), name.data(), name.size()) == 0) return true;
-  return false;
+void NameSet::place(const Slot& s) {
+  NameKey k = name_key(names_[s.index]);
+  uint32_t i = (k.hash >> 11) & mask_;
+  while (slots_[i].len) i = (i + 1) & mask_;
+  slots_[i] = s;
+}
+
+bool NameSet::long_matches(const Slot& s, const NameKey& k) const {
+  return std::memcmp(names_[s.index].data(), k.data, k.len) == 0;
 }
 
 bool Policy::module_forbidden(std::string_view module) const {
@@ -74,8 +85,7 @@ Result scan_source(std::string_view source, InputKind kind, const Policy& policy
   thread_local std::vector<Token> tokens;
   tokens.clear();
   if (ok) {
-    ok = lex(d.text, 0, d.text.size(), false, tokens, err, r.stats) &&
-         apply_rules(d.text, tokens, policy, r.findings, err, r.stats);
+    ok = lex_and_apply_rules(d.text, tokens, policy, r.findings, err, r.stats);
   }
   if (tokens.capacity() > (64u << 20) / sizeof(Token)) std::vector<Token>().swap(tokens);
   if (!ok) {
