@@ -26,7 +26,6 @@ import tempfile
 import textwrap
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 
 import warden
 from warden.providers.base import SandboxSpec

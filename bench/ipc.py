@@ -5,7 +5,7 @@ codec alone, a warm ``call`` round trip, batches of small items, and a large pay
 as a sealed memfd and as a file. The worker is a plain subprocess (no sandbox), so this
 measures the protocol; bench/calls.py measures it inside the sandbox.
 
-    PYTHONPATH=python python3 bench/ipc.py [--calls 20000] [--batches 300]
+    python bench/ipc.py [--calls 20000] [--batches 300]
 """
 
 from __future__ import annotations
@@ -18,9 +18,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "python"))
 
 from warden.ipc import Channel, FrameReader, encode, memfd_ref, put_large
 
@@ -50,7 +47,7 @@ def start_worker(entry: Path, data_dir: Path, max_frame: int) -> tuple[Channel, 
     proc = subprocess.Popen(
         [sys.executable, "-m", "warden.worker", "--fd", str(child.fileno()), "--entry",
          str(entry), "--data-dir", str(data_dir), "--max-frame", str(max_frame)],
-        pass_fds=[child.fileno()], env={"PYTHONPATH": str(HERE.parent / "python")})
+        pass_fds=[child.fileno()])
     child.close()
     return Channel(host, max_send=max_frame, max_recv=max_frame), proc
 

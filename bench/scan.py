@@ -3,7 +3,7 @@
 side on the same corpus in one run (default: every .py file of this interpreter's standard
 library, site-packages excluded).
 
-    PYTHONPATH=python python3 bench/scan.py [--skip-bandit] [--repeat N] [PATH...]
+    python bench/scan.py [--skip-bandit] [--repeat N] [PATH...]
 
 Prints wall-clock MB/s and MB/s per CPU (bytes over CPU seconds, children included, so that a
 multi-threaded peer is not flattered), and each peer's ratio to warden on one thread. ruff runs
@@ -24,7 +24,6 @@ import sys
 import sysconfig
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python"))
 
 import warden
 from warden.scan_reference import reference_scan

@@ -20,7 +20,7 @@ import sys
 import time
 
 import warden
-from warden import prepare
+from warden import runner
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -44,13 +44,15 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=500)
     args = ap.parse_args()
+    limits = warden.Limits()
+    envl = runner.sandbox_env(None)
+
     def made_on_the_call():
-        prep = prepare.preparer()
-        prep.depth = 0  # none taken from the ready ones: made on the caller's path
-        try:
-            warden.run(["/bin/true"])
-        finally:
-            prep.depth = prepare.DEPTH
+        # warden.run's own steps with the sandbox made on the caller's path: none is taken
+        # from the ready ones, and the preparer is not told, so it makes none in its place.
+        ready = runner.make_sandbox(limits)
+        runner.run_in(ready, ["/bin/true"], envl, stdin=None, limits=limits, cwd=None,
+                      max_output_bytes=runner.DEFAULT_OUTPUT_CAP)
 
     peers: dict[str, callable] = {
         "warden.run": lambda: warden.run(["/bin/true"]),

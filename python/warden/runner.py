@@ -13,8 +13,8 @@ from warden import _core
 from warden.errors import ProviderUnavailable, SandboxSetupError
 from warden.limits import ExecResult, Limits
 
-__all__ = ["base_config", "limits_hit", "make_sandbox", "reason_for", "run", "sandbox_env",
-           "verdict"]
+__all__ = ["base_config", "limits_hit", "make_sandbox", "reason_for", "run", "run_in",
+           "sandbox_env", "verdict"]
 
 FIXED_ENV = {"PATH": "", "HOME": "/workspace", "LANG": "C.UTF-8"}
 DEFAULT_OUTPUT_CAP = 16 << 20
@@ -195,11 +195,21 @@ def run(
         stdin = stdin.encode()
     limits = limits or Limits()
     envl = sandbox_env(env)
-    path = next(e[5:] for e in envl if e.startswith("PATH="))
-    prep = prepare.preparer()
     key = (limits.memory_mb, limits.pids, limits.cpus, limits.cpu_time_s, limits.disk_mb,
            limits.open_files, limits.file_size_mb, network)
-    ready = prep.sandbox(key, partial(make_sandbox, limits, network))
+    ready = prepare.preparer().sandbox(key, partial(make_sandbox, limits, network))
+    return run_in(ready, argv, envl, stdin=stdin, limits=limits, cwd=cwd,
+                  max_output_bytes=max_output_bytes)
+
+
+def run_in(ready, argv: list[str], envl: list[str], *, stdin: bytes | None, limits: Limits,
+           cwd: str | None, max_output_bytes: int) -> ExecResult:
+    """Start ``argv`` in the waiting sandbox ``ready`` (prepare.Ready), wait for it, and hand
+    the sandbox to the preparer for removal."""
+    from warden import prepare
+
+    prep = prepare.preparer()
+    path = next(e[5:] for e in envl if e.startswith("PATH="))
     try:
         out = ready.box.start(argv, envl, _exec_candidates(argv[0], path), cwd or "/workspace",
                               stdin, float(limits.wall_time_s), max_output_bytes)
