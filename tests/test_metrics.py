@@ -112,3 +112,20 @@ def test_concurrent_updates_and_renders_lose_nothing():
     renderer.join()
     assert m.calls.value(plugin="t", action="a") == 8000
     assert m.latency.count(plugin="t") == 8000
+
+
+def test_a_series_updates_exactly_what_labelled_updates_do():
+    r1, r2 = Registry(), Registry()
+    for r, bound in ((r1, False), (r2, True)):
+        c = r.counter("c_total", "C.", ("plugin", "action"))
+        h = r.histogram("h_seconds", "H.", ("plugin",), buckets=(0.1, 1.0))
+        for v in (0.05, 0.1, 0.5, 5.0, float("nan")):
+            if bound:
+                c.labels(plugin="p", action="a").inc()
+                h.labels(plugin="p").observe(v)
+            else:
+                c.inc(plugin="p", action="a")
+                h.observe(v, plugin="p")
+    assert r1.render() == r2.render()
+    with pytest.raises(ValueError):
+        r1.counter("c_total", "C.", ("plugin", "action")).labels(plugin="p")  # checked once

@@ -6,6 +6,7 @@ All updates take one lock per registry, so any thread may record while another r
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 import threading
@@ -14,8 +15,10 @@ from collections.abc import Iterable, Sequence
 __all__ = [
     "DEFAULT_BUCKETS",
     "Counter",
+    "CounterSeries",
     "Gauge",
     "Histogram",
+    "HistogramSeries",
     "Registry",
     "WardenMetrics",
 ]
@@ -94,7 +97,9 @@ class _Scalar(_Metric):
         self._values: dict[tuple[str, ...], float] = {}
 
     def _add(self, amount: float, labels: dict[str, object]) -> None:
-        key = self._key(labels)
+        self._add_key(amount, self._key(labels))
+
+    def _add_key(self, amount: float, key: tuple[str, ...]) -> None:
         with self._lock:
             self._values[key] = self._values.get(key, 0.0) + amount
 
@@ -116,6 +121,24 @@ class Counter(_Scalar):
         if amount < 0 or math.isnan(amount):
             raise ValueError(f"counter {self.name} can only go up, got {amount!r}")
         self._add(amount, labels)
+
+    def labels(self, **labels: object) -> CounterSeries:
+        """The series of one label set, checked once: ``inc()`` on it costs no label checks
+        (what the call path uses)."""
+        return CounterSeries(self, self._key(labels))
+
+
+class CounterSeries:
+    """One label set of a Counter."""
+
+    __slots__ = ("_counter", "_key")
+
+    def __init__(self, counter: Counter, key: tuple[str, ...]) -> None:
+        self._counter = counter
+        self._key = key
+
+    def inc(self) -> None:
+        self._counter._add_key(1.0, self._key)
 
 
 class Gauge(_Scalar):
@@ -147,8 +170,15 @@ class Histogram(_Metric):
         self._data: dict[tuple[str, ...], list] = {}
 
     def observe(self, value: float, **labels: object) -> None:
-        key = self._key(labels)
-        i = _bisect(self.buckets, value)
+        self._observe_key(value, self._key(labels))
+
+    def labels(self, **labels: object) -> HistogramSeries:
+        """The series of one label set, checked once (see Counter.labels)."""
+        return HistogramSeries(self, self._key(labels))
+
+    def _observe_key(self, value: float, key: tuple[str, ...]) -> None:
+        # The first bucket whose upper bound is >= value: Prometheus' "le" semantics.
+        i = bisect.bisect_left(self.buckets, value)
         with self._lock:
             d = self._data.get(key)
             if d is None:
@@ -177,16 +207,17 @@ class Histogram(_Metric):
         return lines
 
 
-def _bisect(bounds: tuple[float, ...], value: float) -> int:
-    """Index of the first bucket whose upper bound is >= value (Prometheus' le semantics)."""
-    lo, hi = 0, len(bounds)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if bounds[mid] < value:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+class HistogramSeries:
+    """One label set of a Histogram."""
+
+    __slots__ = ("_histogram", "_key")
+
+    def __init__(self, histogram: Histogram, key: tuple[str, ...]) -> None:
+        self._histogram = histogram
+        self._key = key
+
+    def observe(self, value: float) -> None:
+        self._histogram._observe_key(value, self._key)
 
 
 class Registry:
