@@ -182,6 +182,26 @@ def test_pipeline_order_and_metrics():
         Pipeline([object()])
 
 
+def test_a_bound_pipeline_runs_each_call_through_every_middleware():
+    """Pipeline.bind composes once; every call through the result sees the middlewares in
+    order, with the call's own context (its payload and op included)."""
+    metrics = WardenMetrics()
+    seen: list[tuple[str, object, str]] = []
+
+    class Spy:
+        def call(self, c, nxt):
+            seen.append((c.action, c.payload, c.op))
+            return nxt(c)
+
+    chain = Pipeline([Metrics(metrics), Spy()]).bind(lambda c: c.payload * 2)
+    assert chain(CallContext("p", "a", payload=2)) == 4
+    assert chain(CallContext("p", "b", payload=[1], op="batch")) == [1, 1]
+    assert seen == [("a", 2, "call"), ("b", [1], "batch")]
+    assert metrics.calls.value(plugin="p", action="a") == 1
+    assert metrics.calls.value(plugin="p", action="b") == 1
+    assert metrics.latency.count(plugin="p") == 2
+
+
 def test_async_pipeline():
     metrics = WardenMetrics()
     sleeps: list[float] = []

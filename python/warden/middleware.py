@@ -36,9 +36,10 @@ __all__ = [
 ]
 
 
-@dataclass
+@dataclass(slots=True)
 class CallContext:
-    """What a middleware knows about one call."""
+    """What a middleware knows about one call: ``payload`` is the call's payload (the list of
+    items for a batch), ``op`` the worker operation ("call" or "batch")."""
 
     plugin: str
     action: str
@@ -46,6 +47,8 @@ class CallContext:
     labels: Mapping[str, str] = field(default_factory=dict)
     batch_size: int | None = None
     attempt: int = 1
+    op: str = "call"
+    payload: Any = None
 
 
 Next = Callable[[CallContext], Any]
@@ -228,6 +231,20 @@ class Metrics:
                  clock: Callable[[], float] = time.perf_counter) -> None:
         self.metrics = metrics
         self._clock = clock
+        # The series of each (plugin, action) and plugin, made on first use: a call then
+        # updates its counters without checking label names again.
+        self._calls: dict[tuple[str, str], Any] = {}
+        self._latency: dict[str, Any] = {}
+
+    def _series(self, ctx: CallContext) -> Any:
+        calls = self._calls.get((ctx.plugin, ctx.action))
+        if calls is None:
+            calls = self._calls[(ctx.plugin, ctx.action)] = self.metrics.calls.labels(
+                plugin=ctx.plugin, action=ctx.action)
+        latency = self._latency.get(ctx.plugin)
+        if latency is None:
+            latency = self._latency[ctx.plugin] = self.metrics.latency.labels(plugin=ctx.plugin)
+        return calls, latency
 
     def _failed(self, ctx: CallContext, exc: BaseException) -> None:
         m = self.metrics
@@ -238,7 +255,8 @@ class Metrics:
                 break
 
     def call(self, ctx: CallContext, next: Next) -> Any:
-        self.metrics.calls.inc(plugin=ctx.plugin, action=ctx.action)
+        calls, latency = self._series(ctx)
+        calls.inc()
         start = self._clock()
         try:
             return next(ctx)
@@ -246,10 +264,11 @@ class Metrics:
             self._failed(ctx, exc)
             raise
         finally:
-            self.metrics.latency.observe(self._clock() - start, plugin=ctx.plugin)
+            latency.observe(self._clock() - start)
 
     async def acall(self, ctx: CallContext, next: AsyncNext) -> Any:
-        self.metrics.calls.inc(plugin=ctx.plugin, action=ctx.action)
+        calls, latency = self._series(ctx)
+        calls.inc()
         start = self._clock()
         try:
             return await next(ctx)
@@ -257,7 +276,7 @@ class Metrics:
             self._failed(ctx, exc)
             raise
         finally:
-            self.metrics.latency.observe(self._clock() - start, plugin=ctx.plugin)
+            latency.observe(self._clock() - start)
 
 
 class Pipeline:
@@ -274,10 +293,16 @@ class Pipeline:
 
     def call(self, ctx: CallContext, terminal: Next) -> Any:
         """Run ``terminal(ctx)`` through every middleware."""
+        return self.bind(terminal)(ctx)
+
+    def bind(self, terminal: Next) -> Next:
+        """The middlewares composed around ``terminal`` once, as one callable of a context:
+        what a caller that always ends in the same terminal keeps, instead of composing the
+        chain again for every call."""
         chain = terminal
         for m in reversed(self.middlewares):
             chain = _bind(m.call, chain)
-        return chain(ctx)
+        return chain
 
     async def acall(self, ctx: CallContext, terminal: AsyncNext) -> Any:
         """The async path: every middleware needs ``acall``."""

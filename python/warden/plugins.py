@@ -20,6 +20,7 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from warden import ipc
@@ -33,7 +34,7 @@ from warden.errors import (
 )
 from warden.manifest import Manifest, PoolSettings, load_manifest
 from warden.metrics import WardenMetrics
-from warden.middleware import CallContext, Metrics, Pipeline, RateLimit, Retry
+from warden.middleware import CallContext, pipeline_for
 from warden.providers import get_provider
 from warden.providers.base import LABEL_KEYS, Provider, SandboxHandle, SandboxSpec
 
@@ -286,14 +287,12 @@ class Plugin:
         self._code_dir, self._code_at = _layout(root, manifest)
         self._pools: dict[str | None, Pool] = {}
         self._lock = threading.Lock()
-        r = manifest.resources
-        mws: list[Any] = [Metrics(engine.metrics)]
-        if r.rate_limit is not None:
-            # One bucket per (plugin, tenant): a tenant cannot spend another's budget.
-            mws.append(RateLimit(r.rate_limit.calls, r.rate_limit.period_seconds))
-        mws.append(Retry(manifest.retry.attempts, manifest.retry.backoff_seconds,
-                         manifest.retry.idempotent_actions))
-        self._pipeline = Pipeline(mws)
+        # Rate limits are kept per (plugin, tenant): a tenant cannot spend another's budget.
+        self._pipeline = pipeline_for(manifest, engine.metrics)
+        self._chain = self._pipeline.bind(self._terminal)
+        # The labels a call's context carries, per tenant; read-only, so one mapping serves
+        # every call of that tenant.
+        self._ctx_labels: dict[str | None, Mapping[str, str]] = {}
 
     def __repr__(self) -> str:
         return f"<Plugin {self.name} {self.version} at {self.root}>"
@@ -363,43 +362,43 @@ class Plugin:
         finally:
             os.close(fd)
 
-    def _terminal(self, op: str, field_name: str, value: object):
-        def run(ctx: CallContext) -> object:
-            pool = self.pool(ctx.tenant, _default=False)
-            w = pool.acquire()
-            broken = True
-            try:
-                result = self._send(w.handle, op, ctx.action, field_name, value)
-                broken = False
-                return result
-            except BaseException as exc:
-                broken = not _worker_survives(exc)
-                raise
-            finally:
-                pool.release(w, broken=broken)
-        return run
+    def _terminal(self, ctx: CallContext) -> object:
+        pool = self.pool(ctx.tenant, _default=False)
+        w = pool.acquire()
+        broken = True
+        try:
+            result = self._send(w.handle, ctx.op, ctx.action,
+                                "items" if ctx.op == "batch" else "payload", ctx.payload)
+            broken = False
+            return result
+        except BaseException as exc:
+            broken = not _worker_survives(exc)
+            raise
+        finally:
+            pool.release(w, broken=broken)
 
-    def _ctx(self, action: str, tenant: str | None, batch: int | None) -> CallContext:
+    def _ctx(self, action: str, tenant: str | None, op: str, payload: object,
+             batch: int | None) -> CallContext:
         if not isinstance(action, str) or not action:
             raise ValueError(f"action must be a non-empty string, got {action!r}")
         tenant = self.tenant if tenant is None else tenant
-        labels = dict(self.labels)
-        if tenant is not None:
-            labels["tenant"] = tenant
-        return CallContext(plugin=self.name, action=action, tenant=tenant, labels=labels,
-                           batch_size=batch)
+        labels = self._ctx_labels.get(tenant)
+        if labels is None:
+            made = dict(self.labels)
+            if tenant is not None:
+                made["tenant"] = tenant
+            labels = self._ctx_labels.setdefault(tenant, MappingProxyType(made))
+        return CallContext(self.name, action, tenant, labels, batch, 1, op, payload)
 
     def call(self, action: str, payload: object = None, *, tenant: str | None = None) -> object:
         """``handle(action, payload)`` in a warm worker; returns its result."""
-        ctx = self._ctx(action, tenant, None)
-        return self._pipeline.call(ctx, self._terminal("call", "payload", payload))
+        return self._chain(self._ctx(action, tenant, "call", payload, None))
 
     def call_batch(self, action: str, items: list, *, tenant: str | None = None) -> list:
         """``handle_batch(action, items)`` (or ``handle`` per item) in one request."""
         if not isinstance(items, list):
             items = list(items)
-        ctx = self._ctx(action, tenant, len(items))
-        return self._pipeline.call(ctx, self._terminal("batch", "items", items))
+        return self._chain(self._ctx(action, tenant, "batch", items, len(items)))
 
     async def acall(self, action: str, payload: object = None, *,
                     tenant: str | None = None) -> object:
