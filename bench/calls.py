@@ -26,7 +26,6 @@ import tempfile
 import textwrap
 import time
 
-
 import warden
 from warden.providers.base import SandboxSpec
 

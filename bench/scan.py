@@ -24,7 +24,6 @@ import sys
 import sysconfig
 import time
 
-
 import warden
 from warden.scan_reference import reference_scan
 

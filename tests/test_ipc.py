@@ -287,13 +287,83 @@ def test_file_refs_do_not_follow_symlinks_or_open_fifos(tmp_path):
         resolve_large({"$file": "fifo"}, data_dir=data)
 
 
+chunk_items = st.lists(st.one_of(messages.map(lambda m: ("frame", m)),
+                                  st.just(("big", None)), st.binary(min_size=1, max_size=8)
+                                  .map(lambda b: ("garbage", b))), max_size=8)
+
+
+@given(chunk_items, st.data())
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
+def test_read_chunk_is_feed_then_read(items, data):
+    """read_chunk(data), with its shortcut for a chunk that is exactly one frame, yields the
+    same messages, refusals and stream offsets as feed(data) then read(), however the stream
+    is cut (cuts at frame boundaries included, where the shortcut applies)."""
+    limit = 256
+    frames, bounds = [], [0]
+    for kind, value in items:
+        if kind == "frame":
+            frame = encode(value, limit=1 << 20)
+        elif kind == "big":
+            frame = encode({"id": 5, "payload": b"x" * 300}, limit=1 << 20)
+        else:  # a well-framed body that is not msgpack
+            frame = struct.pack(">I", len(value) + 1) + b"\xc1" + value
+        frames.append(frame)
+        bounds.append(bounds[-1] + len(frame))
+    stream = b"".join(frames)
+    cuts = data.draw(st.lists(st.sampled_from(bounds) | st.integers(0, len(stream)),
+                              max_size=12))
+    cuts = sorted(set(cuts) | {len(stream)})
+
+    def run(use_chunk: bool) -> list:
+        reader = FrameReader(limit)
+        out, prev = [], 0
+        for cut in cuts:
+            chunk, prev = stream[prev:cut], cut
+            first = True
+            while True:
+                try:
+                    if first and use_chunk:
+                        msg = reader.read_chunk(chunk)
+                    else:
+                        if first:
+                            reader.feed(chunk)
+                        msg = reader.read()
+                except PayloadTooLarge as exc:
+                    out.append(("too large", exc.size, exc.request_id))
+                    first = False
+                    continue
+                except ProtocolError:
+                    out.append(("garbage", reader.offset))
+                    first = False
+                    continue
+                first = False
+                if msg is INCOMPLETE:
+                    break
+                out.append((msg, reader.last_start, reader.last_end, reader.offset))
+        return out
+
+    assert run(True) == run(False)
+
+
+def test_read_chunk_decodes_a_whole_frame_without_buffering_it():
+    reader = FrameReader()
+    frame = encode({"id": 1, "op": "x"})
+    assert reader.read_chunk(frame) == {"id": 1, "op": "x"}
+    assert (reader.last_start, reader.last_end, reader.offset) == (0, len(frame), len(frame))
+    assert reader.buffered == 0
+    assert reader.read_chunk(frame + frame[:3]) == {"id": 1, "op": "x"}  # the general path
+    assert reader.buffered == 3
+
+
 # -- channel ------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def pair():
+@pytest.fixture(params=[0, None], ids=["sleeping", "spinning"])
+def pair(request):
+    """Channels that wait in the kernel at once, and ones that poll first (the default)."""
     a, b = socket.socketpair()
-    ca, cb = Channel(a, max_recv=4096, max_send=4096), Channel(b, max_recv=4096, max_send=1 << 20)
+    ca = Channel(a, max_recv=4096, max_send=4096, spin_ns=request.param)
+    cb = Channel(b, max_recv=4096, max_send=1 << 20, spin_ns=request.param)
     yield ca, cb
     ca.close()
     cb.close()
@@ -425,3 +495,73 @@ def test_using_a_closed_channel_raises_channel_closed(pair):
         b.send({"id": 1})  # a unix socket whose peer is closed refuses with EPIPE
     with pytest.raises(ChannelClosed):
         b.recv()
+
+
+def test_a_shorter_deadline_after_longer_ones_still_bites():
+    """A receive timeout left on the socket by calls with a long deadline is kept only while
+    it ends before the current deadline: a call with a shorter one times out on time."""
+    a, b = socket.socketpair()
+    ca, cb = Channel(a, spin_ns=0), Channel(b, spin_ns=0)
+    try:
+        for i in range(5):
+            cb.send({"id": i})
+            assert ca.recv(deadline=time.monotonic() + 30) == {"id": i}
+        t = time.monotonic()
+        with pytest.raises(TimeoutExceeded):
+            ca.recv(deadline=t + 0.2)
+        assert time.monotonic() - t < 5  # bounded by 0.2 s, not by the 30 s left set
+    finally:
+        ca.close()
+        cb.close()
+
+
+def test_spinning_wait_reports_each_outcome():
+    from warden import _core
+
+    a, b = socket.socketpair()
+    try:
+        assert _core.wait_readable(a.fileno(), 1_000_000, 30) == 0  # nothing came
+        b.send(b"x")
+        assert _core.wait_readable(a.fileno(), 1_000_000, 1000) == 1  # there while spinning
+        a.recv(1)
+        threading.Timer(0.1, b.send, (b"y",)).start()
+        assert _core.wait_readable(a.fileno(), 1_000, 5000) == 2  # came while asleep
+        a.recv(1)
+        b.close()
+        assert _core.wait_readable(a.fileno(), 0, 1000) == 2  # a hang-up counts
+    finally:
+        a.close()
+
+
+def test_a_signal_during_a_spinning_wait_runs_its_handler():
+    """Python's signal handlers run while a channel waits in native code: a handler that
+    raises ends the wait with its exception, one that returns lets the wait go on."""
+    import signal
+
+    a, b = socket.socketpair()
+    ca, cb = Channel(a, spin_ns=50_000), Channel(b)
+    seen = []
+
+    def quiet(signum, frame):
+        seen.append(signum)
+
+    def loud(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, quiet)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        threading.Timer(0.3, cb.send, ({"id": 1},)).start()
+        assert ca.recv(deadline=time.monotonic() + 10) == {"id": 1}
+        assert seen == [signal.SIGALRM]
+        signal.signal(signal.SIGALRM, loud)
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        t = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            ca.recv(deadline=time.monotonic() + 10)
+        assert time.monotonic() - t < 5  # ended by the handler, not by the deadline
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        ca.close()
+        cb.close()

@@ -34,6 +34,14 @@ def fork_sandboxed(config: dict[str, Any]) -> tuple[int, int, int]:
 def netns_create() -> int:
     """A new network namespace with lo up, as a descriptor (the caller closes it)."""
 
+# --- ipc (cpp/bindings/ipc.cc) ---------------------------------------------------------------
+
+def wait_readable(fd: int, spin_ns: int, timeout_ms: int) -> int:
+    """Wait until fd is readable: polling without sleeping for up to spin_ns, then asleep for
+    the rest of timeout_ms (-1: no limit). 0: timed out, 1: readable while spinning, 2:
+    readable after sleeping, 3: a signal came and its handlers ran (wait again). OSError
+    when poll(2) fails."""
+
 # --- seccomp (cpp/bindings/seccomp.cc) -------------------------------------------------------
 
 def seccomp_compile(allow_inet: bool = False) -> bytes:

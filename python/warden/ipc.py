@@ -37,6 +37,13 @@ from typing import Any
 
 import msgpack
 
+try:
+    from warden._core import wait_readable as _wait_readable
+except ImportError:
+    # The worker inside a container whose Python cannot load this host's native module:
+    # its channel waits without spinning first.
+    _wait_readable = None
+
 from warden.errors import (
     CallFailed,
     PathEscapeError,
@@ -86,6 +93,29 @@ _ANCBUF = socket.CMSG_SPACE(MAX_FDS_PER_FRAME * 4)
 _INT_SIZE = struct.calcsize("i")
 _MSG_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)
 _REQUIRED_SEALS = fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW
+
+
+def _default_spin_ns() -> int:
+    """How long a channel polls for its peer's next frame before it sleeps (cpp/ipc/wait.h
+    says why): WARDEN_SPIN_US microseconds, 50 by default, none with a single CPU (the
+    peer could not run meanwhile) or without the native module."""
+    env = os.environ.get("WARDEN_SPIN_US")
+    try:
+        us = 50 if env is None else int(env)
+    except ValueError:
+        raise ValueError(f"WARDEN_SPIN_US must be a whole number of microseconds, got "
+                         f"{env!r}") from None
+    if us < 0 or us > 1_000_000:
+        raise ValueError(f"WARDEN_SPIN_US must be between 0 and 1000000, got {us}")
+    if _wait_readable is None or len(os.sched_getaffinity(0)) < 2:
+        return 0
+    return us * 1000
+
+
+SPIN_NS = _default_spin_ns()
+# After a wait that outlasted the spin, this many waits sleep at once: a peer that answers
+# slowly costs one spin window in every SPIN_BACKOFF + 1 waits, not one in each.
+SPIN_BACKOFF = 16
 
 
 class ChannelClosed(CallFailed):
@@ -302,6 +332,25 @@ class FrameReader:
         finally:
             # Consumed even when it does not decode: the next frame starts after it.
             self._consume_to(end)
+
+    def read_chunk(self, data: bytes | bytearray | memoryview) -> object:
+        """``feed(data)`` then ``read()``, with the same result; when nothing is buffered and
+        ``data`` is exactly one frame within the cap (a warm call's request or reply), the
+        body is decoded straight from ``data`` without being copied into the buffer."""
+        n = len(data)
+        if (n >= _HEADER_SIZE and self._pos == len(self._buf) and not self._skip):
+            (size,) = _HEADER.unpack_from(data)
+            if size + _HEADER_SIZE == n and size <= self.limit:
+                start = self._base + len(self._buf)
+                self.last_start = start
+                self.last_end = start + n
+                # Consumed even when it does not decode, as read() does.
+                self._compact_all()
+                self._base += n
+                with memoryview(data)[_HEADER_SIZE:] as body:
+                    return decode_body(body)
+        self.feed(data)
+        return self.read()
 
     def __iter__(self) -> Iterator[object]:
         while True:
@@ -559,7 +608,7 @@ class Channel:
 
     def __init__(self, sock: socket.socket | int, *, max_send: int = DEFAULT_MAX_FRAME,
                  max_recv: int = DEFAULT_MAX_FRAME, accept_fds: bool = True,
-                 max_large: int = DEFAULT_MAX_LARGE) -> None:
+                 max_large: int = DEFAULT_MAX_LARGE, spin_ns: int | None = None) -> None:
         if isinstance(sock, int):
             sock = socket.socket(fileno=sock)
         if sock.family != socket.AF_UNIX and accept_fds:
@@ -581,6 +630,8 @@ class Channel:
         self._rcvtimeo = 0  # SO_RCVTIMEO now set on the socket, in microseconds
         self._scratch = bytearray(_RECV_CHUNK)
         self._scratch_view = memoryview(self._scratch)
+        self.spin_ns = SPIN_NS if spin_ns is None else spin_ns
+        self._spin_skip = 0  # waits left that sleep at once (SPIN_BACKOFF)
 
     @property
     def max_recv(self) -> int:
@@ -625,10 +676,20 @@ class Channel:
             raise PayloadTooLarge(n, self.max_send, what="outgoing frame")
         header = _HEADER.pack(n)
         try:
-            if not fds and deadline is None and n <= _SMALL_SEND:
+            if fds or n > _SMALL_SEND:
+                self._send_buffers([memoryview(header), memoryview(body)], fds, deadline)
+            elif deadline is None:
                 self._sock.sendall(header + body, _MSG_FLAGS)
             else:
-                self._send_buffers([memoryview(header), memoryview(body)], fds, deadline)
+                # A small frame almost always fits the socket's buffer at once: one send(2),
+                # and the deadline-bound loop only for what did not fit.
+                frame = header + body
+                try:
+                    sent = self._sock.send(frame, _MSG_FLAGS | socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    sent = 0
+                if sent < len(frame):
+                    self._send_buffers([memoryview(frame)[sent:]], (), deadline)
         except TimeoutExceeded:
             # Part of the frame may be out: the stream can no longer be trusted to be in step.
             self.abandon("a send timed out part-way through a frame")
@@ -684,13 +745,14 @@ class Channel:
         """Next message and the fds that were sent with it (the caller owns them)."""
         self._check_usable()
         reader = self._reader
-        while True:
-            msg = reader.read()
-            if msg is not INCOMPLETE:
-                if self._pending_fds:
-                    return msg, self._claim_fds(reader.last_start, reader.last_end)
-                return msg, []
-            self._fill(deadline)
+        msg = reader.read() if reader.buffered else INCOMPLETE
+        retry = False
+        while msg is INCOMPLETE:
+            msg = self._fill(deadline, retry)
+            retry = True
+        if self._pending_fds:
+            return msg, self._claim_fds(reader.last_start, reader.last_end)
+        return msg, []
 
     def _claim_fds(self, start: int, end: int) -> list[int]:
         """The fds sent with the frame at [start, end).
@@ -713,17 +775,29 @@ class Channel:
         self._pending_fds = keep
         return mine
 
-    def _set_rcvtimeo(self, seconds: float) -> None:
+    def _set_rcvtimeo(self, seconds: float, exact: bool = True) -> None:
         # 0 means "no timeout" to the kernel; a positive remainder is rounded up to a
         # microsecond so that it never becomes 0.
         usec = 0 if seconds <= 0 else max(1, math.ceil(seconds * 1e6))
         if usec == self._rcvtimeo:
             return
+        if not exact and 0 < self._rcvtimeo <= usec and self._rcvtimeo >= usec >> 1:
+            # A timeout already set that ends before the deadline, and not long before it,
+            # is kept: the read wakes no later than the deadline, and if it wakes early the
+            # next read sets the exact remainder. Calls with the same timeout then cost no
+            # setsockopt(2) each.
+            return
+        if not exact and usec > 1000:
+            # Set a little short of the deadline, so that the next calls' remainders, a
+            # little smaller each, still find it in range.
+            usec -= usec >> 4
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
                               struct.pack("ll", usec // 1_000_000, usec % 1_000_000))
         self._rcvtimeo = usec
 
-    def _fill(self, deadline: float | None) -> None:
+    def _fill(self, deadline: float | None, retry: bool = False) -> object:
+        """Read once from the socket; the next message if that completed one, else
+        INCOMPLETE. ``retry``: an earlier read of this wait came back without one."""
         reader = self._reader
         wanted = reader.wanted()
         if wanted <= _RECV_CHUNK:
@@ -735,11 +809,29 @@ class Channel:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutExceeded(f"no reply on channel fd {self._fd} before the deadline")
-            # The kernel's receive timeout bounds the blocking read itself: one system call
-            # per read instead of poll(2) and then recvmsg(2), on the path of every warm call.
-            self._set_rcvtimeo(remaining)
-        elif self._rcvtimeo:
-            self._set_rcvtimeo(0.0)
+        if self.spin_ns and not self._spin_skip:
+            # Poll for the frame without sleeping for a moment, then sleep until it comes
+            # or the deadline passes; the read below then never blocks.
+            got = _wait_readable(self._fd, self.spin_ns,
+                                 -1 if deadline is None else math.ceil(remaining * 1000))
+            if got == 0:
+                if deadline is not None and deadline - time.monotonic() <= 0:
+                    raise TimeoutExceeded(
+                        f"no reply on channel fd {self._fd} before the deadline")
+                return INCOMPLETE
+            if got == 2:
+                self._spin_skip = SPIN_BACKOFF
+            elif got == 3:
+                return INCOMPLETE  # a signal's handlers ran: wait again for what is left
+        else:
+            if self._spin_skip:
+                self._spin_skip -= 1
+            if deadline is not None:
+                # The kernel's receive timeout bounds the blocking read itself: one system
+                # call per read instead of poll(2) and then recvmsg(2).
+                self._set_rcvtimeo(remaining, exact=retry)
+            elif self._rcvtimeo:
+                self._set_rcvtimeo(0.0)
         try:
             if self.accept_fds:
                 n, anc, flags, _ = self._sock.recvmsg_into([view], _ANCBUF,
@@ -758,15 +850,14 @@ class Channel:
             if deadline is not None and deadline - time.monotonic() <= 0:
                 raise TimeoutExceeded(
                     f"no reply on channel fd {self._fd} before the deadline") from None
-            return
+            return INCOMPLETE
         except OSError as exc:
             raise ChannelClosed(f"cannot read channel fd {self._fd}: {exc.strerror}; the peer "
                                 "is gone") from exc
         if not n:
             where = " in the middle of a frame" if reader.buffered else ""
             raise ChannelClosed(f"peer closed the channel{where}")
-        data = view[:n]
-        reader.feed(data)
+        return reader.read_chunk(view[:n])
 
     # -- request / reply ----------------------------------------------------------------------
 
