@@ -129,6 +129,29 @@ def test_sandbox_cgroups_live_below_own_cgroup(drv, cg):
 
 # --- limits are written -------------------------------------------------------------------------
 
+def test_swap_on_without_a_per_cgroup_swap_limit_is_refused(drv, monkeypatch):
+    """Fail closed: with swap on and no way to limit it per cgroup, a memory limit would not
+    bound what the sandbox holds, so no cgroup is made (and none is left behind)."""
+    from warden import prepare
+
+    prepare.preparer().drain()  # no sandbox of an earlier test is made or removed meanwhile
+    drv.create(64 * MiB, 8, 0.5).destroy()  # warden's own parent cgroups exist from here on
+    monkeypatch.setattr(cgroups, "_swap_enabled", lambda: True)
+    monkeypatch.setattr(drv, "_swap_limit" if drv.version == 1 else "_swap_file", False)
+    before = _leaves(drv)
+    with pytest.raises(ProviderUnavailable, match="swap"):
+        drv.create(64 * MiB, 8, 0.5)
+    assert _leaves(drv) == before
+
+
+def _leaves(drv) -> set[str]:
+    out = set()
+    for root in {h.own for h in drv._h.values()} if drv.version == 1 else {drv.base}:
+        for d, dirs, _ in os.walk(root):
+            out.update(os.path.join(d, x) for x in dirs)
+    return out
+
+
 def test_limits_read_back(drv, cg):
     c = cg(64 * MiB, 17, 0.5)
     if drv.version == 1:

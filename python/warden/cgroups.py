@@ -567,8 +567,16 @@ class V1Driver(CgroupDriver):
             # memory+swap == memory: the sandbox cannot push anything out to swap.
             _setup("cgroup v1 memory.memsw.limit_in_bytes", memsw, _write, memsw,
                    str(int(memory_bytes)))
+        elif _swap_enabled():
+            # swappiness=0 only asks the kernel not to swap this cgroup: it still may, and
+            # the memory limit would then not bound what the sandbox holds.
+            raise ProviderUnavailable(
+                "a swap limit (memory.memsw.limit_in_bytes)",
+                "swap is on but this kernel does not account it per cgroup (boot with "
+                "swapaccount=1 or turn swap off); nothing was run")
         else:
-            # No swap accounting in this kernel: the next best is never to swap it.
+            # No swap on this host and no swap accounting: nothing can be swapped out, and
+            # swappiness=0 keeps it so should swap be turned on while the sandbox runs.
             sw = os.path.join(d, "memory.swappiness")
             _setup("cgroup v1 memory.swappiness", sw, _write, sw, "0")
 
