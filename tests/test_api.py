@@ -11,7 +11,7 @@ PUBLIC = {
     "run", "Limits", "ExecResult", "Sandbox", "WardenError", "SandboxSetupError",
     "ProviderUnavailable", "ScanRejected", "ManifestError", "PathEscapeError", "PayloadTooLarge",
     "ProtocolError", "RateLimitExceeded", "CallFailed", "TimeoutExceeded", "MemoryLimitExceeded",
-    "DiskQuotaExceeded", "WorkerCrashed", "PluginError",
+    "DiskQuotaExceeded", "PidsLimitExceeded", "WorkerCrashed", "PluginError",
 }
 
 

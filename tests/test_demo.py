@@ -16,7 +16,7 @@ PROTECTIONS = {
     "memory bomb": "MemoryLimitExceeded",
     "disk filler": "DiskQuotaExceeded",
     "infinite loop": "TimeoutExceeded",
-    "fork bomb": "pids limit",
+    "fork bomb": "PidsLimitExceeded",
     "read a host file": "FileNotFoundError",
     "socket (no allowance)": "ScanRejected",
     "socket to a host port": "ConnectionRefusedError",

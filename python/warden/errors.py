@@ -16,6 +16,7 @@
         ├── TimeoutExceeded      the wall deadline passed; the worker was killed
         ├── MemoryLimitExceeded  the worker was OOM-killed (confirmed from the cgroup)
         ├── DiskQuotaExceeded    the sandbox filled its disk quota
+        ├── PidsLimitExceeded    a fork or new thread failed at the sandbox's pids limit
         ├── WorkerCrashed        the worker died (.signal, .exit_code)
         └── PluginError          the code inside raised (.type, .message, .traceback)
 
@@ -32,6 +33,7 @@ __all__ = [
     "MemoryLimitExceeded",
     "PathEscapeError",
     "PayloadTooLarge",
+    "PidsLimitExceeded",
     "PluginError",
     "ProtocolError",
     "ProviderUnavailable",
@@ -157,6 +159,11 @@ class MemoryLimitExceeded(CallFailed):
 
 class DiskQuotaExceeded(CallFailed):
     """The sandbox filled its disk quota; further writes fail with ENOSPC."""
+
+
+class PidsLimitExceeded(CallFailed):
+    """The code inside failed to fork or start a thread (EAGAIN) because its sandbox reached
+    its pids limit (confirmed from the cgroup); the worker is replaced."""
 
 
 class WorkerCrashed(CallFailed):

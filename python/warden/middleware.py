@@ -18,6 +18,7 @@ from typing import Any
 from warden.errors import (
     DiskQuotaExceeded,
     MemoryLimitExceeded,
+    PidsLimitExceeded,
     RateLimitExceeded,
     TimeoutExceeded,
     WorkerCrashed,
@@ -220,6 +221,7 @@ LIMIT_OF_ERROR: tuple[tuple[type[BaseException], str], ...] = (
     (TimeoutExceeded, "timeout"),
     (MemoryLimitExceeded, "memory"),
     (DiskQuotaExceeded, "disk"),
+    (PidsLimitExceeded, "pids"),
     (RateLimitExceeded, "rate"),
 )
 

@@ -30,6 +30,7 @@ from warden.errors import (
     DiskQuotaExceeded,
     MemoryLimitExceeded,
     PathEscapeError,
+    PidsLimitExceeded,
     PluginError,
     TimeoutExceeded,
     WorkerCrashed,
@@ -70,6 +71,14 @@ def _import_roots() -> list[str]:
 
 def _disk_error(err: PluginError) -> bool:
     return err.type in ("OSError", "IOError") and f"[Errno {errno.ENOSPC}]" in err.message
+
+
+def _pids_error(err: PluginError) -> bool:
+    """A fork or clone refused with EAGAIN (os.fork, subprocess), or a thread that could not
+    be started: what the pids controller's refusal looks like from Python."""
+    if err.type in ("BlockingIOError", "OSError") and f"[Errno {errno.EAGAIN}]" in err.message:
+        return True
+    return err.type == "RuntimeError" and "can't start new thread" in err.message
 
 
 _PROVIDERS = itertools.count(1)
@@ -338,6 +347,12 @@ class NativeProvider(Provider):
                         f"sandbox {handle.id} filled its disk quota of "
                         f"{handle.spec.limits.disk_mb} MiB; further writes fail until files are "
                         f"removed ({exc.type}: {exc.message})") from exc
+                if _pids_error(exc) and st["cgroup"].stats().pids_limit_hit:
+                    raise PidsLimitExceeded(
+                        f"sandbox {handle.id} reached its pids limit of "
+                        f"{handle.spec.limits.pids} processes and threads ({exc.type}: "
+                        f"{exc.message}); its worker is replaced, raise max_pids if the "
+                        "plugin needs more") from exc
                 raise
             st["calls"] += 1
             return result
