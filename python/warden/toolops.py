@@ -126,10 +126,11 @@ def op_call_fn(msg: dict, fds: list[int], used: set[int]) -> Any:
     if source is not None:
         if not isinstance(source, str):
             raise ProtocolError("call_fn 'source' must be a string")
-        before = set(_FUNCTIONS)
+        before = dict(_FUNCTIONS)
         exec(compile(source, "<warden call>", "exec"), _FUNCTIONS)  # noqa: S102 - sandboxed
         if name is None:
-            new = [k for k in _FUNCTIONS if k not in before and callable(_FUNCTIONS[k])
+            # What the source bound anew, redefinitions of an earlier name included.
+            new = [k for k, v in _FUNCTIONS.items() if before.get(k) is not v and callable(v)
                    and not k.startswith("__")]
             if len(new) != 1:
                 raise ProtocolError("source must define exactly one function, or name it")
@@ -137,7 +138,7 @@ def op_call_fn(msg: dict, fds: list[int], used: set[int]) -> Any:
     fn = _FUNCTIONS.get(name) if isinstance(name, str) else None
     if not callable(fn):
         raise NameError(f"no function {name!r} is defined in this sandbox")
-    return fn(msg.get("payload"))
+    return fn(msg.get("payload"))  # an async def's coroutine is awaited by the worker loop
 
 
 OPS = {"exec": op_exec, "write_file": op_write_file, "read_file": op_read_file,

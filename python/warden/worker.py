@@ -143,10 +143,7 @@ class _Worker:
             raise ProtocolError(f"call needs a string 'action', got {type(action).__name__}")
         payload = resolve_large(msg.get("payload"), fds=fds, data_dir=self.data_dir, used=used,
                                 limit=self.channel.max_large)
-        result = self._handler().handle(action, payload)
-        if inspect.isawaitable(result):
-            result = self.run_awaitable(result)
-        return result
+        return self._handler().handle(action, payload)  # awaited by _loop when async
 
     def op_batch(self, msg: dict, fds: list[int], used: set[int]) -> Any:
         action = msg.get("action")
@@ -253,7 +250,12 @@ class _Worker:
             try:
                 if fn is None:
                     raise ProtocolError(f"unknown op {op!r}; ops are {sorted(ops)} and shutdown")
-                reply = ok_reply(request_id, fn(msg, fds, used))
+                result = fn(msg, fds, used)
+                if inspect.isawaitable(result):
+                    # An async handle, or a tool op's async function: awaited on the
+                    # worker's one event loop.
+                    result = self.run_awaitable(result)
+                reply = ok_reply(request_id, result)
             except ProtocolError as exc:
                 reply = error_reply(request_id, exc, origin="warden")
             except PayloadTooLarge as exc:
