@@ -111,6 +111,14 @@ def test_rate_limit_null_means_unlimited():
     ("name: t\nenv: [A]\n", "env"),
     ("name: t\nenv: {A: [1]}\n", "env.A"),
     ("name: t\nenv: {1A: x}\n", "env"),
+    ("name: t\nimage: 'a b'\n", "image"),
+    ("name: t\nimage: [x]\n", "image"),
+    ("name: t\nscan: [x]\n", "scan"),
+    ("name: t\nscan: {forbid_modules: 5}\n", "scan.forbid_modules"),
+    ("name: t\nscan: {allow_builtins: {eval: 1}}\n", "scan.allow_builtins"),
+    ("name: t\nscan: {package: 3}\n", "scan.package"),
+    ("name: t\nscan: {extends: none}\n", "scan.extends"),
+    ("name: t\nscan: {bogus: 1}\n", "scan.bogus"),
 ])
 def test_bad_fields_name_field_value_and_what_is_allowed(text, field):
     with pytest.raises(ManifestError) as info:
@@ -119,6 +127,17 @@ def test_bad_fields_name_field_value_and_what_is_allowed(text, field):
     assert err.field == field
     assert err.allowed
     assert field in str(err) and "allowed" in str(err)
+
+
+def test_image_and_scan_policy():
+    m = parse_manifest("name: t\nimage: python:3.11-slim\n"
+                       "scan: {forbid_modules: [requests], allow_builtins: [input]}\n")
+    assert m.image == "python:3.11-slim"
+    from warden import Policy
+
+    p = Policy.from_dict(m.scan)
+    assert "requests" in p.forbidden_modules and "input" not in p.forbidden_builtins
+    assert parse_manifest("name: t\n").image is None and parse_manifest("name: t\n").scan is None
 
 
 @pytest.mark.parametrize("name", ["LD_PRELOAD", "LD_LIBRARY_PATH", "ld_audit", "PYTHONPATH",
@@ -206,7 +225,9 @@ json_values = st.recursive(
 field_names = st.sampled_from(["name", "version", "entry_point", "resources", "network",
                                "allowed_imports", "env", "pool", "retry", "max_memory_mb",
                                "calls", "rate_limit", "min_workers", "attempts", "PATH",
-                               "idempotent_actions", "timeout_seconds", "cpus"])
+                               "idempotent_actions", "timeout_seconds", "cpus", "image",
+                               "scan", "forbid_modules", "allow_builtins", "package",
+                               "extends"])
 manifest_like = st.recursive(
     json_values,
     lambda inner: st.dictionaries(field_names | st.text(max_size=8), inner, max_size=6),

@@ -130,6 +130,29 @@ def test_scanner_refuses_at_load_with_findings(tmp_path, engine):
     assert engine.plugins == []
 
 
+def test_the_manifest_scan_section_is_the_policy(tmp_path, engine):
+    code = """
+        import json
+
+        def handle(action, payload):
+            return json.dumps(payload)
+    """
+    d = make_plugin(tmp_path, "nojson", code, scan={"forbid_modules": ["json"]},
+                    allowed_imports=[])
+    with pytest.raises(warden.ScanRejected) as info:
+        engine.load(d)
+    assert {(f.rule, f.line) for f in info.value.findings} == {("import-forbidden", 2)}
+    d = make_plugin(tmp_path, "withjson", code)  # json is allowed by default
+    assert engine.load(d).call("x", [1]) == "[1]"
+
+
+def test_an_image_the_native_provider_cannot_run_is_refused(tmp_path, engine):
+    d = make_plugin(tmp_path, "imaged", COUNTER, image="python:3.11-slim")
+    with pytest.raises(warden.ProviderUnavailable, match="python:3.11-slim"):
+        engine.load(d)
+    assert engine.plugins == []
+
+
 def test_allowed_imports_let_the_scanner_pass(tmp_path, engine):
     d = make_plugin(tmp_path, "withos", """
         import os

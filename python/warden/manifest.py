@@ -18,6 +18,8 @@ except ``env``, which defaults to empty)::
     env: {MODE: fast}
     pool: {min_workers: 1, max_workers: 4, max_calls_per_worker: 100000, idle_seconds: 300}
     retry: {attempts: 1, backoff_seconds: 0.05, idempotent_actions: []}
+    image: python:3.11-slim           # Docker provider only; none by default
+    scan: {forbid_modules: [requests]} # the scanner's policy (warden.Policy.from_dict)
 
 The file is untrusted input: it is size-capped, parsed with PyYAML's safe loader only, and
 anchors, aliases, tags other than the plain ones and duplicate keys are refused before any
@@ -148,6 +150,10 @@ class Manifest:
                                    hash=False)
     pool: PoolSettings = field(default_factory=PoolSettings)
     retry: RetrySettings = field(default_factory=RetrySettings)
+    # The container image for the Docker provider (the native provider refuses one).
+    image: str | None = None
+    # The scanner's policy (warden.Policy.from_dict), before allowed_imports; None: default.
+    scan: Mapping[str, object] | None = field(default=None, hash=False)
 
     def to_limits(self) -> Limits:
         r = self.resources
@@ -322,7 +328,21 @@ def _retry(value: object) -> RetrySettings:
 
 
 _TOP = ("name", "version", "entry_point", "resources", "network", "allowed_imports", "env",
-        "pool", "retry")
+        "pool", "retry", "image", "scan")
+_IMAGE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}\Z")
+
+
+def _scan_section(value: object) -> Mapping[str, object] | None:
+    if value is None:
+        return None
+    from warden.scan import Policy
+
+    try:
+        Policy.from_dict(value)  # type: ignore[arg-type]
+    except ManifestError as exc:
+        raise _err(f"scan.{exc.field}" if exc.field != "scan" else "scan", exc.value,
+                   exc.allowed) from None
+    return types.MappingProxyType(dict(value))  # type: ignore[arg-type]
 
 
 def manifest_from_dict(data: object) -> Manifest:
@@ -350,6 +370,10 @@ def manifest_from_dict(data: object) -> Manifest:
         env=_env(d.get("env", {})),
         pool=_pool(d.get("pool", {})),
         retry=_retry(d.get("retry", {})),
+        image=None if d.get("image") is None else _string(
+            "image", d["image"], _IMAGE_RE, "a Docker image reference such as "
+            "python:3.11-slim or registry/name@sha256:..."),
+        scan=_scan_section(d.get("scan")),
     )
 
 

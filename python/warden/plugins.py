@@ -53,7 +53,8 @@ def _scan_plugin(root: str, manifest: Manifest) -> None:
             "the source scanner (warden.scan)",
             f"it failed to import ({exc}); rebuild warden's native core with scripts/dev-build "
             "or reinstall warden") from exc
-    policy = Policy.default().allow(modules=manifest.allowed_imports)
+    base = Policy.default() if manifest.scan is None else Policy.from_dict(manifest.scan)
+    policy = base.allow(modules=manifest.allowed_imports)
     findings = [f for per_file in scan_paths([root], policy=policy).values() for f in per_file]
     if findings:
         raise ScanRejected(findings, where=f"plugin {manifest.name!r} at {root}")
@@ -307,7 +308,7 @@ class Plugin:
             limits=self.manifest.to_limits(), network=self.manifest.network, labels=labels,
             code_dir=self._code_dir, mount_at=self._code_at, cwd=MOUNT_AT,
             writable=(DATA_INSIDE,), data_dir=DATA_INSIDE, env=dict(self.manifest.env),
-            entry_point=f"{MOUNT_AT}/{self.manifest.entry_point}")
+            entry_point=f"{MOUNT_AT}/{self.manifest.entry_point}", image=self.manifest.image)
 
     def pool(self, tenant: str | None = None, *, _default: bool = True) -> Pool:
         """The pool of ``tenant`` (the plugin's own tenant when None), started on first use."""

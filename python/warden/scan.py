@@ -108,6 +108,8 @@ class ScanStats:
 def _check_names(field_name: str, values: Iterable[str], modules: bool) -> tuple[str, ...]:
     if isinstance(values, str):
         raise ManifestError(field_name, values, "a list of names, not a single string")
+    if not isinstance(values, (list, tuple, set, frozenset)):
+        raise ManifestError(field_name, values, "a list of names")
     out = []
     for v in values:
         ok = isinstance(v, str) and (
@@ -183,7 +185,7 @@ class Policy:
         )
 
     def with_package(self, package: str) -> Policy:
-        if package and not _MODULE.match(package):
+        if not isinstance(package, str) or (package and not _MODULE.match(package)):
             raise ManifestError("package", package, "an ASCII dotted module name")
         return Policy(self.forbidden_modules, self.allowed_modules, self.forbidden_builtins,
                       self.forbidden_names, self.forbidden_attributes, package)

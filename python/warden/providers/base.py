@@ -31,6 +31,7 @@ class Capabilities:
     network_policies: frozenset[str]     # e.g. {"none"}
     readonly_root: bool
     worker_protocol: bool = True         # can run warden's worker (call, run_python)
+    images: bool = False                 # runs a spec's container image (SandboxSpec.image)
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,11 @@ class Provider(abc.ABC):
                 f"it offers {sorted(caps.network_policies)}")
         if spec.readonly and not caps.readonly_root:
             raise ProviderUnavailable(f"a read-only workspace on provider {self.name!r}")
+        if spec.image and not caps.images:
+            raise ProviderUnavailable(
+                f"container image {spec.image!r} on provider {self.name!r}",
+                "it runs this host's own programs and Python; use provider='docker' or drop "
+                "the image")
 
     @abc.abstractmethod
     def create(self, spec: SandboxSpec, *, reuse_key: str | None = None) -> SandboxHandle:

@@ -374,7 +374,8 @@ class DockerProvider(Provider):
 
     def capabilities(self) -> Capabilities:
         return Capabilities(isolation="container+seccomp", limits=_ALL_LIMITS,
-                            network_policies=frozenset({"none"}), readonly_root=True)
+                            network_policies=frozenset({"none"}), readonly_root=True,
+                            images=True)
 
     def check(self, spec: SandboxSpec) -> None:
         super().check(spec)
