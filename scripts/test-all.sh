@@ -5,6 +5,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHON="$PWD/.venv/bin/python"
+# The provider suite starts its own private dockerd (scripts/dockerd-start) for the Docker
+# half; WARDEN_TEST_DOCKER=0 leaves it out outside CI.
+export WARDEN_TEST_DOCKER="${WARDEN_TEST_DOCKER:-1}"
 status=0
 step() {
   local name=$1
