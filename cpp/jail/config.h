@@ -76,7 +76,8 @@ struct SpawnConfig {
   std::string writable_staging;  // where the writable tmpfs is mounted before binding
   std::string writable_opts;     // tmpfs options, filled by prepare()
 
-  // Resource limits set by the parent with prlimit before the child runs.
+  // Resource limits: set by the parent with prlimit before the child runs, but open_files,
+  // which the child sets on itself once its descriptors are arranged (rlimit.h says why).
   uint64_t open_files = 256;
   uint64_t file_size_bytes = 0;  // 0: unlimited
   uint64_t cpu_time_s = 0;       // 0: unlimited

@@ -21,6 +21,7 @@
 #include "jail/fds.h"
 #include "jail/mnt.h"
 #include "jail/net.h"
+#include "jail/rlimit.h"
 #include "jail/seccomp.h"
 #include "jail/user.h"
 #include "jail/uts.h"
@@ -95,6 +96,7 @@ int contain(const SpawnConfig& cfg, ChildFds* fds, Step* step) {
               prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) == 0 ? 0 : -errno);
   WARDEN_STEP(Step::kNoNewPrivs, prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 ? 0 : -errno);
   WARDEN_STEP(Step::kChdir, chdir(cfg.cwd.c_str()) == 0 ? 0 : -errno);
+  WARDEN_STEP(Step::kRlimit, rlimit::limit_open_files(cfg));
   if (cfg.seccomp.empty()) {
     *step = Step::kSeccomp;
     return -EINVAL;

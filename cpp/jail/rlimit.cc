@@ -18,7 +18,6 @@ int set(pid_t pid, int resource, rlim_t soft, rlim_t hard) {
 
 int set_from_parent(pid_t pid, const SpawnConfig& cfg) {
   int rc = set(pid, RLIMIT_CORE, 0, 0);
-  if (rc == 0) rc = set(pid, RLIMIT_NOFILE, cfg.open_files, cfg.open_files);
   if (rc == 0 && cfg.file_size_bytes) {
     rc = set(pid, RLIMIT_FSIZE, cfg.file_size_bytes, cfg.file_size_bytes);
   }
@@ -27,6 +26,13 @@ int set_from_parent(pid_t pid, const SpawnConfig& cfg) {
     rc = set(pid, RLIMIT_CPU, cfg.cpu_time_s, cfg.cpu_time_s + 1);
   }
   return rc;
+}
+
+int limit_open_files(const SpawnConfig& cfg) {
+  // Lowering one's own limits needs no privilege (setrlimit(2)); raising it above the
+  // host's hard limit would fail with EPERM, which fails the set-up closed.
+  struct rlimit lim{static_cast<rlim_t>(cfg.open_files), static_cast<rlim_t>(cfg.open_files)};
+  return setrlimit(RLIMIT_NOFILE, &lim) == 0 ? 0 : -errno;
 }
 
 }  // namespace warden::jail::rlimit

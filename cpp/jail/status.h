@@ -35,7 +35,7 @@ enum class Step : int32_t {
   kClone,           // parent: clone3
   kUserMap,         // parent: uid_map/gid_map
   kCgroupPlace,     // parent: writing the child into its cgroup
-  kRlimit,          // parent: prlimit on the child
+  kRlimit,          // parent: prlimit on the child; child: its own open-files limit
   kPipe,            // parent: creating pipes
   kHandshake,       // parent: talking to the child
   kDone,            // fork mode: the child finished set-up
