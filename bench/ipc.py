@@ -104,7 +104,7 @@ def main() -> None:
 
     rows: list[tuple[str, str]] = []
     floor = bench_floor(args.calls)
-    rows.append(("bare socketpair echo, p50 / p99 (floor)",
+    rows.append(("bare socketpair echo, both ends sleeping, p50 / p99 (floor)",
                  f"{percentile(floor, .5):.1f} / {percentile(floor, .99):.1f} us"))
     rows.append(("codec: encode + decode one small frame", f"{bench_codec(100_000):.2f} us"))
 
