@@ -5,12 +5,14 @@ fork."""
 
 from __future__ import annotations
 
+import os
 import signal
 import statistics
 import subprocess
 import threading
 
 import warden
+
 from tests.security.conftest import py
 
 
@@ -24,8 +26,6 @@ def test_no_core_dumps():
 def test_open_files_limit_bites_whatever_the_host_holds():
     """The limit holds inside, and it is below what the host process itself has open (the
     set-up must not trip over the host's descriptor numbers on its way in)."""
-    import os
-
     held = [os.open("/dev/null", os.O_RDONLY) for _ in range(100)]
     try:
         code = ("import os\nfds=[]\ntry:\n while True: fds.append(os.open('/dev/null', os.O_RDONLY))\n"

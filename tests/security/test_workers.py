@@ -36,7 +36,7 @@ def box(monkeypatch):
 
 
 def test_the_zygote_is_exec_d_clean(box):
-    provider, handle = box
+    provider, _ = box
     zpid = provider._zygote._proc.pid
     with open(f"/proc/{zpid}/environ", "rb") as f:
         env = dict(e.split(b"=", 1) for e in f.read().split(b"\0") if e)
