@@ -133,9 +133,7 @@ def test_image_and_scan_policy():
     m = parse_manifest("name: t\nimage: python:3.11-slim\n"
                        "scan: {forbid_modules: [requests], allow_builtins: [input]}\n")
     assert m.image == "python:3.11-slim"
-    from warden import Policy
-
-    p = Policy.from_dict(m.scan)
+    p = m.scan
     assert "requests" in p.forbidden_modules and "input" not in p.forbidden_builtins
     assert parse_manifest("name: t\n").image is None and parse_manifest("name: t\n").scan is None
 

@@ -35,11 +35,14 @@ import re
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from warden.errors import ManifestError
+
+if TYPE_CHECKING:
+    from warden.scan import Policy
 from warden.limits import NETWORK_POLICIES, Limits
 
 __all__ = [
@@ -152,8 +155,8 @@ class Manifest:
     retry: RetrySettings = field(default_factory=RetrySettings)
     # The container image for the Docker provider (the native provider refuses one).
     image: str | None = None
-    # The scanner's policy (warden.Policy.from_dict), before allowed_imports; None: default.
-    scan: Mapping[str, object] | None = field(default=None, hash=False)
+    # The scanner's policy from the scan: section, before allowed_imports; None: default.
+    scan: Policy | None = None
 
     def to_limits(self) -> Limits:
         r = self.resources
@@ -332,17 +335,16 @@ _TOP = ("name", "version", "entry_point", "resources", "network", "allowed_impor
 _IMAGE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}\Z")
 
 
-def _scan_section(value: object) -> Mapping[str, object] | None:
+def _scan_section(value: object) -> Policy | None:
     if value is None:
         return None
     from warden.scan import Policy
 
     try:
-        Policy.from_dict(value)  # type: ignore[arg-type]
+        return Policy.from_dict(value)  # type: ignore[arg-type]
     except ManifestError as exc:
         raise _err(f"scan.{exc.field}" if exc.field != "scan" else "scan", exc.value,
                    exc.allowed) from None
-    return types.MappingProxyType(dict(value))  # type: ignore[arg-type]
 
 
 def manifest_from_dict(data: object) -> Manifest:

@@ -53,7 +53,7 @@ def _scan_plugin(root: str, manifest: Manifest) -> None:
             "the source scanner (warden.scan)",
             f"it failed to import ({exc}); rebuild warden's native core with scripts/dev-build "
             "or reinstall warden") from exc
-    base = Policy.default() if manifest.scan is None else Policy.from_dict(manifest.scan)
+    base = Policy.default() if manifest.scan is None else manifest.scan
     policy = base.allow(modules=manifest.allowed_imports)
     findings = [f for per_file in scan_paths([root], policy=policy).values() for f in per_file]
     if findings:
