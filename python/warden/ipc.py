@@ -112,6 +112,9 @@ def _default_spin_ns() -> int:
     return us * 1000
 
 
+# What _core.wait_readable answers (cpp/ipc/wait.h, cpp/bindings/ipc.cc).
+_WAIT_TIMED_OUT, _WAIT_SPUN, _WAIT_SLEPT, _WAIT_INTERRUPTED = 0, 1, 2, 3
+
 SPIN_NS = _default_spin_ns()
 # After a wait that outlasted the spin, this many waits sleep at once: a peer that answers
 # slowly costs one spin window in every SPIN_BACKOFF + 1 waits, not one in each.
@@ -814,14 +817,14 @@ class Channel:
             # or the deadline passes; the read below then never blocks.
             got = _wait_readable(self._fd, self.spin_ns,
                                  -1 if deadline is None else math.ceil(remaining * 1000))
-            if got == 0:
+            if got == _WAIT_TIMED_OUT:
                 if deadline is not None and deadline - time.monotonic() <= 0:
                     raise TimeoutExceeded(
                         f"no reply on channel fd {self._fd} before the deadline")
                 return INCOMPLETE
-            if got == 2:
+            if got == _WAIT_SLEPT:
                 self._spin_skip = SPIN_BACKOFF
-            elif got == 3:
+            elif got == _WAIT_INTERRUPTED:
                 return INCOMPLETE  # a signal's handlers ran: wait again for what is left
         else:
             if self._spin_skip:
