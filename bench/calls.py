@@ -117,7 +117,7 @@ def main() -> int:
                 provider.destroy(h)
 
         # Interleaved with its peer, as a service sees fresh calls: the sandbox made ahead
-        # when the last one was destroyed (warden.prepare) is ready when the next is asked
+        # when the last one was destroyed (warden.providers.native.prepare) is ready when the next is asked
         # for. Back to back, each call waits for its sandbox to be made: that is throughput.
         argv = [sys.executable, "-c", "print(1)"]
         fresh()
@@ -132,7 +132,7 @@ def main() -> int:
     if docker_ok():
         # No registry is reachable: the peer runs warden's own local image (built from this
         # host's Python by `warden images build` when missing), or WARDEN_DOCKER_IMAGE.
-        from warden import images
+        from warden.providers.docker import images
 
         image = os.environ.get("WARDEN_DOCKER_IMAGE") or images.default_image_tag()
         if subprocess.run(["docker", "image", "inspect", image], capture_output=True,

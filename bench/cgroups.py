@@ -15,7 +15,7 @@ import time
 
 from cgroupspy.controllers import MemoryController
 from cgroupspy.nodes import Node
-from warden import cgroups
+from warden.host import cgroups
 
 
 def pct(xs: list[float], q: float) -> float:

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from warden.ipc import Channel, FrameReader, encode, memfd_ref, put_large
+from warden.wire.ipc import Channel, FrameReader, encode, memfd_ref, put_large
 
 PLUGIN = """
 def handle(action, payload):
@@ -45,7 +45,7 @@ def percentile(samples: list[int], q: float) -> float:
 def start_worker(entry: Path, data_dir: Path, max_frame: int) -> tuple[Channel, subprocess.Popen]:
     host, child = socket.socketpair()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "warden.worker", "--fd", str(child.fileno()), "--entry",
+        [sys.executable, "-m", "warden.guest.worker", "--fd", str(child.fileno()), "--entry",
          str(entry), "--data-dir", str(data_dir), "--max-frame", str(max_frame)],
         pass_fds=[child.fileno()])
     child.close()

@@ -25,7 +25,7 @@ import sysconfig
 import time
 
 import warden
-from warden.scan_reference import reference_scan
+from warden.scan.reference import reference_scan
 
 
 def corpus(paths: list[str]) -> list[str]:

@@ -20,7 +20,9 @@ import sys
 import time
 
 import warden
-from warden import runner
+from warden.host import environ
+from warden.providers.native import runner
+from warden.spec.result import DEFAULT_OUTPUT_CAP
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -45,14 +47,14 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=500)
     args = ap.parse_args()
     limits = warden.Limits()
-    envl = runner.sandbox_env(None)
+    envl = environ.sandbox_env(None)
 
     def made_on_the_call():
         # warden.run's own steps with the sandbox made on the caller's path: none is taken
         # from the ready ones, and the preparer is not told, so it makes none in its place.
         ready = runner.make_sandbox(limits)
         runner.run_in(ready, ["/bin/true"], envl, stdin=None, limits=limits, cwd=None,
-                      max_output_bytes=runner.DEFAULT_OUTPUT_CAP)
+                      max_output_bytes=DEFAULT_OUTPUT_CAP)
 
     peers: dict[str, callable] = {
         "warden.run": lambda: warden.run(["/bin/true"]),

@@ -16,9 +16,9 @@ import warden_path  # noqa: F401 - sys.path first, before warden is imported
 
 # Only the decoder under test (and the library it drives) is instrumented: the rest of the
 # package is not this target's input surface, and instrumenting it only slows the loop.
-with atheris.instrument_imports(include=["warden.ipc", "msgpack"]):
+with atheris.instrument_imports(include=["warden.wire.ipc", "msgpack"]):
     from warden.errors import PayloadTooLarge, ProtocolError
-    from warden.ipc import (
+    from warden.wire.ipc import (
         INCOMPLETE,
         FrameReader,
         decode_body,

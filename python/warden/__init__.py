@@ -1,58 +1,93 @@
-"""warden: kernel-enforced sandboxes for untrusted code at the latency of a function call."""
+"""warden: kernel-enforced sandboxes for untrusted code at the latency of a function call.
 
-from warden.errors import (
-    CallFailed,
-    CgroupTeardownError,
-    DiskQuotaExceeded,
-    ManifestError,
-    MemoryLimitExceeded,
-    PathEscapeError,
-    PayloadTooLarge,
-    PidsLimitExceeded,
-    PluginError,
-    ProtocolError,
-    ProviderUnavailable,
-    RateLimitExceeded,
-    SandboxSetupError,
-    ScanRejected,
-    TimeoutExceeded,
-    WardenError,
-    WorkerCrashed,
-)
-from warden.limits import ExecResult, Limits
-from warden.plugins import Engine, Plugin
-from warden.runner import run
-from warden.sandbox import Sandbox
-from warden.scan import Finding, Policy, scan, scan_paths
+The names of ``__all__`` are loaded when first used (PEP 562): ``import warden`` loads almost
+nothing, so code that runs inside a sandbox (``warden.guest``) pays only for what it uses.
+"""
 
-__version__ = "0.1.0"
+import importlib as _importlib
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
-__all__ = [
-    "CallFailed",
-    "CgroupTeardownError",
-    "DiskQuotaExceeded",
-    "Engine",
-    "ExecResult",
-    "Finding",
-    "Limits",
-    "ManifestError",
-    "MemoryLimitExceeded",
-    "PathEscapeError",
-    "PayloadTooLarge",
-    "PidsLimitExceeded",
-    "Plugin",
-    "PluginError",
-    "Policy",
-    "ProtocolError",
-    "ProviderUnavailable",
-    "RateLimitExceeded",
-    "SandboxSetupError",
-    "Sandbox",
-    "ScanRejected",
-    "TimeoutExceeded",
-    "WardenError",
-    "WorkerCrashed",
-    "run",
-    "scan",
-    "scan_paths",
-]
+# name -> the module that defines it
+_WHERE: dict[str, str] = {
+    "CallFailed": "warden.errors",
+    "CgroupTeardownError": "warden.errors",
+    "DiskQuotaExceeded": "warden.errors",
+    "InvalidArgument": "warden.errors",
+    "ManifestError": "warden.errors",
+    "MemoryLimitExceeded": "warden.errors",
+    "PathEscapeError": "warden.errors",
+    "PayloadTooLarge": "warden.errors",
+    "PidsLimitExceeded": "warden.errors",
+    "PluginError": "warden.errors",
+    "ProtocolError": "warden.errors",
+    "ProviderUnavailable": "warden.errors",
+    "RateLimitExceeded": "warden.errors",
+    "SandboxSetupError": "warden.errors",
+    "ScanRejected": "warden.errors",
+    "TimeoutExceeded": "warden.errors",
+    "WardenError": "warden.errors",
+    "WorkerCrashed": "warden.errors",
+    "ExecResult": "warden.spec.result",
+    "Limits": "warden.spec.limits",
+    "Engine": "warden.plugins.engine",
+    "Plugin": "warden.plugins.engine",
+    "run": "warden.sandboxes.run",
+    "Sandbox": "warden.sandboxes.sandbox",
+    "Finding": "warden.scan",
+    "Policy": "warden.scan",
+    "scan": "warden.scan",
+    "scan_paths": "warden.scan",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> object:
+    if name == "__version__":
+        from warden._version import version
+
+        value = version()
+    elif name in _WHERE:
+        module = _importlib.import_module(_WHERE[name])
+        # warden.scan is the scanner's package and, called, the function scan(): the import
+        # system binds the package here, so the package itself is made callable.
+        value = module if name == "scan" else getattr(module, name)
+    else:
+        raise AttributeError(f"module 'warden' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+if _TYPE_CHECKING:
+    from warden.errors import (
+        CallFailed,
+        CgroupTeardownError,
+        DiskQuotaExceeded,
+        InvalidArgument,
+        ManifestError,
+        MemoryLimitExceeded,
+        PathEscapeError,
+        PayloadTooLarge,
+        PidsLimitExceeded,
+        PluginError,
+        ProtocolError,
+        ProviderUnavailable,
+        RateLimitExceeded,
+        SandboxSetupError,
+        ScanRejected,
+        TimeoutExceeded,
+        WardenError,
+        WorkerCrashed,
+    )
+    from warden.plugins.engine import Engine, Plugin
+    from warden.sandboxes.run import run
+    from warden.sandboxes.sandbox import Sandbox
+    from warden.scan import Finding, Policy, scan, scan_paths
+    from warden.spec.limits import Limits
+    from warden.spec.result import ExecResult
+
+    __version__: str

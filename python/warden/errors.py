@@ -3,6 +3,8 @@
 ::
 
     WardenError
+    ├── InvalidArgument          a caller's argument is not allowed (.argument, .value, .allowed);
+    │                            also a ValueError; raised before anything runs
     ├── SandboxSetupError        a set-up step failed in the child or parent (.step, .errno)
     ├── CgroupTeardownError      a sandbox's cgroup could not be emptied or removed (.path)
     ├── ProviderUnavailable      this host cannot give what was asked (.missing)
@@ -29,6 +31,7 @@ __all__ = [
     "CallFailed",
     "CgroupTeardownError",
     "DiskQuotaExceeded",
+    "InvalidArgument",
     "ManifestError",
     "MemoryLimitExceeded",
     "PathEscapeError",
@@ -51,6 +54,22 @@ import os as _os
 
 class WardenError(Exception):
     """Base class of every error warden raises."""
+
+
+def _show(value: object, limit: int = 80) -> str:
+    """A value for a message, cut short: an argument can be huge, and it is the caller's own."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class InvalidArgument(WardenError, ValueError):
+    """A caller passed an argument warden does not accept; nothing was run."""
+
+    def __init__(self, argument: str, value: object, allowed: str) -> None:
+        self.argument = argument
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"{argument}={_show(value)} is not allowed: {allowed}")
 
 
 class SandboxSetupError(WardenError):

@@ -86,7 +86,7 @@ def docker_engine():
         engine.why = ("no Docker engine: set DOCKER_HOST, or WARDEN_TEST_DOCKER=1 to start a "
                       "private dockerd (scripts/dockerd-start)")
     if engine.available:
-        from warden import images
+        from warden.providers.docker import images
 
         engine.image = images.ensure_image()
     try:

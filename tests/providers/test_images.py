@@ -6,7 +6,7 @@ import os
 import sys
 import tarfile
 
-from warden import images
+from warden.providers.docker import images
 from warden.cli import build_parser
 
 

@@ -9,7 +9,8 @@ import os
 import pytest
 
 import warden
-from warden import _core, runner
+from warden import _core
+from warden.providers.native import runner
 
 
 def test_missing_command_is_a_setup_error_naming_execve(tmp_path):

@@ -263,7 +263,9 @@ def test_running_sandbox_posture_from_the_host():
 def test_read_only_bind_below_tmp_stays_visible_over_the_sandbox_tmp(tmp_path):
     # A Python in a virtualenv under /tmp (a fresh clone there) must stay reachable although
     # the sandbox's own /tmp is a tmpfs; the rest of the host's /tmp stays invisible.
-    from warden import _core, runner
+    from warden import _core
+    from warden.host import environ
+    from warden.providers.native import runner
 
     shared = tmp_path / "shared"
     shared.mkdir()
@@ -275,7 +277,7 @@ def test_read_only_bind_below_tmp_stays_visible_over_the_sandbox_tmp(tmp_path):
     box = _core.PreparedSandbox(cfg)
     out = box.start(["/bin/sh", "-c", f"cat {shared}/f.txt; cat {tmp_path}/secret.txt; "
                      f"echo x > {shared}/new; echo w > /tmp/ok && echo tmp-writable"],
-                    runner.sandbox_env(None), ["/bin/sh"], timeout_s=10.0)
+                    environ.sandbox_env(None), ["/bin/sh"], timeout_s=10.0)
     if out["mount_ns_fd"] >= 0:
         os.close(out["mount_ns_fd"])
     # cat of the secret and the write into the bind fail (on stderr); the rest succeeds.

@@ -15,7 +15,8 @@ import warden
 CHECK = textwrap.dedent('''
     import json, os, sys
     import warden
-    from warden import cgroups, prepare
+    from warden.host import cgroups
+    from warden.providers.native import prepare
 
     def link(path):
         try:

@@ -14,7 +14,9 @@ import pytest
 
 import warden
 from tests.conftest import require
-from warden import _core, runner
+from warden import _core
+from warden.host import environ
+from warden.providers.native import runner
 
 # jail/status.h: Step values as written to the report pipe.
 STEP_CHDIR, STEP_EXEC, STEP_HANDSHAKE, STEP_DONE = 18, 21, 27, 28
@@ -118,12 +120,12 @@ def gone(pid: int) -> bool:
 
 def test_a_sandbox_serves_one_command(box):
     assert box.ready()
-    out = box.start(["/bin/echo", "one"], runner.sandbox_env(None), ["/bin/echo"])
+    out = box.start(["/bin/echo", "one"], environ.sandbox_env(None), ["/bin/echo"])
     assert out["mount_ns_fd"] == -1  # held only when the config asks for it
     assert out["stdout"] == b"one\n"
     assert not box.ready()
     with pytest.raises(ValueError, match="already started"):
-        box.start(["/bin/echo", "two"], runner.sandbox_env(None), ["/bin/echo"])
+        box.start(["/bin/echo", "two"], environ.sandbox_env(None), ["/bin/echo"])
 
 
 def test_closing_an_unused_sandbox_kills_and_reaps_its_init(box):
@@ -153,7 +155,7 @@ def test_a_forked_copy_cannot_kill_the_parents_sandbox(box):
 
 def test_the_wall_clock_starts_with_the_command(box):
     time.sleep(1.5)  # longer than the budget below: waiting for a command costs it nothing
-    out = box.start(["/bin/sleep", "0.2"], runner.sandbox_env(None), ["/bin/sleep"],
+    out = box.start(["/bin/sleep", "0.2"], environ.sandbox_env(None), ["/bin/sleep"],
                     timeout_s=1.0)
     assert out["mount_ns_fd"] == -1  # held only when the config asks for it
     assert not out["timed_out"] and out["have_status"] and out["wait_status"] == 0

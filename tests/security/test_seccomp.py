@@ -431,8 +431,8 @@ def docker_run(bins, tmp_path_factory):
         "dockerd (scripts/dockerd-start)",
     )
     import docker
-    from warden import images
-    from warden.seccomp_profile import docker_security_opt
+    from warden.providers.docker import images
+    from warden.host.seccomp_profile import docker_security_opt
 
     image = images.ensure_image()
     d = tmp_path_factory.mktemp("seccomp-docker")

@@ -10,7 +10,7 @@ import os
 import pytest
 import warden
 
-from tests.test_plugins import native_ok
+from tests.plugins.test_plugins import native_ok
 
 SECRET = "WARDEN_TEST_HOST_SECRET"
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import warden
-from warden import cgroups
+from warden.host import cgroups
 
 from tests.conftest import require
 
@@ -63,7 +63,7 @@ class Spy:
 def _settle() -> None:
     """Let warden finish removing released cgroups, if it removes them in the background."""
     try:
-        from warden import prepare
+        from warden.providers.native import prepare
     except ImportError:
         return
     prepare.preparer().drain()

@@ -12,7 +12,7 @@ import sys
 import textwrap
 
 import pytest
-from warden import cgroups
+from warden.host import cgroups
 
 pytestmark = [
     pytest.mark.cgroup2guest,
@@ -188,7 +188,7 @@ def _delegate(path: str) -> None:
 
 DELEGATED = """
 import json, os, subprocess, sys
-from warden import cgroups
+from warden.host import cgroups
 # A child started before warden makes its first cgroup (as a zygote would be) must not stop
 # the delegation: warden moves its own descendants along into its leaf.
 early = subprocess.Popen(["sleep", "600"])
@@ -285,7 +285,8 @@ def test_nothing_left_after_many_runs_with_processes(drv):
 
 REFUSED = """
 import json
-from warden import ProviderUnavailable, cgroups
+from warden import ProviderUnavailable
+from warden.host import cgroups
 try:
     cgroups.driver().create(32 << 20, 8, None)
     print(json.dumps({"refused": False}))

@@ -1,64 +1,20 @@
-"""Provider registry: ``native`` and ``docker`` built in, more through the entry-point group
-``warden.providers`` (a third party registers ``name = "pkg.module:ProviderClass"``).
+"""Execution backends behind one small protocol (``providers.base``): ``native`` and
+``docker`` built in, more through the entry-point group ``warden.providers``; the registry
+(``providers.registry``) names them, so no provider imports another.
 
-Providers are imported only when asked for: importing warden never imports the Docker SDK.
+Nothing here is imported until asked for: importing warden never imports the Docker SDK.
 """
 
 from __future__ import annotations
 
-import importlib
-import threading
-from importlib.metadata import entry_points
+from typing import Any
 
-from warden.errors import ProviderUnavailable
-
-__all__ = ["get_provider", "available", "resolve", "BUILTIN"]
-
-BUILTIN = {
-    "native": "warden.providers.native:NativeProvider",
-    "docker": "warden.providers.docker:DockerProvider",
-}
-ENTRY_POINT_GROUP = "warden.providers"
-
-_instances: dict = {}
-_lock = threading.Lock()
+__all__ = ["available", "get_provider", "resolve"]
 
 
-def _targets() -> dict[str, str]:
-    found = dict(BUILTIN)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        found.setdefault(ep.name, ep.value)
-    return found
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from warden.providers import registry
 
-
-def available() -> list[str]:
-    return sorted(_targets())
-
-
-def resolve(name: str) -> str:
-    """'auto' becomes 'native' when this host can run the native sandbox, else 'docker'."""
-    if name != "auto":
-        return name
-    from warden import doctor
-
-    return "native" if doctor.report().get("ok") else "docker"
-
-
-def get_provider(name: str = "native"):
-    name = resolve(name)
-    with _lock:
-        if name in _instances:
-            return _instances[name]
-        target = _targets().get(name)
-        if target is None:
-            raise ProviderUnavailable(f"provider {name!r}",
-                                      f"known providers: {', '.join(available())}")
-        module_name, _, attr = target.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            hint = "pip install 'warden[docker]'" if name == "docker" else str(exc)
-            raise ProviderUnavailable(f"provider {name!r} ({exc.name or exc})", hint) from exc
-        provider = getattr(module, attr)()
-        _instances[name] = provider
-        return provider
+        return getattr(registry, name)
+    raise AttributeError(f"module 'warden.providers' has no attribute {name!r}")

@@ -15,13 +15,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from warden.errors import ProviderUnavailable
-from warden.limits import ExecResult, Limits
+from warden.spec.limits import Limits
+from warden.spec.result import ExecResult
+from warden.spec.sandbox import LABEL_KEYS, SandboxSpec
 
-__all__ = ["Capabilities", "SandboxSpec", "SandboxHandle", "ReconcileReport", "Provider",
-           "LABEL_KEYS"]
-
-# The labels every sandbox may carry; reuse and listing go by them.
-LABEL_KEYS = ("tenant", "project", "environment", "purpose")
+# SandboxSpec and LABEL_KEYS live in warden.spec; they are named here too because every
+# provider, third-party ones included, speaks of them.
+__all__ = ["LABEL_KEYS", "Capabilities", "Provider", "ReconcileReport", "SandboxHandle",
+           "SandboxSpec"]
 
 
 @dataclass(frozen=True)
@@ -32,34 +33,6 @@ class Capabilities:
     readonly_root: bool
     worker_protocol: bool = True         # can run warden's worker (call, run_python)
     images: bool = False                 # runs a spec's container image (SandboxSpec.image)
-
-
-@dataclass(frozen=True)
-class SandboxSpec:
-    """What a sandbox must be. Plain data; providers map it onto their mechanisms."""
-
-    limits: Limits = field(default_factory=Limits)
-    network: str = "none"
-    readonly: bool = False               # the workspace is read-only to the code inside
-    labels: Mapping[str, str] = field(default_factory=dict)
-    # Host directory bound read-only inside, at `mount_at` (a plugin's root); "" for none.
-    code_dir: str = ""
-    mount_at: str = "/plugin"
-    # Writable directories inside (each counted against limits.disk_mb); empty: /workspace.
-    writable: tuple[str, ...] = ()
-    cwd: str = "/workspace"
-    env: Mapping[str, str] = field(default_factory=dict)
-    image: str | None = None             # container providers only
-    # Worker: the plugin's entry file inside the sandbox (e.g. /plugin/src/main.py), loaded by
-    # the worker at start; "" for a sandbox without a plugin. `data_dir` (inside) enables
-    # {"$file": relpath} payloads.
-    entry_point: str = ""
-    data_dir: str = ""
-
-    def __post_init__(self) -> None:
-        for key, value in self.labels.items():
-            if not isinstance(key, str) or not isinstance(value, str):
-                raise ValueError(f"labels must map str to str, got {key!r}: {value!r}")
 
 
 @dataclass
@@ -116,7 +89,7 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     def call(self, handle: SandboxHandle, op: str, args: dict, *,
              timeout: float | None = None) -> object:
-        """One request of the worker protocol (warden.worker): returns the result or raises the
+        """One request of the worker protocol (warden.guest.worker): returns the result or raises the
         mapped warden error (PluginError, TimeoutExceeded, MemoryLimitExceeded, ...)."""
 
     @abc.abstractmethod
@@ -145,8 +118,10 @@ class Provider(abc.ABC):
 
     def run(self, argv: Sequence[str], *, stdin: bytes | None = None,
             limits: Limits | None = None, network: str = "none",
-            env: Mapping[str, str] | None = None, cwd: str | None = None) -> ExecResult:
-        """One command in a fresh sandbox, torn down after."""
+            env: Mapping[str, str] | None = None, cwd: str | None = None,
+            max_output_bytes: int | None = None) -> ExecResult:
+        """One command in a fresh sandbox, torn down after. The arguments are checked by the
+        caller (warden.run)."""
         spec = SandboxSpec(limits=limits or Limits(), network=network, env=dict(env or {}),
                            cwd=cwd or "/workspace")
         self.check(spec)

@@ -1,0 +1,73 @@
+"""``warden scan PATH... [--json] [--policy FILE]``: scan Python files before running them.
+
+Exit status: 0 when nothing was found, 1 when something was, 2 when an input could not be read
+(or the policy file is invalid).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from warden.errors import ManifestError
+from warden.scan import Policy, scan_paths
+
+EXIT_CLEAN, EXIT_FOUND, EXIT_UNREADABLE = 0, 1, 2
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "scan",
+        help="scan Python source for imports, builtins and introspection the policy refuses",
+        description="Scan Python files (directories are walked for *.py). Exit 0 when clean, "
+        "1 when something was found, 2 when an input could not be read.",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files or directories to scan")
+    p.add_argument("--json", action="store_true", help="print findings as JSON")
+    p.add_argument("--policy", metavar="FILE", help="policy file (YAML or JSON, or a plugin "
+                   "manifest with a 'scan:' section); default: warden's default policy")
+    p.add_argument("--threads", type=int, default=None, help="scanner threads (default: CPUs)")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        policy = Policy.load(args.policy) if args.policy else Policy.default()
+    except ManifestError as exc:
+        print(f"warden scan: {exc}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    missing = [p for p in args.paths if not os.path.exists(p)]
+    results = scan_paths(args.paths, policy=policy, threads=args.threads)
+    for p in missing:
+        results.setdefault(p, [])
+    unreadable = any(f.rule == "file-unreadable" for fs in results.values() for f in fs)
+    found = any(f.rule != "file-unreadable" for fs in results.values() for f in fs)
+    if args.json:
+        json.dump({path: [f.to_dict() for f in fs] for path, fs in results.items()},
+                  sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        n = 0
+        for fs in results.values():
+            for f in fs:
+                print(f, file=sys.stderr if f.rule == "file-unreadable" else sys.stdout)
+                n += 1
+        print(f"{n} finding(s) in {len(results)} file(s)", file=sys.stderr)
+    if unreadable:
+        return EXIT_UNREADABLE
+    return EXIT_FOUND if found else EXIT_CLEAN
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (``python -m warden.cli.scan``) until the main CLI wires this in."""
+    parser = argparse.ArgumentParser(prog="warden")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

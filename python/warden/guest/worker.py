@@ -1,0 +1,301 @@
+"""The loop that runs inside a sandbox: read a request frame, run the plugin, send the reply.
+
+Ops: ``call`` (action, payload), ``batch`` (action, items), ``exec_python`` (code),
+``ping`` and ``shutdown``. A plugin exception becomes an error reply with its type, message
+and traceback text; an oversized request or reply becomes a PayloadTooLarge error reply; in
+every case the worker keeps serving. It stops on ``shutdown`` or when the host closes the
+channel. Nothing here knows about sandboxing: the zygote forks into the sandbox first and then
+calls ``serve``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import builtins
+import importlib.util
+import inspect
+import io
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from warden.errors import PayloadTooLarge, PluginError, ProtocolError
+from warden.wire.ipc import (
+    DEFAULT_MAX_FRAME,
+    Channel,
+    ChannelClosed,
+    error_reply,
+    ok_reply,
+    resolve_large,
+)
+
+__all__ = ["ENTRY_MODULE", "Handler", "load_entry", "main", "serve"]
+
+ENTRY_MODULE = "warden_plugin_entry"
+
+
+@dataclass(frozen=True)
+class Handler:
+    """A plugin's entry points: ``handle(action, payload)`` and optionally
+    ``handle_batch(action, items)``; either may be ``async def``."""
+
+    handle: Callable[[str, Any], Any]
+    handle_batch: Callable[[str, list], Any] | None = None
+
+    @classmethod
+    def from_object(cls, obj: object) -> Handler:
+        """A Handler from a Handler, or from any object (a module) with ``handle``."""
+        if isinstance(obj, Handler):
+            return obj
+        handle = getattr(obj, "handle", None)
+        if not callable(handle):
+            raise PluginError("EntryPointError",
+                              f"{obj!r} defines no callable handle(action, payload); define one")
+        handle_batch = getattr(obj, "handle_batch", None)
+        return cls(handle, handle_batch if callable(handle_batch) else None)
+
+
+def load_entry(path: str | os.PathLike) -> Handler:
+    """Import a plugin's entry file (e.g. ``src/main.py``) as a module and return its
+    handlers. The entry's directory goes first on sys.path so its sibling modules import."""
+    path = os.path.abspath(os.fspath(path))
+    if not os.path.isfile(path):
+        raise PluginError("EntryPointError", f"entry point {path} does not exist or is not a "
+                          "file; check entry_point in plugin.yaml")
+    spec = importlib.util.spec_from_file_location(ENTRY_MODULE, path)
+    if spec is None or spec.loader is None:
+        raise PluginError("EntryPointError", f"entry point {path} cannot be imported as Python; "
+                          "it must be a .py file")
+    module = importlib.util.module_from_spec(spec)
+    entry_dir = os.path.dirname(path)
+    if entry_dir not in sys.path:
+        sys.path.insert(0, entry_dir)
+    sys.modules[ENTRY_MODULE] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[ENTRY_MODULE]
+        raise PluginError(type(exc).__name__, f"importing entry point {path} failed: {exc}",
+                          traceback.format_exc()) from exc
+    return Handler.from_object(module)
+
+
+class _CappedText(io.TextIOBase):
+    """A text sink that keeps the first ``cap`` characters, so that code printing without end
+    cannot push the reply over the frame cap."""
+
+    def __init__(self, cap: int) -> None:
+        self._parts: list[str] = []
+        self._left = cap
+        self.truncated = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, s: str) -> int:
+        if len(s) > self._left:
+            self.truncated = True
+        if self._left > 0:
+            piece = s[: self._left]
+            self._parts.append(piece)
+            self._left -= len(piece)
+        return len(s)
+
+    def getvalue(self) -> bytes:
+        return "".join(self._parts).encode("utf-8", "backslashreplace")
+
+
+class _Worker:
+    def __init__(self, channel: Channel, handler_factory: Callable[[], object],
+                 data_dir: str | None, extra_ops: dict | None = None) -> None:
+        self.extra_ops = dict(extra_ops or {})
+        self.channel = channel
+        self.data_dir = data_dir
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.handler: Handler | None = None
+        self.load_error: BaseException | None = None
+        try:
+            self.handler = Handler.from_object(handler_factory())
+        except Exception as exc:  # noqa: BLE001 - any plugin import failure is reported
+            # Every call then answers with the load error, so the host sees the plugin's
+            # import traceback instead of a worker that died without a word.
+            self.load_error = exc
+
+    def run_awaitable(self, value: Any) -> Any:
+        if self.loop is None:
+            # One loop for the worker's life: plugins may keep clients or tasks bound to it.
+            self.loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self.loop)
+        return self.loop.run_until_complete(value)
+
+    def _handler(self) -> Handler:
+        if self.handler is None:
+            raise self.load_error or PluginError("EntryPointError", "the plugin has no handler")
+        return self.handler
+
+    def op_call(self, msg: dict, fds: list[int], used: set[int]) -> Any:
+        action = msg.get("action")
+        if not isinstance(action, str):
+            raise ProtocolError(f"call needs a string 'action', got {type(action).__name__}")
+        payload = resolve_large(msg.get("payload"), fds=fds, data_dir=self.data_dir, used=used,
+                                limit=self.channel.max_large)
+        return self._handler().handle(action, payload)  # awaited by _loop when async
+
+    def op_batch(self, msg: dict, fds: list[int], used: set[int]) -> Any:
+        action = msg.get("action")
+        if not isinstance(action, str):
+            raise ProtocolError(f"batch needs a string 'action', got {type(action).__name__}")
+        items = resolve_large(msg.get("items"), fds=fds, data_dir=self.data_dir, used=used,
+                              limit=self.channel.max_large)
+        if not isinstance(items, list):
+            raise ProtocolError(f"batch needs a list of 'items', got {type(items).__name__}")
+        handler = self._handler()
+        if handler.handle_batch is not None:
+            result = handler.handle_batch(action, items)
+            if inspect.isawaitable(result):
+                result = self.run_awaitable(result)
+            return result
+        handle = handler.handle
+        results = [handle(action, item) for item in items]
+        # A sync handle returns plain values; checking the first result keeps the per-item
+        # cost of the common case at one call.
+        if results and inspect.isawaitable(results[0]):
+            results = [self.run_awaitable(r) if inspect.isawaitable(r) else r for r in results]
+        return results
+
+    def op_exec_python(self, msg: dict, fds: list[int], used: set[int]) -> Any:
+        code = msg.get("code")
+        if not isinstance(code, str):
+            raise ProtocolError(f"exec_python needs a string 'code', got {type(code).__name__}")
+        cap = max(1024, self.channel.max_send // 4)
+        out, err = _CappedText(cap), _CappedText(cap)
+        exit_code = 0
+        old = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = out, err
+        try:
+            compiled = compile(code, "<warden>", "exec")
+            # Running the caller's code is this op's purpose; the sandbox is the boundary.
+            exec(compiled, {"__name__": "__main__", "__builtins__": builtins})  # noqa: S102  # nosec B102
+        except SystemExit as exc:
+            code_ = exc.code
+            if code_ is None:
+                exit_code = 0
+            elif isinstance(code_, int):
+                exit_code = code_
+            else:
+                err.write(f"{code_}\n")
+                exit_code = 1
+        except Exception:  # noqa: BLE001 - user code: its traceback is its output
+            err.write(traceback.format_exc())
+            exit_code = 1
+        finally:
+            sys.stdout, sys.stderr = old
+        return {"exit_code": exit_code, "stdout": out.getvalue(), "stderr": err.getvalue(),
+                "stdout_truncated": out.truncated, "stderr_truncated": err.truncated}
+
+    def op_ping(self, msg: dict, fds: list[int], used: set[int]) -> Any:
+        return {"pong": True, "pid": os.getpid()}
+
+    def reply(self, reply: dict) -> None:
+        try:
+            self.channel.send(reply)
+        except PayloadTooLarge as exc:
+            # The reply itself is over the cap: say so instead, and keep serving.
+            self.channel.send(error_reply(reply["id"], exc, origin="warden"))
+        except ProtocolError as exc:
+            # The result is not msgpack-encodable: a plugin bug, reported as such.
+            self.channel.send(error_reply(reply["id"], TypeError(
+                f"the result cannot be sent back: {exc}"), origin="plugin"))
+
+    def serve(self) -> int:
+        try:
+            return self._loop()
+        except ChannelClosed:
+            return 0  # the host went away while a reply was being sent: nobody to answer
+
+    def _loop(self) -> int:
+        ops = {"call": self.op_call, "batch": self.op_batch,
+               "exec_python": self.op_exec_python, "ping": self.op_ping, **self.extra_ops}
+        channel = self.channel
+        while True:
+            try:
+                msg, fds = channel.recv_with_fds()
+            except ChannelClosed:
+                return 0
+            except PayloadTooLarge as exc:
+                request_id = getattr(exc, "request_id", None)
+                if request_id is not None:
+                    channel.send(error_reply(request_id, exc, origin="warden"))
+                    continue
+                print(f"warden worker: {exc}; the request had no readable id", file=sys.stderr)
+                return 2
+            except ProtocolError as exc:
+                print(f"warden worker: {exc}", file=sys.stderr)
+                return 2
+            request_id = msg.get("id") if type(msg) is dict else None
+            if not isinstance(request_id, int) or isinstance(request_id, bool):
+                print(f"warden worker: request without an integer id: {type(msg).__name__}",
+                      file=sys.stderr)
+                return 2
+            op = msg.get("op")
+            if op == "shutdown":
+                channel.send(ok_reply(request_id, None))
+                return 0
+            fn = ops.get(op)  # type: ignore[arg-type]
+            used: set[int] = set()
+            try:
+                if fn is None:
+                    raise ProtocolError(f"unknown op {op!r}; ops are {sorted(ops)} and shutdown")
+                result = fn(msg, fds, used)
+                if inspect.isawaitable(result):
+                    # An async handle, or a tool op's async function: awaited on the
+                    # worker's one event loop.
+                    result = self.run_awaitable(result)
+                reply = ok_reply(request_id, result)
+            except ProtocolError as exc:
+                reply = error_reply(request_id, exc, origin="warden")
+            except PayloadTooLarge as exc:
+                reply = error_reply(request_id, exc, origin="warden")
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - the plugin's answer
+                # SystemExit too: a plugin calling sys.exit() fails its call, not the worker.
+                reply = error_reply(request_id, exc, origin="plugin")
+            finally:
+                for i, fd in enumerate(fds):
+                    if i not in used:
+                        os.close(fd)
+            self.reply(reply)
+
+
+def serve(fd: int, handler_factory: Callable[[], object], *, max_frame: int = DEFAULT_MAX_FRAME,
+          data_dir: str | None = None, extra_ops: dict | None = None) -> int:
+    """Serve requests on the connected socket ``fd`` until shutdown or EOF; return an exit
+    status (0 on a clean end, 2 when the host sent something that is not the protocol).
+
+    ``handler_factory()`` returns a Handler or any object with ``handle`` (a module); it is
+    called once, inside the sandbox, before the first request is read. ``data_dir`` enables
+    ``{"$file": relpath}`` payloads."""
+    channel = Channel(fd, max_send=max_frame, max_recv=max_frame)
+    try:
+        return _Worker(channel, handler_factory, data_dir, extra_ops).serve()
+    finally:
+        channel.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m warden.guest.worker",
+                                     description="serve warden requests on an inherited socket")
+    parser.add_argument("--fd", type=int, required=True, help="connected unix socket fd")
+    parser.add_argument("--entry", required=True, help="the plugin's entry file")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--max-frame", type=int, default=DEFAULT_MAX_FRAME)
+    args = parser.parse_args(argv)
+    return serve(args.fd, lambda: load_entry(args.entry), max_frame=args.max_frame,
+                 data_dir=args.data_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

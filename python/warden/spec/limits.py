@@ -1,0 +1,81 @@
+"""What a sandbox may use: Limits, validated when made, and sizes as people write them."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["LIMIT_NAMES", "NETWORK_POLICIES", "Limits", "parse_size"]
+
+NETWORK_POLICIES = ("none",)
+LIMIT_NAMES = ("memory", "pids", "disk", "file_size", "cpu_time")
+
+# Upper bounds that no sane request exceeds; a larger value is a typo or an attack on the host.
+_MAX_MB = 1 << 20          # 1 TiB
+_MAX_PIDS = 1 << 22        # the kernel's PID_MAX_LIMIT
+_MAX_CPUS = 1024.0
+_MAX_SECONDS = 7 * 24 * 3600.0
+_MAX_OPEN_FILES = 1 << 20  # the kernel's default fs.nr_open
+
+
+def _check_number(name: str, value, lo, hi, *, integer: bool, optional: bool) -> None:
+    if value is None:
+        if optional:
+            return
+        raise ValueError(f"Limits.{name} must be set (got None)")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"Limits.{name} must be a number, got {type(value).__name__} {value!r}")
+    if integer and not isinstance(value, int):
+        raise ValueError(f"Limits.{name} must be a whole number, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"Limits.{name} must be finite, got {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"Limits.{name} must be between {lo} and {hi}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one sandbox. Every field is enforced by the kernel."""
+
+    memory_mb: int = 256
+    pids: int = 64
+    cpus: float = 1.0
+    wall_time_s: float = 10.0
+    cpu_time_s: float | None = None
+    disk_mb: int = 64
+    open_files: int = 256
+    file_size_mb: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_number("memory_mb", self.memory_mb, 4, _MAX_MB, integer=True, optional=False)
+        _check_number("pids", self.pids, 1, _MAX_PIDS, integer=True, optional=False)
+        _check_number("cpus", self.cpus, 0.01, _MAX_CPUS, integer=False, optional=False)
+        _check_number("wall_time_s", self.wall_time_s, 0.001, _MAX_SECONDS, integer=False,
+                      optional=False)
+        _check_number("cpu_time_s", self.cpu_time_s, 1, _MAX_SECONDS, integer=False,
+                      optional=True)
+        _check_number("disk_mb", self.disk_mb, 1, _MAX_MB, integer=True, optional=False)
+        _check_number("open_files", self.open_files, 16, _MAX_OPEN_FILES, integer=True,
+                      optional=False)
+        _check_number("file_size_mb", self.file_size_mb, 1, _MAX_MB, integer=True,
+                      optional=True)
+
+
+_UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10, "M": 1 << 20,
+          "MB": 1 << 20, "MIB": 1 << 20, "G": 1 << 30, "GB": 1 << 30, "GIB": 1 << 30}
+
+
+def parse_size(text: str, *, default_unit: str = "M") -> int:
+    """'128M' -> bytes. A bare number is in ``default_unit``."""
+    s = str(text).strip().upper()
+    num = s.rstrip("KMGIB")
+    unit = s[len(num):] or default_unit
+    if unit not in _UNITS or not num:
+        raise ValueError(f"not a size: {text!r} (use e.g. 64M, 1G, 512K)")
+    try:
+        value = float(num)
+    except ValueError:
+        raise ValueError(f"not a size: {text!r} (use e.g. 64M, 1G, 512K)") from None
+    if value < 0 or not math.isfinite(value):
+        raise ValueError(f"size must be positive: {text!r}")
+    return int(value * _UNITS[unit])

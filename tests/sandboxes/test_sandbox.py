@@ -1,0 +1,107 @@
+"""warden.Sandbox, the long-lived sandbox of the tool layer, on the native provider: files,
+commands, Python, calls, the read-only workspace, and what happens when code inside misbehaves."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import warden
+from warden import PathEscapeError, PluginError, TimeoutExceeded, WorkerCrashed
+
+from tests.plugins.test_plugins import native_ok
+
+
+@pytest.fixture
+def sb():
+    native_ok()
+    with warden.Sandbox(limits=warden.Limits(wall_time_s=20),
+                        labels={"tenant": "acme", "purpose": "tools"}) as box:
+        yield box
+
+
+def test_files_commands_and_python_share_the_workspace(sb):
+    sb.files.write("data.csv", "a,b\n1,2\n")
+    sb.files.write("sub/raw.bin", b"\x00\x01")
+    assert sorted(sb.files.list()) == ["data.csv", "sub"]
+    assert sb.files.list("sub") == ["raw.bin"]
+    r = sb.exec(["wc", "-l", "data.csv"])
+    assert (r.reason, r.exit_code, r.stdout) == ("exited", 0, b"2 data.csv\n")
+    r = sb.run_python("import os; print(open('data.csv').read().split()[1]); "
+                      "open('made.txt', 'w').write('inside')")
+    assert (r.exit_code, r.stdout) == (0, b"1,2\n")
+    assert sb.files.read("made.txt") == b"inside"  # written inside, read from the host side
+    sb.files.remove("made.txt")
+    assert "made.txt" not in sb.files.list()
+    assert sb.labels["tenant"] == "acme"
+
+
+def test_call_takes_source_first_then_the_name(sb):
+    assert sb.call("def total(rows):\n    return sum(rows)\n", [1, 2, 3]) == 6
+    assert sb.call("total", [4, 5]) == 9
+    assert sb.call("async def twice(x):\n    return 2 * x\n", 21) == 42
+    # The same source again redefines the function instead of failing.
+    assert sb.call("def total(rows):\n    return -sum(rows)\n", [1, 2]) == -3
+    with pytest.raises(PluginError) as info:
+        sb.call("def boom(x):\n    raise KeyError(x)\n", "k")
+    assert info.value.type == "KeyError"
+    assert sb.call("total", [1]) == -1  # the sandbox still serves after the plugin's error
+
+
+@pytest.mark.parametrize("path", ["../etc/passwd", "/etc/passwd", "a/../../x"])
+def test_paths_leaving_the_workspace_are_refused(sb, path):
+    with pytest.raises(PathEscapeError):
+        sb.files.read(path)
+    with pytest.raises(PathEscapeError):
+        sb.files.write(path, b"x")
+
+
+def test_a_symlink_planted_inside_cannot_lead_the_host_out(sb, tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("host only")
+    r = sb.exec(["ln", "-s", str(secret), "link"])
+    assert r.exit_code == 0
+    with pytest.raises((PathEscapeError, PluginError)) as info:
+        sb.files.read("link")
+    assert "host only" not in str(info.value)
+
+
+def test_run_python_timeout_ends_that_interpreter_not_the_sandbox(sb):
+    r = sb.run_python("while True: pass", timeout=0.5)
+    assert r.reason == "timeout"
+    assert sb.exec(["true"]).exit_code == 0
+
+
+def test_a_call_past_its_deadline_kills_the_sandbox(sb):
+    with pytest.raises(TimeoutExceeded):
+        sb.call("def hang(x):\n    while True: pass\n", None, timeout=0.5)
+    with pytest.raises(WorkerCrashed):
+        sb.exec(["true"])
+
+
+def test_closing_removes_the_sandbox():
+    native_ok()
+    box = warden.Sandbox(labels={"project": "p-close"})
+    provider = box._provider
+    assert [h.id for h in provider.list({"project": "p-close"})] == [box.id]
+    pid = box._handle.state["pid"]
+    box.close()
+    assert provider.list({"project": "p-close"}) == []
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # the worker is gone (the zygote reaped it)
+    with pytest.raises(WorkerCrashed):
+        box.exec(["true"])
+
+
+def test_a_readonly_workspace_is_written_only_from_outside():
+    native_ok()
+    with warden.Sandbox(readonly=True) as box:
+        box.files.write("in.txt", "given")
+        r = box.run_python("print(open('in.txt').read())\n"
+                           "try:\n    open('out.txt', 'w')\nexcept OSError as e:\n"
+                           "    print(e.errno)\n")
+        assert r.stdout.split() == [b"given", str(30).encode()]  # EROFS
+        r = box.exec(["rm", "in.txt"])
+        assert r.exit_code != 0
+        assert box.files.read("in.txt") == b"given"
+        assert box.exec(["sh", "-c", "echo t > /tmp/t && cat /tmp/t"]).stdout == b"t\n"
