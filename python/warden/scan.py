@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -345,18 +346,56 @@ def _refusal(reason: str, err_no: int, max_file_bytes: int) -> str:
 
 
 def _expand(paths: Sequence[str | os.PathLike]) -> list[tuple[str, tuple[str, int] | None]]:
-    """The files to scan, each with None (the reader decides whether it can be read)."""
+    """The files to scan, each with None, or with the reason (id, errno) it is refused before
+    it is opened.
+
+    Nothing is followed: a named path or a directory entry that is a symbolic link is refused,
+    whatever its name and wherever it points, since a link can put code the scanner never saw
+    (a file outside the bundle, or a directory whose contents change later) under a name the
+    plugin imports. Directories are walked for ``*.py`` files without descending through links;
+    one that cannot be listed is refused rather than skipped, so that nothing hides in it.
+    """
     out: list[tuple[str, tuple[str, int] | None]] = []
     for p in paths:
         s = os.fspath(p)
-        if os.path.isdir(s):
-            for root, dirs, files in os.walk(s):
-                dirs.sort()
-                out.extend((os.path.join(root, f), None) for f in sorted(files)
-                           if f.endswith(".py"))
+        try:
+            st = os.lstat(s)
+        except OSError as exc:
+            out.append((s, ("os-error", exc.errno or 0)))
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            out.append((s, ("link", 0)))
+        elif stat.S_ISDIR(st.st_mode):
+            _walk(s, out)
         else:
-            out.append((s, None))
+            out.append((s, None))  # the reader refuses what is not a regular file
     return out
+
+
+def _walk(top: str, out: list) -> None:
+    # Depth first, each directory's entries by name and then its subdirectories, as os.walk
+    # with sorted lists gives; a stack rather than recursion, since a bundle can nest deeply.
+    stack = [top]
+    while stack:
+        d = stack.pop()
+        try:
+            with os.scandir(d) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            out.append((d, ("os-error", exc.errno or 0)))
+            continue
+        subdirs = []
+        for e in entries:
+            try:
+                if e.is_symlink():
+                    out.append((e.path, ("link", 0)))
+                elif e.is_dir(follow_symlinks=False):
+                    subdirs.append(e.path)
+                elif e.name.endswith(".py"):
+                    out.append((e.path, None))
+            except OSError as exc:
+                out.append((e.path, ("os-error", exc.errno or 0)))
+        stack.extend(reversed(subdirs))
 
 
 def scan_paths(paths: Iterable[str | os.PathLike], *, policy: Policy | None = None,
@@ -364,10 +403,11 @@ def scan_paths(paths: Iterable[str | os.PathLike], *, policy: Policy | None = No
                max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> dict[str, list[Finding]]:
     """Scans files (directories are walked for ``*.py``) on C++ threads with the GIL released.
 
-    Every file is treated as hostile: a symbolic link is refused, not followed, only regular
-    files are read (a FIFO or a device is refused without blocking), and a file larger than
-    ``max_file_bytes`` is refused. A file that is refused or cannot be read gets one
-    ``file-unreadable`` finding at line 0 whose message names the path and the reason."""
+    Every path is treated as hostile: no symbolic link is followed (a link, named or met in a
+    walked directory, is refused), only regular files are read (a FIFO or a device is refused
+    without blocking), and a file larger than ``max_file_bytes`` is refused. A file that is
+    refused or cannot be read gets one ``file-unreadable`` finding at line 0 whose message names
+    the path and the reason."""
     from warden import _core
 
     if isinstance(paths, (str, os.PathLike)):
