@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstdint>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -66,19 +67,21 @@ void bind_scan(py::module_& m) {
 
   m.def(
       "scan_paths",
-      [](const std::vector<std::string>& paths, const ws::Policy& policy, unsigned threads) {
+      [](const std::vector<std::string>& paths, const ws::Policy& policy, unsigned threads,
+         uint64_t max_file_bytes) {
         std::vector<ws::FileResult> rs;
         {
           py::gil_scoped_release nogil;
-          rs = ws::scan_files(paths, policy, threads);
+          rs = ws::scan_files(paths, policy, threads, max_file_bytes);
         }
         py::list out;
         for (const auto& r : rs) {
           if (r.read_ok) out.append(py::make_tuple(true, to_tuples(r.result.findings)));
-          else out.append(py::make_tuple(false, r.error));
+          else
+            out.append(py::make_tuple(false, py::make_tuple(ws::read_error_id(r.error), r.err_no)));
         }
         return out;
       },
-      py::arg("paths"), py::arg("policy"), py::arg("threads"),
-      "Scans files on C++ threads; per path (True, findings) or (False, error text).");
+      py::arg("paths"), py::arg("policy"), py::arg("threads"), py::arg("max_file_bytes"),
+      "Scans files on C++ threads; per path (True, findings) or (False, (reason id, errno)).");
 }

@@ -63,8 +63,11 @@ def scan_source(data: bytes, is_text: bool, policy: ScanPolicy
                 ) -> tuple[list[tuple[str, int, int, str]], tuple[int, int, int]]:
     """Scan one source (GIL released): ([(rule, line, col, message)], (bytes, tokens, steps))."""
 
-def scan_paths(paths: list[str], policy: ScanPolicy, threads: int
-               ) -> list[tuple[bool, list[tuple[str, int, int, str]] | str]]:
-    """Scan files on C++ threads (0 = one per CPU); per path (True, findings) or (False, error)."""
+def scan_paths(paths: list[str], policy: ScanPolicy, threads: int, max_file_bytes: int
+               ) -> list[tuple[bool, list[tuple[str, int, int, str]] | tuple[str, int]]]:
+    """Scan files on C++ threads (0 = one per CPU), refusing links, files that are not regular
+    and files over max_file_bytes; per path (True, findings) or (False, (reason id, errno)).
+    Reason ids: os-error (errno set), link, directory, fifo, socket, char-device, block-device,
+    special-file, too-large, no-memory, internal."""
 
 # --- end scan --------------------------------------------------------------------------------

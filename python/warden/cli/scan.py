@@ -1,7 +1,9 @@
-"""``warden scan PATH... [--json] [--policy FILE]``: scan Python files before running them.
+"""``warden scan PATH... [--json] [--policy FILE] [--max-file-bytes N]``: scan Python files
+before running them.
 
 Exit status: 0 when nothing was found, 1 when something was, 2 when an input could not be read
-(or the policy file is invalid).
+or was refused (a symbolic link, not a regular file, larger than the limit), or the policy file
+or an option is invalid.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import os
 import sys
 
 from warden.errors import ManifestError
-from warden.scan import Policy, scan_paths
+from warden.scan import DEFAULT_MAX_FILE_BYTES, Policy, scan_paths
 
 EXIT_CLEAN, EXIT_FOUND, EXIT_UNREADABLE = 0, 1, 2
 
@@ -22,13 +24,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "scan",
         help="scan Python source for imports, builtins and introspection the policy refuses",
         description="Scan Python files (directories are walked for *.py). Exit 0 when clean, "
-        "1 when something was found, 2 when an input could not be read.",
+        "1 when something was found, 2 when an input could not be read or was refused (symbolic "
+        "links are not followed, only regular files are read, and files over --max-file-bytes "
+        "are refused).",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="files or directories to scan")
     p.add_argument("--json", action="store_true", help="print findings as JSON")
     p.add_argument("--policy", metavar="FILE", help="policy file (YAML or JSON, or a plugin "
                    "manifest with a 'scan:' section); default: warden's default policy")
     p.add_argument("--threads", type=int, default=None, help="scanner threads (default: CPUs)")
+    p.add_argument("--max-file-bytes", type=int, default=DEFAULT_MAX_FILE_BYTES, metavar="N",
+                   help="refuse files larger than N bytes (default: %(default)s)")
     p.set_defaults(func=run)
     return p
 
@@ -40,7 +46,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"warden scan: {exc}", file=sys.stderr)
         return EXIT_UNREADABLE
     missing = [p for p in args.paths if not os.path.exists(p)]
-    results = scan_paths(args.paths, policy=policy, threads=args.threads)
+    try:
+        results = scan_paths(args.paths, policy=policy, threads=args.threads,
+                             max_file_bytes=args.max_file_bytes)
+    except ValueError as exc:
+        print(f"warden scan: {exc}", file=sys.stderr)
+        return EXIT_UNREADABLE
     for p in missing:
         results.setdefault(p, [])
     unreadable = any(f.rule == "file-unreadable" for fs in results.values() for f in fs)

@@ -18,7 +18,8 @@ getattr-dynamic     getattr/setattr/delattr/hasattr with a computed attribute na
 encoding-refused    a coding declaration naming a codec that can hide code, or an unknown one
 decode-error        bytes that do not decode in the declared encoding
 syntax-error        source Python would refuse to tokenize or parse
-file-unreadable     (scan_paths only) the file could not be read
+file-unreadable     (scan_paths only) the file could not be read, or was refused: a symbolic
+                    link, not a regular file, or larger than ``max_file_bytes``
 =================== =====================================================================
 """
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import sys
 import types
 from collections.abc import Iterable, Mapping, Sequence
@@ -318,39 +320,121 @@ def scan_stats(source: str | bytes, *, policy: Policy | None = None) -> ScanStat
     return ScanStats(*stats)
 
 
-def _expand(paths: Sequence[str | os.PathLike]) -> list[str]:
-    out = []
+DEFAULT_MAX_FILE_BYTES = 16 * 1024 * 1024
+
+_LINK_REFUSED = ("it is a symbolic link; warden does not follow links in plugin bundles "
+                 "(put the file or directory itself in its place)")
+_NOT_REGULAR = "; only regular files are scanned"
+
+
+def _refusal(reason: str, err_no: int, max_file_bytes: int) -> str:
+    """Why a file was not scanned, from the reader's reason id. Names the file's kind or the
+    limit, never anything read from it."""
+    if reason == "os-error":
+        return f"{os.strerror(err_no)}; check the path and its permissions"
+    if reason == "link":
+        return _LINK_REFUSED
+    if reason == "too-large":
+        return (f"it is larger than {max_file_bytes} bytes, the limit per file; raise "
+                "max_file_bytes if it is meant to be there")
+    if reason == "no-memory":
+        return "warden ran out of memory while reading or scanning it"
+    kinds = {"directory": "a directory", "fifo": "a FIFO (named pipe)", "socket": "a socket",
+             "char-device": "a character device", "block-device": "a block device",
+             "special-file": "a special file"}
+    if reason in kinds:
+        return f"it is {kinds[reason]}{_NOT_REGULAR}"
+    return f"the scanner failed on it ({reason})"
+
+
+def _expand(paths: Sequence[str | os.PathLike]) -> list[tuple[str, tuple[str, int] | None]]:
+    """The files to scan, each with None, or with the reason (id, errno) it is refused before
+    it is opened.
+
+    Nothing is followed: a named path or a directory entry that is a symbolic link is refused,
+    whatever its name and wherever it points, since a link can put code the scanner never saw
+    (a file outside the bundle, or a directory whose contents change later) under a name the
+    plugin imports. Directories are walked for ``*.py`` files without descending through links;
+    one that cannot be listed is refused rather than skipped, so that nothing hides in it.
+    """
+    out: list[tuple[str, tuple[str, int] | None]] = []
     for p in paths:
         s = os.fspath(p)
-        if os.path.isdir(s):
-            for root, dirs, files in os.walk(s):
-                dirs.sort()
-                out.extend(os.path.join(root, f) for f in sorted(files) if f.endswith(".py"))
+        try:
+            st = os.lstat(s)
+        except OSError as exc:
+            out.append((s, ("os-error", exc.errno or 0)))
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            out.append((s, ("link", 0)))
+        elif stat.S_ISDIR(st.st_mode):
+            _walk(s, out)
         else:
-            out.append(s)
+            out.append((s, None))  # the reader refuses what is not a regular file
     return out
 
 
+def _walk(top: str, out: list) -> None:
+    # Depth first, each directory's entries by name and then its subdirectories, as os.walk
+    # with sorted lists gives; a stack rather than recursion, since a bundle can nest deeply.
+    stack = [top]
+    while stack:
+        d = stack.pop()
+        try:
+            with os.scandir(d) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            out.append((d, ("os-error", exc.errno or 0)))
+            continue
+        subdirs = []
+        for e in entries:
+            try:
+                if e.is_symlink():
+                    out.append((e.path, ("link", 0)))
+                elif e.is_dir(follow_symlinks=False):
+                    subdirs.append(e.path)
+                elif e.name.endswith(".py"):
+                    out.append((e.path, None))
+            except OSError as exc:
+                out.append((e.path, ("os-error", exc.errno or 0)))
+        stack.extend(reversed(subdirs))
+
+
 def scan_paths(paths: Iterable[str | os.PathLike], *, policy: Policy | None = None,
-               threads: int | None = None) -> dict[str, list[Finding]]:
+               threads: int | None = None,
+               max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> dict[str, list[Finding]]:
     """Scans files (directories are walked for ``*.py``) on C++ threads with the GIL released.
-    A file that cannot be read gets one ``file-unreadable`` finding at line 0."""
+
+    Every path is treated as hostile: no symbolic link is followed (a link, named or met in a
+    walked directory, is refused), only regular files are read (a FIFO or a device is refused
+    without blocking), and a file larger than ``max_file_bytes`` is refused. A file that is
+    refused or cannot be read gets one ``file-unreadable`` finding at line 0 whose message names
+    the path and the reason."""
     from warden import _core
 
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    files = _expand(list(paths))
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
-    rows = _core.scan_paths(files, (policy or Policy.default())._compiled(), threads or 0)
+    if (not isinstance(max_file_bytes, int) or isinstance(max_file_bytes, bool)
+            or not 0 < max_file_bytes < 2**63):
+        raise ValueError(f"max_file_bytes must be a positive number of bytes, got "
+                         f"{max_file_bytes!r}")
+    entries = _expand(list(paths))
+    files = [path for path, refused in entries if refused is None]
+    rows = iter(_core.scan_paths(files, (policy or Policy.default())._compiled(), threads or 0,
+                                 max_file_bytes))
     out: dict[str, list[Finding]] = {}
-    for path, (ok, payload) in zip(files, rows):
-        if ok:
-            out[path] = _findings(payload, path)
-        else:
-            out[path] = [Finding("file-unreadable", 0, 0,
-                                 f"cannot read {path}: {payload}; check the path and its "
-                                 "permissions", "error", path)]
+    for path, refused in entries:
+        if refused is None:
+            ok, payload = next(rows)
+            if ok:
+                out[path] = _findings(payload, path)
+                continue
+            refused = payload
+        reason = _refusal(refused[0], refused[1], max_file_bytes)
+        out[path] = [Finding("file-unreadable", 0, 0, f"cannot read {path}: {reason}", "error",
+                             path)]
     return out
 
 
