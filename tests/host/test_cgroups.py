@@ -137,7 +137,9 @@ def test_swap_on_without_a_per_cgroup_swap_limit_is_refused(drv, monkeypatch):
 
     prepare.preparer().drain()  # no sandbox of an earlier test is made or removed meanwhile
     drv.create(64 * MiB, 8, 0.5).destroy()  # warden's own parent cgroups exist from here on
-    monkeypatch.setattr(cgroups, "_swap_enabled", lambda: True)
+    from warden.host.cgroups import v1, v2
+
+    monkeypatch.setattr(v1 if drv.version == 1 else v2, "_swap_enabled", lambda: True)
     monkeypatch.setattr(drv, "_swap_limit" if drv.version == 1 else "_swap_file", False)
     before = _leaves(drv)
     with pytest.raises(ProviderUnavailable, match="swap"):
