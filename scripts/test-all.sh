@@ -22,6 +22,7 @@ step() {
 }
 # The tests import the installed package: run from the repository root without python/ on
 # the path (tests/ is a package, so pytest puts only the root there).
+step "lint: ruff, mypy, import rules" scripts/lint.sh
 step "pytest" "$PYTHON" -m pytest -p no:cacheprovider tests
 if [ -x fuzz/run_scan_fuzzer.sh ]; then
   step "libFuzzer: scanner" env FUZZ_SECONDS="${FUZZ_SECONDS:-60}" fuzz/run_scan_fuzzer.sh
