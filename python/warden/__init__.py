@@ -48,7 +48,7 @@ def __getattr__(name: str) -> object:
     if name == "__version__":
         from warden._version import version
 
-        value = version()
+        value: object = version()
     elif name in _WHERE:
         module = _importlib.import_module(_WHERE[name])
         # warden.scan is the scanner's package and, called, the function scan(): the import

@@ -34,6 +34,7 @@ import types
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from warden.errors import ManifestError
 
@@ -429,9 +430,9 @@ def scan_paths(paths: Iterable[str | os.PathLike], *, policy: Policy | None = No
         if refused is None:
             ok, payload = next(rows)
             if ok:
-                out[path] = _findings(payload, path)
+                out[path] = _findings(cast("list[tuple[str, int, int, str]]", payload), path)
                 continue
-            refused = payload
+            refused = cast("tuple[str, int]", payload)  # (reason id, errno) of a refused file
         reason = _refusal(refused[0], refused[1], max_file_bytes)
         out[path] = [Finding("file-unreadable", 0, 0, f"cannot read {path}: {reason}", "error",
                              path)]

@@ -22,6 +22,7 @@ import io
 import re
 import tokenize
 import warnings
+from typing import Any
 from encodings.aliases import aliases as _ALIASES
 
 from warden.scan import Finding, Policy
@@ -76,7 +77,8 @@ def _normal_name(s: str) -> str:
 
 
 def _codec_module(name: str) -> str:
-    chars, punct = [], False
+    chars: list[str] = []
+    punct = False
     for c in name.lower():
         if c.isalnum() or c == ".":
             if punct and chars:
@@ -137,7 +139,8 @@ def _decode(raw: bytes, is_text: bool) -> str | Finding:
 
 def _n_escape(token: str) -> bool:
     """Whether a non-raw string token uses a \\N{...} escape."""
-    prefix = re.match(r"[A-Za-z]*", token).group(0)
+    found = re.match(r"[A-Za-z]*", token)
+    prefix = found.group(0) if found else ""
     if "r" in prefix.lower():
         return False
     body, i = token[len(prefix):], 0
@@ -194,7 +197,8 @@ class _Walker:
         if isinstance(f, ast.Name):
             fn, pos = f.id, (f.lineno, f.col_offset)
         elif isinstance(f, ast.Attribute):
-            fn, pos = f.attr, self.attr_pos(f.end_lineno, f.end_col_offset)
+            # Parsed from source: every node has its end position.
+            fn, pos = f.attr, self.attr_pos(f.end_lineno or 0, f.end_col_offset or 0)
         else:
             return
         if fn in _IMPORT_CALLS:
@@ -226,7 +230,9 @@ class _Walker:
 
     def walk(self, tree: ast.AST) -> list[Finding]:
         pol = self.policy
-        nodes = list(ast.walk(tree))
+        # Any: the loop below dispatches on type(node) itself, faster than isinstance chains
+        # that a checker could follow.
+        nodes: list[Any] = list(ast.walk(tree))
         # Everything inside an f-string is reported at the outermost JoinedStr.
         inside: dict[int, tuple[int, int]] = {}
         for node in nodes:

@@ -18,7 +18,8 @@ _MAX_SECONDS = 7 * 24 * 3600.0
 _MAX_OPEN_FILES = 1 << 20  # the kernel's default fs.nr_open
 
 
-def _check_number(name: str, value, lo, hi, *, integer: bool, optional: bool) -> None:
+def _check_number(name: str, value: object, lo: float, hi: float, *, integer: bool,
+                  optional: bool) -> None:
     if value is None:
         if optional:
             return

@@ -132,7 +132,7 @@ def _read(path: str) -> str:
 
 def _read_keyed(path: str) -> dict[str, int]:
     """A flat-keyed cgroup file ("key value" per line) such as memory.events or pids.events."""
-    out = {}
+    out: dict[str, int] = {}
     try:
         text = _read(path)
     except FileNotFoundError:
@@ -356,4 +356,4 @@ def _swap_enabled() -> bool:
 
 def _kernel_at_least(major: int, minor: int) -> bool:
     m = re.match(r"(\d+)\.(\d+)", os.uname().release)
-    return bool(m) and (int(m.group(1)), int(m.group(2))) >= (major, minor)
+    return m is not None and (int(m.group(1)), int(m.group(2))) >= (major, minor)

@@ -149,7 +149,7 @@ class V1Driver(CgroupDriver):
         self._parents: dict[str, str] = {}   # hierarchy key -> our parent dir (created lazily)
         self._cpu_acct = ("cpu" in hierarchies and "cpuacct" in hierarchies
                           and hierarchies["cpu"].mountpoint == hierarchies["cpuacct"].mountpoint)
-        self._swap_limit = None        # memsw files present? found on first create
+        self._swap_limit: bool | None = None  # memsw files present? found on first create
 
     @property
     def hierarchies(self) -> dict[str, _Hierarchy]:
