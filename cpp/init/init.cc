@@ -6,7 +6,9 @@
 // (jail/request.h): the working directory, the PATH candidates, argv and the environment.
 // So a sandbox can be made whole ahead of its command; nothing of the command exists before
 // the request, and each init serves one. Then it forks the command (vfork: nothing to copy),
-// reaps every process that the namespace hands to it, and reports how the command ended.
+// reaps every process that the namespace hands to it, and reports how the command ended. A
+// command that cannot be exec'd is the command's own outcome, not a failed set-up: it ends
+// with 127 or 126 and a line on its stderr, as in a shell.
 // When it exits, the kernel kills whatever is left in the pid namespace (pid_namespaces(7)).
 //
 //   warden-init REPORT_FD STATUS_FD REQUEST_FD
@@ -17,6 +19,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/statfs.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -91,6 +94,26 @@ request::Parsed wait_for_request(int report, int fd) {
   return req;
 }
 
+// In the vfork child, when no candidate could be exec'd: one line on the command's stderr and
+// the exit status a POSIX shell gives ("Command Search and Execution"): 127 when the command
+// is not there, 126 when it is there but cannot be run. Only writes; nothing is allocated.
+[[noreturn]] void exec_failed(const char* name, int err) {
+  bool missing = err == ENOENT || err == ENOTDIR;
+  const char* why = (missing && strchr(name, '/') == nullptr) ? "command not found"
+                                                               : strerrordesc_np(err);
+  if (why == nullptr) why = "cannot be executed";
+  struct iovec line[] = {
+      {const_cast<char*>("warden: "), 8},
+      {const_cast<char*>(name), strlen(name)},
+      {const_cast<char*>(": "), 2},
+      {const_cast<char*>(why), strlen(why)},
+      {const_cast<char*>("\n"), 1},
+  };
+  ssize_t ignored = writev(2, line, 5);  // nobody to tell if stderr is gone
+  (void)ignored;
+  _exit(missing ? 127 : 126);
+}
+
 uint64_t micros(const struct timeval& tv) {
   return static_cast<uint64_t>(tv.tv_sec) * 1000000u + static_cast<uint64_t>(tv.tv_usec);
 }
@@ -126,9 +149,7 @@ int main(int argc, char** argv) {
         break;
       }
     }
-    Report r{static_cast<int32_t>(Step::kExec), err};
-    write_all(report, &r, sizeof r);
-    _exit(127);
+    exec_failed(cmd[0], err);
   }
   if (child < 0) {
     Report r{static_cast<int32_t>(Step::kFork), errno};

@@ -31,7 +31,7 @@ enum class Step : int32_t {
   kChdir,           // the working directory
   kSeccomp,         // installing the seccomp filter (always last)
   kFork,            // the init forking the command
-  kExec,            // execve of the command
+  kExec,            // execve of warden-init (a command that cannot be exec'd exits 127/126)
   kClone,           // parent: clone3
   kUserMap,         // parent: uid_map/gid_map
   kCgroupPlace,     // parent: writing the child into its cgroup

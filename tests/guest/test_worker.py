@@ -227,7 +227,9 @@ def test_garbage_from_the_host_stops_the_worker(tmp_path):
     w = Worker(make_plugin(tmp_path, PLUGIN))
     w.chan._sock.sendall(b"\x00\x00\x00\x01\xc1")
     assert w.proc.wait(timeout=30) == 2
-    assert b"not a valid msgpack value" in w.proc.stderr.read()
+    # Said through the worker's log, which its entry sends to stderr.
+    err = w.proc.stderr.read()
+    assert err.startswith(b"warden worker: ") and b"not a valid msgpack value" in err
     with pytest.raises(ChannelClosed):
         w.call("ping")
     w.chan.close()

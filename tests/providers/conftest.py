@@ -93,7 +93,7 @@ def docker_engine():
         yield engine
     finally:
         if engine.started:
-            from warden.providers import _instances
+            from warden.providers.registry import _instances
 
             p = _instances.pop("docker", None)
             if p is not None:

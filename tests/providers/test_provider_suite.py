@@ -41,6 +41,27 @@ def test_exec_runs_unprivileged_in_the_workspace(provider, box):
     assert r.stdout.split() == [b"True", b"/workspace"]
 
 
+def test_a_command_that_cannot_run_exits_127_or_126_and_the_sandbox_serves_on(provider, box):
+    r = provider.exec(box, ["no-such-command", "x"])
+    assert (r.reason, r.exit_code, r.signal) == ("exited", 127, None)
+    assert (r.stdout, r.stderr) == (b"", b"warden: no-such-command: command not found\n")
+    r = provider.exec(box, ["/workspace/no-such-file"])
+    assert r.exit_code == 127
+    assert r.stderr == b"warden: /workspace/no-such-file: No such file or directory\n"
+    provider.write_file(box, "plain.sh", b"#!/bin/sh\necho ran\n")  # no exec bit
+    r = provider.exec(box, ["/workspace/plain.sh"])
+    assert (r.exit_code, r.stdout) == (126, b"")
+    assert r.stderr == b"warden: /workspace/plain.sh: Permission denied\n"
+    provider.remove_file(box, "plain.sh")
+    assert provider.exec(box, py("print('still here')")).stdout == b"still here\n"
+
+
+def test_run_of_a_missing_command_exits_127(provider):
+    r = provider.run(["no-such-command"])
+    assert (r.reason, r.exit_code) == ("exited", 127)
+    assert r.stderr == b"warden: no-such-command: command not found\n"
+
+
 def test_files_round_trip_list_and_remove(provider, box):
     provider.write_file(box, "dir/a.bin", bytes(range(256)))
     assert provider.read_file(box, "dir/a.bin") == bytes(range(256))

@@ -36,6 +36,18 @@ def test_files_commands_and_python_share_the_workspace(sb):
     assert sb.labels["tenant"] == "acme"
 
 
+def test_exec_of_a_command_that_cannot_run_exits_127_or_126(sb):
+    """As warden.run and a shell: the command's outcome, not an error; the sandbox serves on."""
+    r = sb.exec(["no-such-command"])
+    assert (r.reason, r.exit_code, r.signal) == ("exited", 127, None)
+    assert (r.stdout, r.stderr) == (b"", b"warden: no-such-command: command not found\n")
+    sb.files.write("tool.sh", "#!/bin/sh\necho ran\n")  # written without an exec bit
+    r = sb.exec(["/workspace/tool.sh"])
+    assert (r.exit_code, r.stdout) == (126, b"")
+    assert r.stderr == b"warden: /workspace/tool.sh: Permission denied\n"
+    assert sb.exec(["sh", "-c", "chmod +x tool.sh && ./tool.sh"]).stdout == b"ran\n"
+
+
 def test_call_takes_source_first_then_the_name(sb):
     assert sb.call("def total(rows):\n    return sum(rows)\n", [1, 2, 3]) == 6
     assert sb.call("total", [4, 5]) == 9

@@ -19,7 +19,7 @@ from warden.host import environ
 from warden.providers.native import runner
 
 # jail/status.h: Step values as written to the report pipe.
-STEP_CHDIR, STEP_EXEC, STEP_HANDSHAKE, STEP_DONE = 18, 21, 27, 28
+STEP_CHDIR, STEP_HANDSHAKE, STEP_DONE = 18, 27, 28
 EPROTO, EPIPE = 71, 32
 MAGIC = 0x31515257
 
@@ -34,16 +34,18 @@ def request(cwd: bytes, paths: list[bytes], argv: list[bytes], env: list[bytes],
                        len(blob) if blob_len is None else blob_len) + blob
 
 
-def init_with(req: bytes) -> tuple[list[tuple[int, int]], bytes, int]:
+def init_with(req: bytes) -> tuple[list[tuple[int, int]], bytes, int, int | None]:
     """Runs warden-init outside any sandbox, as nobody, hands it `req`, and returns the
-    reports it wrote, what its command printed, and its exit code."""
+    reports it wrote, what its command printed (stdout and stderr), its exit code, and the
+    command's wait status from the status pipe (None when it wrote none)."""
     rep_r, rep_w = os.pipe()
     st_r, st_w = os.pipe()
     host, mine = socket.socketpair()
     out_r, out_w = os.pipe()
     p = subprocess.Popen([runner.INIT_PATH, str(rep_w), str(st_w), str(mine.fileno())],
-                         pass_fds=(rep_w, st_w, mine.fileno()), stdout=out_w, stdin=subprocess.DEVNULL,
-                         user=65534, group=65534, extra_groups=[], cwd="/")
+                         pass_fds=(rep_w, st_w, mine.fileno()), stdout=out_w, stderr=out_w,
+                         stdin=subprocess.DEVNULL, user=65534, group=65534, extra_groups=[],
+                         cwd="/")
     for fd in (rep_w, st_w, out_w):
         os.close(fd)
     mine.close()
@@ -60,12 +62,15 @@ def init_with(req: bytes) -> tuple[list[tuple[int, int]], bytes, int]:
         reports.append(struct.unpack("=ii", data[i:i + 8]))
     with os.fdopen(out_r, "rb") as f:
         out = f.read()
-    os.close(st_r)
-    return reports, out, code
+    with os.fdopen(st_r, "rb") as f:
+        status = f.read()
+    # jail/status.h FinalStatus: the wait status comes first.
+    wait_status = struct.unpack("=i", status[:4])[0] if len(status) >= 4 else None
+    return reports, out, code, wait_status
 
 
 def test_init_runs_a_well_formed_request():
-    reports, out, code = init_with(request(b"/", [b"/bin/echo"], [b"echo", b"hi"], [b"A=1"]))
+    reports, out, code, _ = init_with(request(b"/", [b"/bin/echo"], [b"echo", b"hi"], [b"A=1"]))
     assert reports == [(STEP_DONE, 0)] and out == b"hi\n" and code == 0
 
 
@@ -80,26 +85,39 @@ def test_init_runs_a_well_formed_request():
 ])
 def test_init_refuses_a_malformed_request(case):
     req = request(b"/", [b"/bin/echo"], [b"echo"], [b"A=1"], **case)
-    reports, out, code = init_with(req)
+    reports, out, code, _ = init_with(req)
     assert reports == [(STEP_DONE, 0), (STEP_HANDSHAKE, EPROTO)], reports
     assert out == b"" and code == 127
 
 
 def test_init_refuses_a_relative_directory_and_a_cut_request():
-    reports, out, code = init_with(request(b"tmp", [b"/bin/echo"], [b"echo"], []))
+    reports, out, code, _ = init_with(request(b"tmp", [b"/bin/echo"], [b"echo"], []))
     assert reports[-1] == (STEP_HANDSHAKE, EPROTO) and out == b"" and code == 127
     whole = request(b"/", [b"/bin/echo"], [b"echo", b"x"], [])
-    reports, out, code = init_with(whole[:-3])
+    reports, out, code, _ = init_with(whole[:-3])
     assert reports[-1] == (STEP_HANDSHAKE, EPIPE) and out == b"" and code == 127
 
 
-def test_init_reports_a_missing_directory_and_command():
-    reports, _, code = init_with(request(b"/no/such", [b"/bin/echo"], [b"echo"], []))
+def test_init_reports_a_missing_directory():
+    reports, _, code, _ = init_with(request(b"/no/such", [b"/bin/echo"], [b"echo"], []))
     assert reports[-1][0] == STEP_CHDIR and code == 127
-    # The command's exec fails in the forked child, which reports it; the init itself ends
-    # normally after reaping that child.
-    reports, out, _ = init_with(request(b"/", [b"/no/such"], [b"x"], []))
-    assert reports[-1][0] == STEP_EXEC and out == b""
+
+
+@pytest.mark.parametrize("paths,argv0,status,line", [
+    ([b"/no/such"], b"x", 127, b"warden: x: command not found\n"),
+    ([b"/no/such"], b"/no/such", 127, b"warden: /no/such: No such file or directory\n"),
+    # A candidate that is there but cannot be run wins over later missing ones, as in
+    # execvp(3).
+    ([b"/etc/passwd", b"/no/such"], b"p", 126, b"warden: p: Permission denied\n"),
+    ([b"/"], b"/", 126, b"warden: /: Permission denied\n"),
+])
+def test_a_command_that_cannot_be_exec_d_exits_as_in_a_shell(paths, argv0, status, line):
+    """Not a set-up failure: the sandbox was whole, so the command's own exit says it, with a
+    line on its stderr, and the init reports nothing but its readiness."""
+    reports, out, code, wait_status = init_with(request(b"/", paths, [argv0], []))
+    assert reports == [(STEP_DONE, 0)] and code == 0
+    assert os.WIFEXITED(wait_status) and os.WEXITSTATUS(wait_status) == status
+    assert out == line
 
 
 @pytest.fixture

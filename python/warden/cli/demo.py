@@ -11,6 +11,7 @@ The exit status is 0 only if every protection held and every call after one succ
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import sys
@@ -30,7 +31,7 @@ from warden.errors import (
     WardenError,
 )
 
-__all__ = ["EXAMPLES", "expected", "main", "make_batch"]
+__all__ = ["EXAMPLES", "add_parser", "expected", "main", "make_batch"]
 
 # Inside the package, so that the demo works from a source checkout and from an installed
 # wheel alike (the repository's examples/ points here).
@@ -216,6 +217,21 @@ def _protections(engine, transform, out: TextIO) -> list[_Outcome]:
     finally:
         listener.close()
     return outcomes
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("demo", help="the transformation engine, end to end",
+                              description="Push records through the transform plugin, then "
+                              "let every hostile plugin try its attack. Exit 0 only if every "
+                              "protection held.")
+    p.add_argument("--records", type=int, default=1_000_000, help="records to push")
+    p.add_argument("--batch", type=int, default=10_000, help="records per call")
+    p.set_defaults(func=_cmd)
+    return p
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    return main(records=args.records, batch=args.batch)
 
 
 def main(records: int = 1_000_000, batch: int = 10_000, *, out: TextIO | None = None,

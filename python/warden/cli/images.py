@@ -13,8 +13,10 @@ __all__ = ["add_parser"]
 def _cmd_build(args: argparse.Namespace) -> int:
     from warden.providers.docker import images
 
+    print("warden images build: from this host's Python; this takes a while (-v shows "
+          "progress)", file=sys.stderr)
     try:
-        tag = images.build_image(args.tag, quiet=False)
+        tag = images.build_image(args.tag)
     except WardenError as exc:
         print(f"warden images build: {exc}", file=sys.stderr)
         return 1

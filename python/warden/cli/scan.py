@@ -16,6 +16,8 @@ import sys
 from warden.errors import ManifestError
 from warden.scan import DEFAULT_MAX_FILE_BYTES, Policy, scan_paths
 
+__all__ = ["EXIT_CLEAN", "EXIT_FOUND", "EXIT_UNREADABLE", "add_parser", "run"]
+
 EXIT_CLEAN, EXIT_FOUND, EXIT_UNREADABLE = 0, 1, 2
 
 
@@ -71,14 +73,3 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_UNREADABLE
     return EXIT_FOUND if found else EXIT_CLEAN
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (``python -m warden.cli.scan``) until the main CLI wires this in."""
-    parser = argparse.ArgumentParser(prog="warden")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -105,6 +105,7 @@ def main(argv: list[str]) -> None:
     """``argv``: the plugin's entry file, its data directory and the writable areas joined by
     ':' (each may be empty). Serves until the host closes stdin; never returns."""
     entry, data_dir = argv[0] or None, argv[1] or None
+    worker.log_to_stderr()
     areas = [a for a in argv[2].split(":") if a]
     rx, tx = os.dup(0), os.dup(1)
     nul = os.open("/dev/null", os.O_RDONLY)

@@ -8,6 +8,7 @@ file from somewhere else in the sandbox.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import stat
@@ -42,8 +43,13 @@ def op_exec(msg: dict, fds: list[int], used: set[int]) -> dict:
     cwd = msg.get("cwd") or WORKSPACE
     env = msg.get("env")
     # A new session, so that a timeout kills the whole group the command started.
-    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, cwd=cwd, env=env, start_new_session=True)
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, cwd=cwd, env=env, start_new_session=True)
+    except OSError as exc:
+        if exc.filename != argv[0] or exc.errno is None:
+            raise  # not the command's exec (a missing working directory): a real failure
+        return _not_executed(argv[0], exc.errno)
     timed_out = False
     try:
         out, err = proc.communicate(stdin or b"", timeout=timeout)
@@ -58,6 +64,16 @@ def op_exec(msg: dict, fds: list[int], used: set[int]) -> dict:
             "disk_full": st.f_bfree == 0,
             "stdout": out[:OUTPUT_CAP], "stderr": err[:OUTPUT_CAP], "timed_out": timed_out,
             "stdout_truncated": len(out) > OUTPUT_CAP, "stderr_truncated": len(err) > OUTPUT_CAP}
+
+
+def _not_executed(name: str, err: int) -> dict:
+    """What a shell does for a command it cannot exec, as warden-init does for warden.run:
+    127 when it is not there, 126 when it cannot be run, and one line on its stderr."""
+    missing = err in (errno.ENOENT, errno.ENOTDIR)
+    why = "command not found" if missing and "/" not in name else os.strerror(err)
+    return {"exit_code": 127 if missing else 126, "signal": None, "disk_full": False,
+            "stdout": b"", "stderr": os.fsencode(f"warden: {name}: {why}\n"),
+            "timed_out": False, "stdout_truncated": False, "stderr_truncated": False}
 
 
 def op_write_file(msg: dict, fds: list[int], used: set[int]) -> None:

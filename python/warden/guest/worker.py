@@ -16,6 +16,7 @@ import builtins
 import importlib.util
 import inspect
 import io
+import logging
 import os
 import sys
 import traceback
@@ -33,9 +34,24 @@ from warden.wire.ipc import (
     resolve_large,
 )
 
-__all__ = ["ENTRY_MODULE", "Handler", "load_entry", "main", "serve"]
+__all__ = ["ENTRY_MODULE", "Handler", "load_entry", "log_to_stderr", "main", "serve"]
 
 ENTRY_MODULE = "warden_plugin_entry"
+
+# Named, not __name__: run as `python -m warden.guest.worker` this module is __main__.
+log = logging.getLogger("warden.guest.worker")
+
+
+def log_to_stderr() -> None:
+    """Sends the worker's own messages (a host that broke the protocol) to stderr. Called by each
+    program that starts a worker (``main`` here, the zygote, the container program), never
+    by ``serve``, which also runs inside applications that configure logging themselves."""
+    root = logging.getLogger("warden")
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("warden worker: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True)
@@ -231,15 +247,14 @@ class _Worker:
                 if request_id is not None:
                     channel.send(error_reply(request_id, exc, origin="warden"))
                     continue
-                print(f"warden worker: {exc}; the request had no readable id", file=sys.stderr)
+                log.error("%s; the request had no readable id", exc)
                 return 2
             except ProtocolError as exc:
-                print(f"warden worker: {exc}", file=sys.stderr)
+                log.error("%s", exc)
                 return 2
             request_id = msg.get("id") if type(msg) is dict else None
             if not isinstance(request_id, int) or isinstance(request_id, bool):
-                print(f"warden worker: request without an integer id: {type(msg).__name__}",
-                      file=sys.stderr)
+                log.error("request without an integer id: %s", type(msg).__name__)
                 return 2
             op = msg.get("op")
             if op == "shutdown":
@@ -293,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--max-frame", type=int, default=DEFAULT_MAX_FRAME)
     args = parser.parse_args(argv)
+    log_to_stderr()
     return serve(args.fd, lambda: load_entry(args.entry), max_frame=args.max_frame,
                  data_dir=args.data_dir)
 

@@ -7,6 +7,7 @@ Providers are imported only when asked for: importing warden never imports the D
 from __future__ import annotations
 
 import importlib
+import logging
 import threading
 from importlib.metadata import entry_points
 
@@ -19,6 +20,8 @@ BUILTIN = {
     "docker": "warden.providers.docker.provider:DockerProvider",
 }
 ENTRY_POINT_GROUP = "warden.providers"
+
+log = logging.getLogger(__name__)
 
 _instances: dict = {}
 _lock = threading.Lock()
@@ -60,5 +63,6 @@ def get_provider(name: str = "native"):
             hint = "pip install 'warden[docker]'" if name == "docker" else str(exc)
             raise ProviderUnavailable(f"provider {name!r} ({exc.name or exc})", hint) from exc
         provider = getattr(module, attr)()
+        log.debug("provider %r loaded from %s", name, target)
         _instances[name] = provider
         return provider

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["LIMIT_NAMES", "NETWORK_POLICIES", "Limits", "parse_size"]
+__all__ = ["BOUNDS", "LIMIT_NAMES", "NETWORK_POLICIES", "Limits", "parse_size"]
 
 NETWORK_POLICIES = ("none",)
 LIMIT_NAMES = ("memory", "pids", "disk", "file_size", "cpu_time")
@@ -16,6 +16,21 @@ _MAX_PIDS = 1 << 22        # the kernel's PID_MAX_LIMIT
 _MAX_CPUS = 1024.0
 _MAX_SECONDS = 7 * 24 * 3600.0
 _MAX_OPEN_FILES = 1 << 20  # the kernel's default fs.nr_open
+
+# The least and the most each field of Limits allows; front ends (the command line, manifests)
+# check what people type against the same figures.
+BOUNDS = {
+    "memory_mb": (4, _MAX_MB),
+    "pids": (1, _MAX_PIDS),
+    "cpus": (0.01, _MAX_CPUS),
+    "wall_time_s": (0.001, _MAX_SECONDS),
+    "cpu_time_s": (1, _MAX_SECONDS),
+    "disk_mb": (1, _MAX_MB),
+    "open_files": (16, _MAX_OPEN_FILES),
+    "file_size_mb": (1, _MAX_MB),
+}
+_WHOLE = frozenset({"memory_mb", "pids", "disk_mb", "open_files", "file_size_mb"})
+_OPTIONAL = frozenset({"cpu_time_s", "file_size_mb"})
 
 
 def _check_number(name: str, value: object, lo: float, hi: float, *, integer: bool,
@@ -48,18 +63,9 @@ class Limits:
     file_size_mb: int | None = None
 
     def __post_init__(self) -> None:
-        _check_number("memory_mb", self.memory_mb, 4, _MAX_MB, integer=True, optional=False)
-        _check_number("pids", self.pids, 1, _MAX_PIDS, integer=True, optional=False)
-        _check_number("cpus", self.cpus, 0.01, _MAX_CPUS, integer=False, optional=False)
-        _check_number("wall_time_s", self.wall_time_s, 0.001, _MAX_SECONDS, integer=False,
-                      optional=False)
-        _check_number("cpu_time_s", self.cpu_time_s, 1, _MAX_SECONDS, integer=False,
-                      optional=True)
-        _check_number("disk_mb", self.disk_mb, 1, _MAX_MB, integer=True, optional=False)
-        _check_number("open_files", self.open_files, 16, _MAX_OPEN_FILES, integer=True,
-                      optional=False)
-        _check_number("file_size_mb", self.file_size_mb, 1, _MAX_MB, integer=True,
-                      optional=True)
+        for name, (lo, hi) in BOUNDS.items():
+            _check_number(name, getattr(self, name), lo, hi, integer=name in _WHOLE,
+                          optional=name in _OPTIONAL)
 
 
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10, "M": 1 << 20,

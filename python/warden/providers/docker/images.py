@@ -15,6 +15,7 @@ ones read-only at start, so the image does not go stale when warden is upgraded.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 import shutil
@@ -38,6 +39,8 @@ __all__ = [
     "rootfs_members",
     "write_rootfs",
 ]
+
+log = logging.getLogger(__name__)
 
 IMAGE_REPOSITORY = "warden/python"
 # Directory names left out of the standard library: large, and never needed by a worker.
@@ -213,7 +216,7 @@ def _client():
     return client
 
 
-def build_image(tag: str | None = None, *, client=None, quiet: bool = True) -> str:
+def build_image(tag: str | None = None, *, client=None) -> str:
     """Build warden's image from this host's Python and ``docker import`` it; return its tag."""
     import docker
 
@@ -225,10 +228,8 @@ def build_image(tag: str | None = None, *, client=None, quiet: bool = True) -> s
     with tempfile.TemporaryDirectory(prefix="warden-image-") as tmp:
         tarball = Path(tmp) / "rootfs.tar"
         count = write_rootfs(tarball)
-        if not quiet:
-            size = tarball.stat().st_size
-            print(f"warden images: rootfs of {count} files, {size / 1e6:.1f} MB; importing as {tag}",
-                  file=sys.stderr)
+        log.info("rootfs of %d files, %.1f MB; importing it as %s", count,
+                 tarball.stat().st_size / 1e6, tag)
         exe = _interpreter()
         changes = [
             "ENV PATH=/usr/local/bin:/bin:" + str(exe.parent),
@@ -255,7 +256,7 @@ def ensure_image(tag: str | None = None, *, client=None) -> str:
         client.images.get(tag)
         return tag
     except docker.errors.ImageNotFound:
-        print(f"warden: image {tag} not found; building it from this host's Python "
-              f"({_interpreter()}) with `warden images build` (no registry needed)",
-              file=sys.stderr)
-    return build_image(tag, client=client, quiet=False)
+        # Said at warning level: the build takes a while, and the caller did not ask for it.
+        log.warning("image %s not found; building it from this host's Python (%s) as "
+                    "`warden images build` does (no registry needed)", tag, _interpreter())
+    return build_image(tag, client=client)

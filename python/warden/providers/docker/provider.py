@@ -24,6 +24,7 @@ from __future__ import annotations
 import atexit
 import errno
 import itertools
+import logging
 import os
 import select
 import signal
@@ -67,6 +68,8 @@ except ImportError as _exc:  # pragma: no cover - the registry turns this into a
                       name="docker") from _exc
 
 __all__ = ["BOOT", "LIB_DIR", "DockerProvider", "owner_id", "parse_owner"]
+
+log = logging.getLogger(__name__)
 
 LIB_DIR = "/opt/warden/lib"
 UID_GID = "1000:1000"
@@ -257,8 +260,8 @@ class DockerProvider(Provider):
             self.close()
         except (WardenError, docker.errors.DockerException, requests.exceptions.RequestException) \
                 as exc:
-            print(f"warden: could not remove this process's containers at exit ({exc}); "
-                  "`reconcile()` from another process will", file=sys.stderr)
+            log.warning("could not remove this process's containers at exit (%s); "
+                        "`reconcile()` from another process will", exc)
 
     # -- what this provider gives --------------------------------------------------------------
 
@@ -676,7 +679,7 @@ class DockerProvider(Provider):
                     self.reconcile()
                 except (ProviderUnavailable, docker.errors.DockerException) as exc:
                     # The engine may be restarting; the next round tries again.
-                    print(f"warden: background reconciliation failed: {exc}", file=sys.stderr)
+                    log.warning("background reconciliation failed: %s", exc)
 
     def reap_idle(self, now: float | None = None) -> list[str]:
         """Remove reusable sandboxes idle for ``idle_seconds``; return their ids. Each is

@@ -96,8 +96,10 @@ def main(fd: int) -> int:
     from warden import _core
     from warden.wire import ipc
     from warden.guest import toolops
-    from warden.guest import worker  # noqa: F401
+    from warden.guest import worker
 
+    # Configured once here, inherited by every worker forked from this process.
+    worker.log_to_stderr()
     signal.signal(signal.SIGCHLD, _reap)
     ctl = ipc.Channel(socket.socket(fileno=fd))
     while True:

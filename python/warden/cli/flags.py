@@ -1,0 +1,114 @@
+"""The values of `warden run`'s flags as people type them, checked as given.
+
+Each function here is an argparse ``type``: argparse names the flag in front of the message
+(``argument --memory: 0 is below the least allowed, 4M``), so the message says what is wrong
+with the value and what is allowed. The ranges are those of warden.spec.limits.BOUNDS: the
+command line allows exactly what Limits does, no more, and rounds nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+from warden.spec.limits import BOUNDS, NETWORK_POLICIES, parse_size
+
+__all__ = ["cwd", "env_pair", "network", "number", "provider", "size_mb", "whole"]
+
+_MIB = 1 << 20
+
+
+def _bad(message: str) -> argparse.ArgumentTypeError:
+    return argparse.ArgumentTypeError(message)
+
+
+def _mib_text(mb: int) -> str:
+    return f"{mb >> 10}G" if mb >= 1024 and mb % 1024 == 0 else f"{mb}M"
+
+
+def _in_range(text: str, value: float, field: str, show: Callable[[float], str]) -> None:
+    lo, hi = BOUNDS[field]
+    if value < lo:
+        raise _bad(f"{text} is below the least allowed, {show(lo)}")
+    if value > hi:
+        raise _bad(f"{text} is above the most allowed, {show(hi)}")
+
+
+def size_mb(field: str) -> Callable[[str], int]:
+    """A size for a limit kept in whole MiB (``64M``, ``1G``; a bare number is MiB)."""
+
+    def size(text: str) -> int:
+        try:
+            nbytes = parse_size(text)
+        except ValueError:
+            raise _bad(f"{text!r} is not a size: write e.g. 64M or 1G (a bare number is "
+                       "MiB)") from None
+        if nbytes % _MIB:
+            # Rounding would give the sandbox more or less than was asked for.
+            raise _bad(f"{text} is not a whole number of MiB: this limit is set in MiB, so "
+                       "write e.g. 1M or 64M")
+        mb = nbytes // _MIB
+        _in_range(text, mb, field, lambda v: _mib_text(int(v)))
+        return mb
+
+    return size
+
+
+def whole(field: str) -> Callable[[str], int]:
+    """A count (processes, open files)."""
+
+    def count(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            raise _bad(f"{text!r} is not a whole number") from None
+        _in_range(text, value, field, lambda v: f"{v:g}")
+        return value
+
+    return count
+
+
+def number(field: str, unit: str = "") -> Callable[[str], float]:
+    """A finite number (CPUs; seconds with ``unit="s"``)."""
+
+    def value_of(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise _bad(f"{text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise _bad(f"{text} is not a finite number")
+        _in_range(text, value, field, lambda v: f"{v:g}{unit}")
+        return value
+
+    return value_of
+
+
+def env_pair(text: str) -> tuple[str, str]:
+    name, eq, value = text.partition("=")
+    if not eq or not name:
+        raise _bad(f"{text!r} is not NAME=VALUE: write e.g. --env LANG=C.UTF-8")
+    return name, value
+
+
+def cwd(text: str) -> str:
+    if not text.startswith("/"):
+        raise _bad(f"{text!r} is not an absolute path inside the sandbox: write e.g. "
+                   "/workspace/src")
+    return text
+
+
+def network(text: str) -> str:
+    if text not in NETWORK_POLICIES:
+        raise _bad(f"unknown network policy {text!r}; known: {', '.join(NETWORK_POLICIES)}")
+    return text
+
+
+def provider(text: str) -> str:
+    from warden.providers.registry import available
+
+    known = ["auto", *available()]
+    if text not in known:
+        raise _bad(f"unknown provider {text!r}; known: {', '.join(known)}")
+    return text

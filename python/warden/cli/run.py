@@ -1,0 +1,123 @@
+"""``warden run [FLAGS] -- CMD ARGS...``: one command in a fresh sandbox, torn down after.
+
+The exit status is a shell's: the command's own; 128+N when signal N killed it (named on
+stderr); 126 when the command cannot be executed and 127 when it is not there (warden.run
+reports both as the command's exit, with a line on its stderr); 125 when warden itself failed;
+2 when the command line is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+from warden.cli import flags
+
+__all__ = ["EXIT_USAGE", "EXIT_WARDEN", "add_parser", "exit_status", "run", "signal_name"]
+
+EXIT_USAGE, EXIT_WARDEN = 2, 125
+
+# (flag, Limits field, argparse type, metavar, help)
+_LIMIT_FLAGS = (
+    ("--memory", "memory_mb", flags.size_mb("memory_mb"), "SIZE",
+     "memory limit in whole MiB, e.g. 128M (default 256M)"),
+    ("--disk", "disk_mb", flags.size_mb("disk_mb"), "SIZE",
+     "writable space for /workspace and /tmp in whole MiB, e.g. 64M (default 64M)"),
+    ("--file-size", "file_size_mb", flags.size_mb("file_size_mb"), "SIZE",
+     "largest file the command may write, in whole MiB (default: no limit of its own)"),
+    ("--pids", "pids", flags.whole("pids"), "N", "most processes at once (default 64)"),
+    ("--open-files", "open_files", flags.whole("open_files"), "N",
+     "most open descriptors per process (default 256)"),
+    ("--cpus", "cpus", flags.number("cpus"), "N", "CPU share, e.g. 0.5 (default 1.0)"),
+    ("--timeout", "wall_time_s", flags.number("wall_time_s", "s"), "S",
+     "wall time limit in seconds (default 10)"),
+    ("--cpu-time", "cpu_time_s", flags.number("cpu_time_s", "s"), "S",
+     "CPU time limit in seconds (default: none)"),
+)
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "run", help="run one command in a fresh sandbox",
+        description="Run CMD in a fresh sandbox and tear it down when it ends. Sizes are "
+        "whole MiB (64M, 1G; a bare number is MiB).",
+        epilog="exit status: the command's own; 128+N when signal N killed it; 126 when it "
+        "cannot be executed, 127 when it is not there; 125 when warden failed; 2 for a wrong "
+        "command line")
+    for flag, field, kind, metavar, text in _LIMIT_FLAGS:
+        p.add_argument(flag, dest=field, type=kind, metavar=metavar, help=text)
+    p.add_argument("--network", type=flags.network, default="none", metavar="POLICY",
+                   help="network policy (default none: loopback only)")
+    p.add_argument("--provider", type=flags.provider, default="native", metavar="NAME",
+                   help="native (default), docker, or auto")
+    p.add_argument("--env", type=flags.env_pair, action="append", default=[],
+                   metavar="NAME=VALUE", help="set a variable for the command (repeatable)")
+    p.add_argument("--cwd", type=flags.cwd, metavar="DIR",
+                   help="working directory inside the sandbox (default /workspace)")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD ARGS",
+                   help="the command and its arguments")
+    p.set_defaults(func=run)
+    return p
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def exit_status(res) -> int:
+    """A shell's exit status for ExecResult ``res``."""
+    if res.exit_code is not None:
+        return res.exit_code
+    return 128 + (res.signal or signal.SIGKILL)
+
+
+def _notes(res, limits) -> list[str]:
+    """What warden has to say about how the command ended, one line each."""
+    notes = []
+    if res.stdout_truncated or res.stderr_truncated:
+        notes.append("output was truncated at the cap")
+    if res.signal is not None:
+        why = {
+            "timeout": f"timeout: the wall time limit of {limits.wall_time_s:g}s passed",
+            "memory": f"memory: out of memory at the limit of {limits.memory_mb}M",
+            "seccomp": "seccomp: a system call the sandbox forbids",
+        }.get(res.reason)
+        notes.append(f"killed by {signal_name(res.signal)}" + (f" ({why})" if why else ""))
+    if res.limits_hit:
+        notes.append(f"limits reached: {', '.join(sorted(res.limits_hit))}")
+    return notes
+
+
+def run(args: argparse.Namespace) -> int:
+    from warden.errors import InvalidArgument, WardenError
+    from warden.sandboxes.run import run as run_sandboxed
+    from warden.spec.limits import Limits
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        print("warden run: name a command after --, e.g. warden run -- ls -l", file=sys.stderr)
+        return EXIT_USAGE
+    # Every flag was checked against the same bounds as Limits, so this cannot refuse.
+    limits = Limits(**{field: getattr(args, field) for _, field, *_ in _LIMIT_FLAGS
+                       if getattr(args, field) is not None})
+    stdin = None if sys.stdin is None or sys.stdin.isatty() else sys.stdin.buffer.read()
+    try:
+        res = run_sandboxed(command, stdin=stdin, limits=limits, network=args.network,
+                            env=dict(args.env), cwd=args.cwd, provider=args.provider)
+    except InvalidArgument as exc:
+        print(f"warden run: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except WardenError as exc:
+        print(f"warden run: {exc}", file=sys.stderr)
+        return EXIT_WARDEN
+    sys.stdout.buffer.write(res.stdout)
+    sys.stdout.flush()
+    sys.stderr.buffer.write(res.stderr)
+    sys.stderr.flush()
+    for note in _notes(res, limits):
+        print(f"warden: {note}", file=sys.stderr)
+    return exit_status(res)
