@@ -103,9 +103,9 @@ def test_init_reports_a_missing_directory_and_command():
 
 
 @pytest.fixture
-def box():
+def box(host_id):
     require(os.geteuid() == 0, "sandboxes need root here")
-    b = _core.PreparedSandbox(runner.base_config(warden.Limits()))
+    b = _core.PreparedSandbox({**runner.base_config(warden.Limits()), **host_id.config()})
     yield b
     b.close()
 
