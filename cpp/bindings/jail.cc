@@ -56,6 +56,10 @@ SpawnConfig to_config(const py::dict& d) {
   cfg.cwd = get(d, "cwd", std::string("/workspace"));
   cfg.inside_id = get(d, "inside_id", 1000u);
   cfg.outside_base = get(d, "outside_base", 2000000000u);
+  cfg.host_id = get(d, "host_id", 0u);
+  if (cfg.host_id == 0 || cfg.host_id == cfg.outside_base) {
+    throw py::value_error("host_id must be the sandbox's own host id (warden.host.identity)");
+  }
   cfg.disk_bytes = get(d, "disk_bytes", uint64_t{64} << 20);
   cfg.open_files = get(d, "open_files", uint64_t{256});
   cfg.file_size_bytes = get(d, "file_size_bytes", uint64_t{0});

@@ -18,10 +18,9 @@ void SpawnConfig::prepare() {
   }
 
   // Inside 0 is needed only during set-up (to own what the set-up creates); the command runs
-  // as inside_id, which maps to a host id that owns nothing on the host.
+  // as inside_id, which maps to the sandbox's own host id, which owns nothing on the host.
   char buf[128];
-  snprintf(buf, sizeof buf, "0 %u 1\n%u %u 1\n", outside_base, inside_id,
-           outside_base + inside_id);
+  snprintf(buf, sizeof buf, "0 %u 1\n%u %u 1\n", outside_base, inside_id, host_id);
   uid_map = buf;
   gid_map = buf;
 

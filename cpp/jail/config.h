@@ -59,10 +59,16 @@ struct SpawnConfig {
   std::string cwd = "/workspace";
   std::string hostname = "warden";
 
-  // Identity. Inside uid/gid 0 and `inside_id` are mapped to `outside_base` and
-  // `outside_base + inside_id`. The command runs as `inside_id`, with no capabilities.
+  // Identity. Inside uid/gid `inside_id` is mapped to `host_id`, the sandbox's own host id
+  // (one per live sandbox, handed out by warden.host.identity), and inside 0 to
+  // `outside_base`, an id that only the set-up uses and that owns nothing. The command runs as
+  // `inside_id`, with no capabilities. host_id also owns the sandbox's user namespace: the
+  // kernel charges per-user budgets (inotify, queued signals, message queues, namespaces) up
+  // the namespace chain to each namespace's owner, and pipe buffers and descriptors in flight
+  // to the real uid, so every one of them lands on this sandbox's id and on no one else's.
   uint32_t inside_id = 1000;
   uint32_t outside_base = 2000000000u;
+  uint32_t host_id = 0;  // required: 0 fails the spawn
   std::string uid_map;  // filled by prepare()
   std::string gid_map;
 
@@ -76,11 +82,14 @@ struct SpawnConfig {
   std::string writable_staging;  // where the writable tmpfs is mounted before binding
   std::string writable_opts;     // tmpfs options, filled by prepare()
 
-  // Resource limits: set by the parent with prlimit before the child runs, but open_files,
-  // which the child sets on itself once its descriptors are arranged (rlimit.h says why).
+  // Resource limits, which the child sets on itself at the end of its set-up (rlimit.h).
   uint64_t open_files = 256;
   uint64_t file_size_bytes = 0;  // 0: unlimited
   uint64_t cpu_time_s = 0;       // 0: unlimited
+  // Budgets the kernel counts per user, kept small: untrusted code has little use for queued
+  // real-time signals (timer_create preallocates one per timer) or POSIX message queues.
+  uint64_t sigpending = 256;
+  uint64_t msgqueue_bytes = 128 << 10;  // one queue of the default size (10 x 8 KiB)
 
   // cgroups: v1 writes the child's pid into each file; v2 passes a directory fd to clone3.
   std::vector<std::string> cgroup_procs;

@@ -6,6 +6,8 @@
 //    paths such as a Python under /root resolve only for the host's root;
 //  - everything the set-up creates afterwards is made as the namespace's root, an id that is
 //    mapped, so it can be handed to the sandbox user (chown needs a mapped owner);
+//  - the user namespace's own limits are written once the set-up has made its last namespace,
+//    before the new root hides the host's /proc;
 //  - capabilities go last but one, after the identity change that empties them anyway;
 //  - seccomp is installed last, so the set-up itself needs none of the calls it forbids.
 #include "jail/contain.h"
@@ -81,13 +83,16 @@ int contain(const SpawnConfig& cfg, ChildFds* fds, Step* step) {
   int rc = mnt::open_sources(cfg, sources, step);
   if (rc < 0) return rc;
   WARDEN_STEP(Step::kIdentity, user::become_setup_root());
+  // The last namespace the set-up makes; the user namespace's limits come after it and while
+  // the host's /proc is still in view (the sandbox's own /proc/sys is read-only).
+  WARDEN_STEP(Step::kCgroupNs, cgroup::init_ns());
+  WARDEN_STEP(Step::kUserLimits, user::limit_ns());
   rc = mnt::setup_root(cfg, sources, step);
   if (rc < 0) return rc;
   WARDEN_STEP(Step::kHostname, uts::init_ns(cfg));
   // A namespace made ahead of time already has lo up, and belongs to the host's user
   // namespace, so it could not be changed from here anyway.
   if (cfg.netns_fd < 0) WARDEN_STEP(Step::kLoopback, net::init_ns());
-  WARDEN_STEP(Step::kCgroupNs, cgroup::init_ns());
   WARDEN_STEP(Step::kCaps, caps::drop_bounding(cfg.last_cap));
   WARDEN_STEP(Step::kIdentity, user::become_sandbox_user(cfg));
   WARDEN_STEP(Step::kCaps, caps::clear_all());
@@ -96,7 +101,7 @@ int contain(const SpawnConfig& cfg, ChildFds* fds, Step* step) {
               prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) == 0 ? 0 : -errno);
   WARDEN_STEP(Step::kNoNewPrivs, prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 ? 0 : -errno);
   WARDEN_STEP(Step::kChdir, chdir(cfg.cwd.c_str()) == 0 ? 0 : -errno);
-  WARDEN_STEP(Step::kRlimit, rlimit::limit_open_files(cfg));
+  WARDEN_STEP(Step::kRlimit, rlimit::limit_self(cfg));
   if (cfg.seccomp.empty()) {
     *step = Step::kSeccomp;
     return -EINVAL;

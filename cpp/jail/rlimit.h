@@ -1,19 +1,21 @@
-// Resource limits. Most are set by the parent on the child with prlimit(2) before the child
-// runs: the parent may set any value, the child could only lower its own. The open-files limit
-// is the child's own, set once its descriptors are arranged: before that it still holds a
-// copy of the host's descriptor table, whose numbers may lie above the limit, and moving a
-// descriptor (F_DUPFD) would then fail with EMFILE.
+// Resource limits, set by the child on itself at the end of its set-up. Lowering one's own
+// limits needs no privilege (setrlimit(2)); raising one above the host's hard limit fails with
+// EPERM, which fails the set-up closed rather than running with less than asked. They are not
+// set by the parent with prlimit(2): the child's ids differ from the parent's from the clone on
+// (its user namespace is created under the sandbox's host id, user.h), and prlimit on a process
+// of other ids needs CAP_SYS_RESOURCE over its namespace, which host root may lack (a container
+// that drops it). The open-files limit must wait until the descriptors are arranged and the
+// set-up's own descriptors closed: before that the child still holds a copy of the host's
+// descriptor table, whose numbers may lie above the limit, and moving a descriptor (F_DUPFD)
+// would fail with EMFILE.
 #pragma once
-
-#include <sys/types.h>
 
 #include "jail/config.h"
 
 namespace warden::jail::rlimit {
 
-int set_from_parent(pid_t pid, const SpawnConfig& cfg);
-
-// Child side, after fds::arrange: RLIMIT_NOFILE (soft and hard) to cfg.open_files.
-int limit_open_files(const SpawnConfig& cfg);
+// Child side, after fds::arrange and the mounts: RLIMIT_CORE (0), RLIMIT_SIGPENDING,
+// RLIMIT_MSGQUEUE, RLIMIT_FSIZE and RLIMIT_CPU when asked, and RLIMIT_NOFILE (soft and hard).
+int limit_self(const SpawnConfig& cfg);
 
 }  // namespace warden::jail::rlimit

@@ -29,8 +29,7 @@ constexpr std::array kAllowed = {
     "getrandom"sv, "getresgid"sv, "getresuid"sv, "getrlimit"sv, "getrusage"sv, "getsid"sv,
     "getsockname"sv, "getsockopt"sv, "gettid"sv, "gettimeofday"sv, "getuid"sv, "getxattr"sv,
     "inotify_add_watch"sv, "inotify_init"sv, "inotify_init1"sv, "inotify_rm_watch"sv,
-    "io_cancel"sv, "io_destroy"sv, "io_getevents"sv, "io_pgetevents"sv, "io_setup"sv,
-    "io_submit"sv, "ioprio_get"sv, "ioprio_set"sv, "kill"sv, "landlock_add_rule"sv,
+    "ioprio_get"sv, "ioprio_set"sv, "kill"sv, "landlock_add_rule"sv,
     "landlock_create_ruleset"sv, "landlock_restrict_self"sv, "lchown"sv, "lgetxattr"sv, "link"sv,
     "linkat"sv, "listen"sv, "listxattr"sv, "llistxattr"sv, "lremovexattr"sv, "lseek"sv,
     "lsetxattr"sv, "lstat"sv, "madvise"sv, "map_shadow_stack"sv, "membarrier"sv, "memfd_create"sv,
@@ -71,6 +70,9 @@ constexpr std::string_view kTracing = "reads or writes another process's memory"
 constexpr std::string_view kKeys = "kernel keyring: shared with the host user, frequent CVEs";
 constexpr std::string_view kKernelCode = "loads code or programs into the kernel";
 constexpr std::string_view kUring = "io_uring: its operations are invisible to seccomp";
+constexpr std::string_view kAio =
+    "native AIO: its contexts come from one host-wide pool (fs.aio-max-nr) that one sandbox "
+    "could drain for every process on the host";
 constexpr std::string_view kTime =
     "sets host clocks; adjtimex/clock_adjtime read them too, which clock_gettime covers";
 constexpr std::string_view kHost =
@@ -101,6 +103,8 @@ constexpr std::array kDenied = {
            "stalls kernel page faults at will: the classic race-widener for exploits"},
     Denied{"io_uring_setup"sv, kUring}, Denied{"io_uring_enter"sv, kUring},
     Denied{"io_uring_register"sv, kUring},
+    Denied{"io_setup"sv, kAio}, Denied{"io_submit"sv, kAio}, Denied{"io_getevents"sv, kAio},
+    Denied{"io_pgetevents"sv, kAio}, Denied{"io_cancel"sv, kAio}, Denied{"io_destroy"sv, kAio},
     Denied{"open_by_handle_at"sv, kHandles}, Denied{"name_to_handle_at"sv, kHandles},
     Denied{"settimeofday"sv, kTime}, Denied{"clock_settime"sv, kTime},
     Denied{"clock_adjtime"sv, kTime}, Denied{"adjtimex"sv, kTime}, Denied{"stime"sv, kTime},

@@ -153,6 +153,10 @@ void test_tables() {
       "mount_setattr", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "stime",
       "acct", "quotactl", "swapon", "swapoff", "reboot"};
   for (const char* n : must_deny) CHECK(deny.count(n), "%s is not in the denied table", n);
+  // AIO contexts come from a host-wide pool (fs.aio-max-nr).
+  const char* aio[] = {"io_setup", "io_submit", "io_getevents", "io_pgetevents", "io_cancel",
+                       "io_destroy"};
+  for (const char* n : aio) CHECK(deny.count(n), "%s is not in the denied table", n);
   for (const auto& r : sc::errno_rules())
     CHECK(!allow.count(r.syscall) && !deny.count(r.syscall), "errno rule %.*s overlaps",
           (int)r.syscall.size(), r.syscall.data());

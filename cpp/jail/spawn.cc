@@ -19,7 +19,6 @@
 #include "jail/cgroup.h"
 #include "jail/contain.h"
 #include "jail/net.h"
-#include "jail/rlimit.h"
 #include "jail/user.h"
 
 namespace warden::jail {
@@ -202,6 +201,17 @@ int spawn(const SpawnConfig& cfg, Child* child, SpawnError* error, bool* in_chil
       return fail(Step::kLoopback, e, error);
     }
   }
+  // From here to the clone the thread acts as the sandbox's host id (user.h says why).
+  user::Creator creator;
+  int owner_rc = user::become_owner(cfg, &creator);
+  if (owner_rc < 0) {
+    if (cfg.netns_fd >= 0 && net::leave_ns() < 0) abort();  // see net::make_ns
+    for (int* p : {go, rep, st, rq}) {
+      close_fd(&p[0]);
+      close_fd(&p[1]);
+    }
+    return fail(Step::kNsOwner, -owner_rc, error);
+  }
   long pid;
   if (!cfg.fork_mode) {
     // Exec mode: no copy of the host's page tables (and so none of its memory) is made; the
@@ -217,6 +227,10 @@ int spawn(const SpawnConfig& cfg, Child* child, SpawnError* error, bool* in_chil
   } else {
     pid = syscall(SYS_clone3, &args, sizeof args);
   }
+  int clone_errno = errno;
+  // A thread left without its host identity would fail every later step, and silently
+  // lack privileges the caller counts on: there is no safe way to go on.
+  if (pid != 0 && user::restore_creator(creator) < 0) abort();
   if (pid == 0) {
     // Fork mode only: a private copy of the caller, which returns to it once contained.
     ChildFds fds{go[0], rep[1], -1, -1, -1};
@@ -235,7 +249,6 @@ int spawn(const SpawnConfig& cfg, Child* child, SpawnError* error, bool* in_chil
     child->pid = 0;
     return 0;
   }
-  int clone_errno = errno;
   if (cfg.netns_fd >= 0 && net::leave_ns() < 0) abort();  // see net::make_ns
   close_fd(&go[0]);
   close_fd(&rep[1]);
@@ -275,8 +288,6 @@ int spawn(const SpawnConfig& cfg, Child* child, SpawnError* error, bool* in_chil
   }
   rc = cgroup::place_from_parent(static_cast<pid_t>(pid), cfg);
   if (rc < 0) return abort_child(Step::kCgroupPlace, -rc);
-  rc = rlimit::set_from_parent(static_cast<pid_t>(pid), cfg);
-  if (rc < 0) return abort_child(Step::kRlimit, -rc);
 
   char c = 1;
   if (write(go[1], &c, 1) != 1) return abort_child(Step::kHandshake, errno ? errno : EPIPE);

@@ -19,6 +19,7 @@ const char* step_name(Step step) {
     case Step::kHostname: return "hostname";
     case Step::kLoopback: return "loopback";
     case Step::kCgroupNs: return "cgroup-namespace";
+    case Step::kUserLimits: return "user-limits";
     case Step::kIdentity: return "identity";
     case Step::kCaps: return "capabilities";
     case Step::kNoNewPrivs: return "no-new-privs";
@@ -28,6 +29,7 @@ const char* step_name(Step step) {
     case Step::kExec: return "execve";
     case Step::kClone: return "clone3";
     case Step::kUserMap: return "user-map";
+    case Step::kNsOwner: return "namespace-owner";
     case Step::kCgroupPlace: return "cgroup-place";
     case Step::kRlimit: return "rlimit";
     case Step::kPipe: return "pipe";

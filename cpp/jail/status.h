@@ -35,10 +35,13 @@ enum class Step : int32_t {
   kClone,           // parent: clone3
   kUserMap,         // parent: uid_map/gid_map
   kCgroupPlace,     // parent: writing the child into its cgroup
-  kRlimit,          // parent: prlimit on the child; child: its own open-files limit
+  kRlimit,          // child: its own resource limits
   kPipe,            // parent: creating pipes
   kHandshake,       // parent: talking to the child
   kDone,            // fork mode: the child finished set-up
+  // Added later; appended, as the numbers are what the child and warden-init report.
+  kUserLimits,      // the user namespace's own limits (/proc/sys/user)
+  kNsOwner,         // parent: taking the sandbox's host id to create its user namespace
 };
 
 const char* step_name(Step step);

@@ -8,7 +8,9 @@ class PreparedSandbox:
     """A sandbox made whole ahead of its command (namespaces, root, limits, identity,
     seccomp), its init waiting for one request; started at most once.
 
-    The constructor raises warden.SandboxSetupError(step, errno) when a set-up step fails."""
+    The constructor raises warden.SandboxSetupError(step, errno) when a set-up step fails,
+    and ValueError when config["host_id"] (the sandbox's own host id, from
+    warden.host.identity) is missing."""
 
     def __init__(self, config: dict[str, Any]) -> None: ...
     @property

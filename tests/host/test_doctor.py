@@ -106,3 +106,20 @@ def test_format_report_says_each_section_and_verdict(rep):
         assert rep["problems"][0] in text
     if rep["cgroup"]["version"] is not None:
         assert f"version {rep['cgroup']['version']}" in text
+
+
+def test_host_ids_report_the_range_and_what_claims_it(rep, tmp_path, monkeypatch):
+    ids = rep["host_ids"]
+    assert (ids["base"], ids["count"]) == (doctor.identity.pool().base,
+                                           doctor.identity.pool().count)
+    # An account inside the range is found, and makes the verdict a problem.
+    passwd = tmp_path / "passwd"
+    passwd.write_text(f"root:x:0:0::/root:/bin/sh\nintruder:x:{ids['base'] + 7}:0::/:/bin/sh\n")
+    real_open = open
+
+    def fake_open(path, *a, **kw):
+        return real_open(passwd if path == "/etc/passwd" else path, *a, **kw)
+
+    monkeypatch.setattr("builtins.open", fake_open)
+    probed = doctor._probe_host_ids()
+    assert probed["claimed"] == [f"/etc/passwd: intruder ({ids['base'] + 7})"]

@@ -19,6 +19,16 @@ def _native_sandbox_available():
     require(os.path.exists("/proc/self/ns/user"), "user namespaces are not available")
 
 
+@pytest.fixture
+def host_id():
+    """A sandbox host id for a test that builds a spawn config itself, handed back after."""
+    from warden.host import identity
+
+    hid = identity.acquire()
+    yield hid
+    hid.release()
+
+
 def py(code: str) -> list[str]:
     """argv running `code` with the host's Python inside the sandbox."""
     return [PY, "-c", code]

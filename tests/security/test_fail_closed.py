@@ -28,36 +28,40 @@ def test_missing_working_directory_runs_nothing(tmp_path):
     assert not marker.exists()
 
 
-def test_unbindable_path_is_refused_before_clone():
+def test_unbindable_path_is_refused_before_clone(host_id):
     cfg = runner.base_config(warden.Limits())
+    cfg.update(host_id.config())
     cfg.update(ro_paths=["/no/such/path"])
     with pytest.raises(warden.SandboxSetupError) as exc:
         _core.PreparedSandbox(cfg)
     assert exc.value.step == "plan-root" and exc.value.errno == errno.ENOENT
 
 
-def test_no_seccomp_program_means_no_sandbox():
+def test_no_seccomp_program_means_no_sandbox(host_id):
     cfg = runner.base_config(warden.Limits())
+    cfg.update(host_id.config())
     cfg.update(seccomp=b"")
     with pytest.raises(ValueError, match="seccomp"):
         _core.PreparedSandbox(cfg)
 
 
-def test_unplaceable_cgroup_makes_no_sandbox(tmp_path):
+def test_unplaceable_cgroup_makes_no_sandbox(tmp_path, host_id):
     # A sandbox is whole before it is told its command: a failed step means no sandbox at all,
     # so there is nothing that a command could be started in.
     cfg = runner.base_config(warden.Limits())
+    cfg.update(host_id.config())
     cfg.update(cgroup_procs=[str(tmp_path / "no-cgroup.procs")])
     with pytest.raises(warden.SandboxSetupError) as exc:
         _core.PreparedSandbox(cfg)
     assert exc.value.step == "cgroup-place"
 
 
-def test_rlimit_too_high_is_refused_not_clamped():
+def test_rlimit_too_high_is_refused_not_clamped(host_id):
     # open_files beyond the kernel's nr_open cannot be set: the run must not go ahead with less.
     with open("/proc/sys/fs/nr_open") as f:
         nr_open = int(f.read())
     cfg = runner.base_config(warden.Limits())
+    cfg.update(host_id.config())
     cfg.update(open_files=nr_open + 1)
     with pytest.raises(warden.SandboxSetupError) as exc:
         _core.PreparedSandbox(cfg)
@@ -68,3 +72,10 @@ def test_setup_error_is_a_warden_error():
     assert issubclass(warden.SandboxSetupError, warden.WardenError)
     e = warden.SandboxSetupError("mount-private", errno.EPERM)
     assert "mount-private" in str(e) and "EPERM" in str(e) and os.strerror(errno.EPERM) in str(e)
+
+
+def test_no_host_id_means_no_sandbox():
+    # Without its own host id a sandbox would spend host root's per-user budgets: refused.
+    cfg = runner.base_config(warden.Limits())
+    with pytest.raises(ValueError, match="host_id"):
+        _core.PreparedSandbox(cfg)

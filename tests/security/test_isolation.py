@@ -260,7 +260,7 @@ def test_running_sandbox_posture_from_the_host():
     assert box["r"].ok
 
 
-def test_read_only_bind_below_tmp_stays_visible_over_the_sandbox_tmp(tmp_path):
+def test_read_only_bind_below_tmp_stays_visible_over_the_sandbox_tmp(tmp_path, host_id):
     # A Python in a virtualenv under /tmp (a fresh clone there) must stay reachable although
     # the sandbox's own /tmp is a tmpfs; the rest of the host's /tmp stays invisible.
     from warden import _core
@@ -273,6 +273,7 @@ def test_read_only_bind_below_tmp_stays_visible_over_the_sandbox_tmp(tmp_path):
     (tmp_path / "secret.txt").write_text("hidden")
     os.chmod(tmp_path, 0o755)
     cfg = runner.base_config(warden.Limits())
+    cfg.update(host_id.config())
     cfg.update(ro_paths=[*cfg["ro_paths"], str(shared)])
     box = _core.PreparedSandbox(cfg)
     out = box.start(["/bin/sh", "-c", f"cat {shared}/f.txt; cat {tmp_path}/secret.txt; "

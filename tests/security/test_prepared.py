@@ -121,9 +121,9 @@ def test_a_command_that_cannot_be_exec_d_exits_as_in_a_shell(paths, argv0, statu
 
 
 @pytest.fixture
-def box():
+def box(host_id):
     require(os.geteuid() == 0, "sandboxes need root here")
-    b = _core.PreparedSandbox(runner.base_config(warden.Limits()))
+    b = _core.PreparedSandbox({**runner.base_config(warden.Limits()), **host_id.config()})
     yield b
     b.close()
 

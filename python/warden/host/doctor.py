@@ -13,9 +13,10 @@ import platform
 import shutil
 import struct
 import subprocess
+from typing import Any
 
-from warden.host import cgroups
-from warden.errors import ProviderUnavailable
+from warden.errors import ProviderUnavailable, WardenError
+from warden.host import cgroups, identity
 
 __all__ = ["NAMESPACE_FLAGS", "format_report", "report"]
 
@@ -166,6 +167,35 @@ def _probe_cgroups() -> dict:
     return info
 
 
+def _probe_host_ids() -> dict[str, Any]:
+    """The sandbox id range, and whatever else on the host claims ids inside it: an account
+    there would share its kernel budgets (and its files) with a sandbox."""
+    try:
+        pool = identity.pool()
+    except WardenError as exc:
+        return {"base": None, "count": None, "lock": None, "error": str(exc), "claimed": []}
+    first, last = pool.base, pool.base + pool.count
+    claimed: list[str] = []
+    for path in ("/etc/passwd", "/etc/group"):
+        try:
+            with open(path) as f:
+                for line in f:
+                    parts = line.split(":")
+                    if len(parts) > 2 and parts[2].isdigit() and first <= int(parts[2]) <= last:
+                        claimed.append(f"{path}: {parts[0]} ({parts[2]})")
+        except FileNotFoundError:
+            continue
+    for path in ("/etc/subuid", "/etc/subgid"):
+        try:
+            with open(path) as f:
+                claimed += [f"{path}: {line}" for line in
+                            identity.overlaps(f.read(), pool.base, pool.count)]
+        except FileNotFoundError:
+            continue
+    return {"base": pool.base, "count": pool.count, "lock": pool.lock_path, "error": "",
+            "claimed": claimed}
+
+
 def _probe_bwrap() -> dict:
     path = shutil.which("bwrap")
     if path is None:
@@ -192,7 +222,13 @@ def report() -> dict:
     sec = _probe_seccomp()
     cg = _probe_cgroups()
     native = _probe_native()
+    ids = _probe_host_ids()
     problems: list[str] = []
+    if ids["error"]:
+        problems.append(f"no sandbox id range: {ids['error']}")
+    for c in ids["claimed"]:
+        problems.append(f"an id of the sandbox range is taken elsewhere: {c}; move "
+                        "WARDEN_UID_BASE or that entry")
     for kind, r in ns.items():
         if not r["ok"]:
             problems.append(f"cannot create a {kind} namespace ({r['error']})")
@@ -219,6 +255,7 @@ def report() -> dict:
         "seccomp": sec,
         "landlock": _probe_landlock(),
         "cgroup": cg,
+        "host_ids": ids,
         "bubblewrap": _probe_bwrap(),
         "native_core": native,
         "problems": problems,
@@ -259,6 +296,14 @@ def format_report(d: dict) -> str:
         for c, p in sorted(cg.get("parents", {}).items()):
             lines.append(f"        {c}: {p}")
         lines.append(f"        kill: {cg.get('kill')}, swap limit: {cg.get('swap_limit')}")
+    ids = d["host_ids"]
+    lines += ["", "sandbox host ids"]
+    if ids["base"] is None:
+        lines.append(f"  NO  {ids['error']}")
+    else:
+        lines.append(f"  {_mark(not ids['claimed'])}{ids['base']} (set-up) and "
+                     f"{ids['base'] + 1}..{ids['base'] + ids['count']}, lock {ids['lock']}")
+        lines += [f"        taken elsewhere: {c}" for c in ids["claimed"]]
     b = d["bubblewrap"]
     lines += ["", "other",
               f"  {_mark(b['path'] is not None)}bubblewrap"

@@ -111,6 +111,15 @@ static long p_userfaultfd(void) { return syscall(SYS_userfaultfd, 0xdead0000); }
 static long p_io_uring_setup(void) { return syscall(SYS_io_uring_setup, 0, NULL); }
 static long p_io_uring_enter(void) { return syscall(SYS_io_uring_enter, -1, 0, 0, 0, NULL, 0); }
 static long p_io_uring_register(void) { return syscall(SYS_io_uring_register, -1, 0, NULL, 0); }
+/* Native AIO with arguments the kernel rejects before touching anything (EINVAL). */
+static long p_io_setup(void) { return syscall(SYS_io_setup, 0, NULL); }
+static long p_io_submit(void) { return syscall(SYS_io_submit, 0, -1L, NULL); }
+static long p_io_getevents(void) { return syscall(SYS_io_getevents, 0, -1L, 0, NULL, NULL); }
+static long p_io_pgetevents(void) {
+  return syscall(SYS_io_pgetevents, 0, -1L, 0, NULL, NULL, NULL);
+}
+static long p_io_cancel(void) { return syscall(SYS_io_cancel, 0, NULL, NULL); }
+static long p_io_destroy(void) { return syscall(SYS_io_destroy, 0); }
 static long p_kexec_load(void) { return syscall(SYS_kexec_load, 0, 0, NULL, 0xdead0080UL); }
 static long p_kexec_file_load(void) {
   return syscall(SYS_kexec_file_load, -1, -1, 0, NULL, 0xdead0000UL);
@@ -221,7 +230,8 @@ static const struct probe probes[] = {
     P(ptrace),
     P(process_vm_readv), P(process_vm_writev), P(keyctl), P(add_key), P(request_key), P(bpf),
     P(perf_event_open), P(userfaultfd), P(io_uring_setup), P(io_uring_enter),
-    P(io_uring_register), P(kexec_load), P(kexec_file_load), P(init_module), P(finit_module),
+    P(io_uring_register), P(io_setup), P(io_submit), P(io_getevents), P(io_pgetevents),
+    P(io_cancel), P(io_destroy), P(kexec_load), P(kexec_file_load), P(init_module), P(finit_module),
     P(delete_module), P(open_by_handle_at), P(name_to_handle_at), P(fsopen), P(fsconfig),
     P(fsmount), P(fspick), P(open_tree), P(move_mount), P(mount_setattr), P(clock_settime),
     P(settimeofday), P(clock_adjtime), P(adjtimex), P(acct), P(quotactl), P(swapon), P(swapoff),

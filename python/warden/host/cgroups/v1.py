@@ -230,6 +230,7 @@ class V1Driver(CgroupDriver):
         limit = os.path.join(d, "memory.limit_in_bytes")
         # limit_in_bytes first: the kernel refuses a memsw limit below the memory limit.
         _setup("cgroup v1 memory.limit_in_bytes", limit, _write, limit, str(int(memory_bytes)))
+        self._limit_socket_memory(d, memory_bytes)
         memsw = os.path.join(d, "memory.memsw.limit_in_bytes")
         if self._swap_limit is None:
             self._swap_limit = os.path.exists(memsw)
@@ -249,6 +250,23 @@ class V1Driver(CgroupDriver):
             # swappiness=0 keeps it so should swap be turned on while the sandbox runs.
             sw = os.path.join(d, "memory.swappiness")
             _setup("cgroup v1 memory.swappiness", sw, _write, sw, "0")
+
+    def _limit_socket_memory(self, d: str, memory_bytes: int) -> None:
+        # v1 charges TCP buffers to a cgroup only once its tcp limit has been written
+        # (memcg1 tcpmem_active); until then a sandbox's unread connections pin kernel memory
+        # that no limit of its own bounds, up to the host-wide net.ipv4.tcp_mem. The counter
+        # is separate from memory.usage_in_bytes: a v1 sandbox may hold its memory limit in
+        # pages and as much again in TCP buffers, never more. (v2 charges sockets to
+        # memory.current by default.)
+        tcp = os.path.join(d, "memory.kmem.tcp.limit_in_bytes")
+        if not os.path.exists(tcp):
+            raise ProviderUnavailable(
+                "TCP buffer accounting (memory.kmem.tcp.limit_in_bytes)",
+                "this kernel's v1 memory controller cannot charge socket buffers to a "
+                "sandbox, which could then pin host memory beyond its limit; use a cgroup v2 "
+                "host or a kernel with CONFIG_MEMCG_KMEM; nothing was run")
+        _setup("cgroup v1 memory.kmem.tcp.limit_in_bytes", tcp, _write, tcp,
+               str(int(memory_bytes)))
 
     def describe(self) -> dict:
         probe_ok, probe_err = True, ""

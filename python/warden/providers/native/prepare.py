@@ -30,7 +30,7 @@ from functools import partial
 from typing import Protocol
 
 from warden import _core
-from warden.host import cgroups
+from warden.host import cgroups, identity
 
 __all__ = ["DEPTH", "IDLE_S", "Made", "Preparer", "Ready", "preparer"]
 
@@ -60,23 +60,24 @@ class Made(Protocol):
 
 
 class Ready:
-    """One sandbox made ahead for warden.run: the waiting init, its cgroup and its network
-    namespace."""
+    """One sandbox made ahead for warden.run: the waiting init, its cgroup, its network
+    namespace and its host id."""
 
-    __slots__ = ("box", "cgroup", "netns", "key")
+    __slots__ = ("box", "cgroup", "netns", "host_id", "key")
 
     def __init__(self, box: _core.PreparedSandbox, cgroup: cgroups.SandboxCgroup,
-                 netns: int) -> None:
+                 netns: int, host_id: identity.HostId) -> None:
         self.box = box
         self.cgroup = cgroup
         self.netns = netns
+        self.host_id = host_id
         self.key: Hashable | None = None  # set while a caller has it (Preparer.sandbox)
 
     def ready(self) -> bool:
         return self.box.ready()
 
     def close(self, fds: tuple[int, ...] = ()) -> None:
-        _destroy(self.cgroup, (self.netns, *fds), self.box)
+        _destroy(self.cgroup, (self.netns, *fds), self.box, self.host_id)
 
 
 class Preparer:
@@ -166,11 +167,12 @@ class Preparer:
         return _core.netns_create()
 
     def release(self, cg: cgroups.SandboxCgroup, fds: tuple[int, ...] = (),
-                box: _core.PreparedSandbox | None = None) -> None:
+                box: _core.PreparedSandbox | None = None,
+                host_id: identity.HostId | None = None) -> None:
         """Remove ``cg`` and close ``fds`` (and ``box``, killed if it never started) in the
-        background. A descriptor here may hold the last reference to a namespace, whose
-        teardown then happens on this thread, not the caller's."""
-        self._later(partial(_destroy, cg, fds, box))
+        background, then hand back ``host_id``. A descriptor here may hold the last reference
+        to a namespace, whose teardown then happens on this thread, not the caller's."""
+        self._later(partial(_destroy, cg, fds, box, host_id))
 
     def _later(self, job: Callable[[], None]) -> None:
         with self._cond:
@@ -266,12 +268,16 @@ class Preparer:
 
 
 def _destroy(cg: cgroups.SandboxCgroup, fds: tuple[int, ...],
-             box: _core.PreparedSandbox | None) -> None:
+             box: _core.PreparedSandbox | None, host_id: identity.HostId | None = None) -> None:
     if box is not None:
         box.close()
     for fd in fds:
         os.close(fd)
     cg.destroy()
+    # Only once the cgroup is empty and gone: nothing runs as the id any more. Should the
+    # removal fail, the id stays taken for this process's life rather than be shared.
+    if host_id is not None:
+        host_id.release()
 
 
 _preparer: Preparer | None = None

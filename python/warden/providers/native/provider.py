@@ -23,7 +23,7 @@ import time
 from collections.abc import Mapping, Sequence
 from functools import partial
 
-from warden.host import cgroups
+from warden.host import cgroups, identity
 from warden.host.environ import python_paths, sandbox_env
 from warden.providers.native import prepare, runner
 from warden.wire import ipc
@@ -177,11 +177,17 @@ class NativeProvider(Provider):
             host_ws = tempfile.mkdtemp(prefix="warden-ws-")
             os.chmod(host_ws, 0o755)
         prep = prepare.preparer()
-        cg = prep.cgroup(lim.memory_mb << 20, lim.pids, lim.cpus)
+        host_id = identity.acquire()
+        try:
+            cg = prep.cgroup(lim.memory_mb << 20, lim.pids, lim.cpus)
+        except BaseException:
+            host_id.release()
+            raise
         netns = prep.netns()
         host, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             cfg = self._config(spec, host_ws)
+            cfg.update(host_id.config())
             cfg["cgroup_procs"] = cg.procs_files()
             # The sandbox's mount namespace comes back with the pidfd and is closed after the
             # worker is gone, in the background: its mounts' teardown is not destroy()'s wait.
@@ -195,7 +201,7 @@ class NativeProvider(Provider):
                  "cgroup_fd": cg.dir_fd() is not None}, fds)
         except BaseException:
             host.close()
-            prep.release(cg)
+            prep.release(cg, host_id=host_id)
             if host_ws:
                 shutil.rmtree(host_ws, ignore_errors=True)
             raise
@@ -207,7 +213,8 @@ class NativeProvider(Provider):
             labels=dict(spec.labels),
             state={"pid": result["pid"], "pidfd": got[0], "mount_ns": tuple(got[1:]),
                    "chan": ipc.Channel(host),
-                   "cgroup": cg, "lock": threading.Lock(), "dead": None, "host_ws": host_ws,
+                   "cgroup": cg, "host_id": host_id, "lock": threading.Lock(), "dead": None,
+                   "host_ws": host_ws,
                    "created": time.monotonic(), "calls": 0})
         return handle
 
@@ -280,7 +287,7 @@ class NativeProvider(Provider):
                                           "its worker did not exit within 5 s of SIGKILL")
             st["chan"].close()
             os.close(st["pidfd"])
-            prepare.preparer().release(st["cgroup"], st["mount_ns"])
+            prepare.preparer().release(st["cgroup"], st["mount_ns"], host_id=st["host_id"])
             if st["host_ws"]:
                 shutil.rmtree(st["host_ws"], ignore_errors=True)
         return True

@@ -10,6 +10,7 @@ from functools import lru_cache, partial
 
 from warden import _core
 from warden.errors import ProviderUnavailable, SandboxSetupError
+from warden.host import identity
 from warden.host.cgroups import CgroupStats
 from warden.host.environ import python_paths
 from warden.spec.limits import Limits
@@ -154,9 +155,15 @@ def make_sandbox(limits: Limits, network: str = "none"):
 
     cfg = base_config(limits, network=network)
     # One more pid than asked for: the sandbox's init, which the caller did not start.
-    cg = prepare.preparer().cgroup(limits.memory_mb << 20, limits.pids + 1, limits.cpus)
+    host_id = identity.acquire()
+    try:
+        cg = prepare.preparer().cgroup(limits.memory_mb << 20, limits.pids + 1, limits.cpus)
+    except BaseException:
+        host_id.release()
+        raise
     netns = None
     try:
+        cfg.update(host_id.config())
         netns = _core.netns_create()
         cfg["cgroup_procs"] = cg.procs_files()
         fd = cg.dir_fd()
@@ -169,5 +176,6 @@ def make_sandbox(limits: Limits, network: str = "none"):
         if netns is not None:
             os.close(netns)
         cg.destroy()
+        host_id.release()
         raise
-    return prepare.Ready(box, cg, netns)
+    return prepare.Ready(box, cg, netns, host_id)
