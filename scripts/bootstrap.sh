@@ -13,10 +13,11 @@ case "$mode" in demo|test) ;; *) echo "usage: $0 demo|test" >&2; exit 2 ;; esac
 apt_need=(g++ libc6-dev libseccomp-dev bubblewrap python3-venv)
 if [ "$mode" = test ]; then
   # clang + libclang-rt: the libFuzzer target; gcc: the seccomp probes the tests compile;
-  # qemu + a stock kernel + busybox: the cgroup v2 guest; docker.io: the Docker provider's
-  # suite; iproute2: the network tests' `ip`.
-  apt_need+=(gcc clang libclang-rt-14-dev qemu-system-x86 linux-image-amd64 busybox-static
-             docker.io iproute2)
+  # cmake + ninja: the C++ unit tests (scripts/ctest.sh); qemu + a stock kernel + busybox:
+  # the cgroup v2 guest; docker.io: the Docker provider's suite; iproute2: the network
+  # tests' `ip`.
+  apt_need+=(gcc clang libclang-rt-14-dev cmake ninja-build qemu-system-x86 linux-image-amd64
+             busybox-static docker.io iproute2)
 fi
 missing=()
 for pkg in "${apt_need[@]}"; do

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole suite, in the installed .venv: unit, property, security and provider tests (the
-# provider tests start their own private dockerd), the fuzzers for a bounded time, and the
-# cgroup v2 guest. Every step runs; any failure fails the run.
+# provider tests start their own private dockerd), the C++ unit tests, the fuzzers for a
+# bounded time, and the cgroup v2 guest. Every step runs; any failure fails the run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHON="$PWD/.venv/bin/python"
@@ -24,6 +24,7 @@ step() {
 # the path (tests/ is a package, so pytest puts only the root there).
 step "lint: ruff, mypy, import rules" scripts/lint.sh
 step "pytest" "$PYTHON" -m pytest -p no:cacheprovider tests
+step "ctest: C++ unit tests" scripts/ctest.sh
 if [ -x fuzz/run_scan_fuzzer.sh ]; then
   step "libFuzzer: scanner" env FUZZ_SECONDS="${FUZZ_SECONDS:-60}" fuzz/run_scan_fuzzer.sh
 fi

@@ -31,6 +31,31 @@ namespace {
   throw py::error_already_set();
 }
 
+// Every key to_config reads. Any other key is refused rather than ignored: a misspelt or
+// retired key would leave its setting at the default without anyone knowing.
+constexpr const char* kConfigKeys[] = {
+    "cgroup_fd", "cgroup_procs", "cpu_time_s", "cwd", "disk_bytes", "file_size_bytes",
+    "fork_mode", "hold_mount_ns", "host_id", "hostname", "init_path", "inside_id", "last_cap",
+    "netns_fd",
+    "open_files", "outside_base", "pass_fds", "ro_binds", "ro_paths", "seccomp", "writable",
+};
+
+void check_keys(const py::dict& d) {
+  for (const auto& item : d) {
+    bool known = false;
+    if (py::isinstance<py::str>(item.first)) {
+      std::string key = item.first.cast<std::string>();
+      for (const char* k : kConfigKeys) known = known || key == k;
+    }
+    if (known) continue;
+    std::string keys;
+    for (const char* k : kConfigKeys) keys += std::string(keys.empty() ? "" : ", ") + k;
+    throw py::value_error("the sandbox config has an unknown key " +
+                          py::repr(item.first).cast<std::string>() +
+                          "; remove it or use one of the known keys: " + keys);
+  }
+}
+
 template <typename T>
 T get(const py::dict& d, const char* key, T fallback) {
   if (!d.contains(key) || d[key].is_none()) return fallback;
@@ -52,6 +77,7 @@ int init_fd(const std::string& path) {
 }
 
 SpawnConfig to_config(const py::dict& d) {
+  check_keys(d);
   SpawnConfig cfg;
   cfg.cwd = get(d, "cwd", std::string("/workspace"));
   cfg.inside_id = get(d, "inside_id", 1000u);

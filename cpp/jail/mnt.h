@@ -1,33 +1,19 @@
 // Mount namespace: the sandbox's root filesystem.
 //
-// The parent plans (plan_root: which binds, which generated files); the child carries the plan
-// out in its private mount namespace under kStagingRoot, then pivots into it.
+// The parent plans (plan_root, mnt_plan.h: which binds, which generated files); the child
+// carries the plan out in its private mount namespace under kStagingRoot, then pivots into it.
 #pragma once
 
 #include <string>
-#include <utility>
-#include <vector>
 
 #include "jail/config.h"
+#include "jail/mnt_plan.h"
 #include "jail/status.h"
 
 namespace warden::jail::mnt {
 
-struct RootSpec {
-  // Host paths bound read-only at the same path inside (the Python installation, a plugin's
-  // directory...). /usr, the /bin and /lib links and a few /etc files are always there.
-  std::vector<std::string> ro_paths;
-  // Host path -> sandbox path, read-only.
-  std::vector<std::pair<std::string, std::string>> ro_binds;
-  // Directories of the quota'd writable area: (sandbox path, mode). /tmp and /dev/shm are
-  // always added; /workspace unless the caller names its own.
-  std::vector<std::pair<std::string, unsigned>> writable;
-  uint32_t inside_id = 1000;
-  std::string hostname = "warden";
-};
-
-// Parent: fills cfg->mounts and cfg->writable. Reads the host (lstat, readlink) to mirror its
-// /bin and /lib links; returns 0 or -errno with *what naming the offending path.
+// Parent: the plan of mnt_plan.h against the real host (stat, lstat and readlink of its
+// paths, to mirror its /bin and /lib links and to know which binds are directories).
 int plan_root(const RootSpec& spec, SpawnConfig* cfg, std::string* what);
 
 // Child, still with the host credentials it inherited: opens every bind source as an O_PATH

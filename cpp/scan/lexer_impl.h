@@ -658,16 +658,15 @@ class Lexer {
       if (x == 'o') return radix(s, 8, "octal");
       if (x == 'b') return radix(s, 2, "binary");
       bool nonzero = false;
-      while (p_ < end_ && t_[p_] == '0') {
-        ++p_;
+      // The zeros after the first, each maybe after an underscore ("0_0" is zero), as
+      // CPython's tokenizer reads them; a digit other than zero then is a leading-zero error.
+      while (true) {
         if (p_ < end_ && t_[p_] == '_') {
           ++p_;
           if (!digit_at(p_)) return failc(p_, "invalid decimal literal");
         }
-      }
-      if (p_ < end_ && t_[p_] == '_') {
+        if (p_ >= end_ || t_[p_] != '0') break;
         ++p_;
-        if (!digit_at(p_)) return failc(p_, "invalid decimal literal");
       }
       if (digit_at(p_)) {
         nonzero = true;

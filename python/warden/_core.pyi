@@ -4,13 +4,18 @@ from typing import Any
 
 # --- jail (cpp/bindings/jail.cc) -------------------------------------------------------------
 
+# The spawn config of PreparedSandbox and fork_sandboxed: a dict with no key other than
+# cgroup_fd, cgroup_procs, cpu_time_s, cwd, disk_bytes, file_size_bytes, fork_mode,
+# hold_mount_ns, hostname, init_path, inside_id, last_cap, netns_fd, open_files, outside_base,
+# pass_fds, ro_binds, ro_paths, seccomp, writable. Another key raises ValueError naming it.
+
 class PreparedSandbox:
     """A sandbox made whole ahead of its command (namespaces, root, limits, identity,
     seccomp), its init waiting for one request; started at most once.
 
-    The constructor raises warden.SandboxSetupError(step, errno) when a set-up step fails,
-    and ValueError when config["host_id"] (the sandbox's own host id, from
-    warden.host.identity) is missing."""
+    The constructor raises ValueError for a config key it does not know or when
+    config["host_id"] (the sandbox's own host id, from warden.host.identity) is missing, and
+    warden.SandboxSetupError(step, errno) when a set-up step fails."""
 
     def __init__(self, config: dict[str, Any]) -> None: ...
     @property
@@ -31,7 +36,8 @@ class PreparedSandbox:
 def fork_sandboxed(config: dict[str, Any]) -> tuple[int, int, int]:
     """Fork into a fresh sandbox: (pid, pidfd, mount_ns_fd) in the parent, (0, -1, -1) in the
     child. mount_ns_fd is -1 unless config["hold_mount_ns"]: a reference to the sandbox's
-    mount namespace, so that its teardown waits for the caller's close()."""
+    mount namespace, so that its teardown waits for the caller's close(). Raises ValueError,
+    before forking, for a config key it does not know."""
 
 def netns_create() -> int:
     """A new network namespace with lo up, as a descriptor (the caller closes it)."""

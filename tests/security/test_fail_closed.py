@@ -37,6 +37,37 @@ def test_unbindable_path_is_refused_before_clone(host_id):
     assert exc.value.step == "plan-root" and exc.value.errno == errno.ENOENT
 
 
+def test_unknown_config_key_is_refused_not_ignored(host_id):
+    # A misspelt key would otherwise leave its setting at the default (here: 256 files).
+    cfg = runner.base_config(warden.Limits())
+    cfg.update(host_id.config())
+    cfg.update(open_file=16)
+    with pytest.raises(ValueError, match=r"unknown key 'open_file'.*\bopen_files\b"):
+        _core.PreparedSandbox(cfg)
+    # fork_sandboxed refuses it before forking; the empty program would stop it there anyway,
+    # so that a regression cannot leave a forked copy of the test process running.
+    cfg.update(seccomp=b"")
+    with pytest.raises(ValueError, match="unknown key 'open_file'"):
+        _core.fork_sandboxed(cfg)
+    with pytest.raises(ValueError, match="unknown key 1;"):
+        _core.PreparedSandbox({**runner.base_config(warden.Limits()), **host_id.config(), 1: 2})
+
+
+def test_native_provider_config_has_only_known_keys(host_id):
+    # The config the native provider sends its zygote, with the keys the zygote adds.
+    from warden.providers.base import SandboxSpec
+    from warden.providers.native import NativeProvider
+
+    cfg = NativeProvider()._config(SandboxSpec(), None)
+    cfg.update(cgroup_procs=[], hold_mount_ns=True, pass_fds=[], netns_fd=-1, cgroup_fd=-1)
+    cfg.update(host_id.config())
+    box = _core.PreparedSandbox(cfg)
+    try:
+        assert box.ready()
+    finally:
+        box.close()
+
+
 def test_no_seccomp_program_means_no_sandbox(host_id):
     cfg = runner.base_config(warden.Limits())
     cfg.update(host_id.config())

@@ -141,8 +141,6 @@ class NativeProvider(Provider):
         cfg["ro_binds"] = binds
         cfg["writable"] = [(w, 0o755) for w in writable] + [("/tmp", 0o1777)]
         cfg["cwd"] = spec.cwd
-        cfg["argv"] = ["warden-worker"]
-        cfg["env"] = sandbox_env(spec.env)
         cfg["init_path"] = runner.INIT_PATH
         return cfg
 
