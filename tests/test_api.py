@@ -11,7 +11,8 @@ PUBLIC = {
     "run", "Limits", "ExecResult", "Sandbox", "WardenError", "SandboxSetupError",
     "ProviderUnavailable", "ScanRejected", "ManifestError", "PathEscapeError", "PayloadTooLarge",
     "ProtocolError", "RateLimitExceeded", "CallFailed", "TimeoutExceeded", "MemoryLimitExceeded",
-    "DiskQuotaExceeded", "PidsLimitExceeded", "WorkerCrashed", "PluginError",
+    "DiskQuotaExceeded", "PidsLimitExceeded", "WorkerCrashed", "PluginError", "InvalidArgument",
+    "HostResourceExhausted",
 }
 
 

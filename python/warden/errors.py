@@ -8,6 +8,8 @@
     ├── SandboxSetupError        a set-up step failed in the child or parent (.step, .errno)
     ├── CgroupTeardownError      a sandbox's cgroup could not be emptied or removed (.path)
     ├── ProviderUnavailable      this host cannot give what was asked (.missing)
+    ├── HostResourceExhausted    the host ran out of something while making a sandbox, e.g. file
+    │                            descriptors (.resource, .limit, .step); nothing was left behind
     ├── ScanRejected             the scanner refused source (.findings)
     ├── ManifestError            plugin.yaml is invalid (.field, .value, .allowed)
     ├── PathEscapeError          a sandbox path would leave the workspace
@@ -31,6 +33,7 @@ __all__ = [
     "CallFailed",
     "CgroupTeardownError",
     "DiskQuotaExceeded",
+    "HostResourceExhausted",
     "InvalidArgument",
     "ManifestError",
     "MemoryLimitExceeded",
@@ -50,15 +53,22 @@ __all__ = [
 
 import errno as _errno
 import os as _os
+import reprlib as _reprlib
 
 
 class WardenError(Exception):
     """Base class of every error warden raises."""
 
 
+# reprlib: an argument nested a thousand deep, or holding itself, is still shown, its top.
+_REPR = _reprlib.Repr()
+_REPR.maxlevel = 4
+_REPR.maxstring = _REPR.maxother = 76
+
+
 def _show(value: object, limit: int = 80) -> str:
     """A value for a message, cut short: an argument can be huge, and it is the caller's own."""
-    text = repr(value)
+    text = _REPR.repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -109,6 +119,19 @@ class ProviderUnavailable(WardenError):
         if hint:
             msg += f": {hint}"
         super().__init__(msg)
+
+
+class HostResourceExhausted(WardenError):
+    """The host ran out of a resource while a sandbox was being made (file descriptors of this
+    process or of the whole system); every part made for it was released."""
+
+    def __init__(self, resource: str, limit: int | None, step: str, hint: str) -> None:
+        self.resource = resource  # "RLIMIT_NOFILE" (this process) or "fs.file-max" (the host)
+        self.limit = limit
+        self.step = step
+        shown = f" (limit {limit})" if limit is not None else ""
+        super().__init__(f"ran out of {resource}{shown} at step {step!r} of making a sandbox; "
+                         f"nothing of it was left behind; {hint}")
 
 
 class ScanRejected(WardenError):

@@ -5,6 +5,7 @@ kernel allowed inside that provider's sandbox."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import socket
 import threading
@@ -13,6 +14,7 @@ import pytest
 import warden
 from warden.errors import (
     DiskQuotaExceeded,
+    InvalidArgument,
     MemoryLimitExceeded,
     PathEscapeError,
     PayloadTooLarge,
@@ -138,9 +140,18 @@ def test_reuse_key_labels_list_and_idempotent_destroy(provider):
     assert a.id not in [h.id for h in provider.list({"tenant": "t-suite"})]
 
 
-def test_unsupported_network_policy_is_refused(provider):
-    with pytest.raises(ProviderUnavailable):
-        provider.create(SandboxSpec(network="host"))
+def test_unknown_network_policy_is_an_invalid_argument():
+    with pytest.raises(InvalidArgument) as info:
+        SandboxSpec(network="host")
+    assert info.value.argument == "network"
+
+
+def test_a_known_policy_the_provider_lacks_is_refused_not_weakened(provider, monkeypatch):
+    caps = provider.capabilities()
+    monkeypatch.setattr(provider, "capabilities",
+                        lambda: dataclasses.replace(caps, network_policies=frozenset()))
+    with pytest.raises(ProviderUnavailable, match="network policy 'none'"):
+        provider.create(SandboxSpec(network="none"))
 
 
 # -- the hostile-code battery --------------------------------------------------------------------

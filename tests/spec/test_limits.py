@@ -23,8 +23,10 @@ def test_defaults_are_the_documented_ones():
     ("open_files", 3), ("file_size_mb", 0), ("memory_mb", True), ("pids", "64"),
 ])
 def test_bad_values_name_the_field(field, value):
-    with pytest.raises(ValueError, match=field):
+    with pytest.raises(warden.InvalidArgument, match=f"Limits.{field} takes") as info:
         warden.Limits(**{field: value})
+    assert info.value.argument == field and info.value.value is value
+    assert isinstance(info.value, ValueError)  # callers that caught ValueError still do
 
 
 @given(st.integers(min_value=4, max_value=1 << 20), st.integers(min_value=1, max_value=1 << 22),

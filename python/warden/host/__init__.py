@@ -1,3 +1,3 @@
-"""Linux mechanisms on the host: cgroups (v1 and v2 drivers), the sandbox's environment, the
-seccomp profile for Docker, and ``doctor``, what this host supports. Never imports providers
+"""Linux mechanisms on the host: cgroups (v1 and v2 drivers), the sandbox's environment, this
+process's descriptor budget, the seccomp profile for Docker, and ``doctor``, what this host supports. Never imports providers
 or anything above them."""

@@ -17,7 +17,7 @@ import functools
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -26,6 +26,7 @@ from typing import Any
 from warden.wire import ipc
 from warden.errors import (
     CallFailed,
+    InvalidArgument,
     ManifestError,
     PayloadTooLarge,
     PluginError,
@@ -37,7 +38,8 @@ from warden.calls.metrics import WardenMetrics
 from warden.calls.middleware import CallContext, pipeline_for
 from warden.providers.base import Provider, SandboxHandle
 from warden.providers.registry import get_provider
-from warden.spec.sandbox import LABEL_KEYS, SandboxSpec
+from warden.sandboxes import checks
+from warden.spec.sandbox import SandboxSpec
 
 __all__ = ["DATA_INSIDE", "MOUNT_AT", "Engine", "Plugin", "Pool"]
 
@@ -382,7 +384,10 @@ class Plugin:
     def _ctx(self, action: str, tenant: str | None, op: str, payload: object,
              batch: int | None) -> CallContext:
         if not isinstance(action, str) or not action:
-            raise ValueError(f"action must be a non-empty string, got {action!r}")
+            raise InvalidArgument("action", action, "a non-empty string naming an action of "
+                                  f"plugin {self.name!r}")
+        if tenant is not None and not isinstance(tenant, str):
+            raise InvalidArgument("tenant", tenant, "None or a string")
         tenant = self.tenant if tenant is None else tenant
         labels = self._ctx_labels.get(tenant)
         if labels is None:
@@ -393,13 +398,17 @@ class Plugin:
         return CallContext(self.name, action, tenant, labels, batch, 1, op, payload)
 
     def call(self, action: str, payload: object = None, *, tenant: str | None = None) -> object:
-        """``handle(action, payload)`` in a warm worker; returns its result."""
-        return self._chain(self._ctx(action, tenant, "call", payload, None))
+        """``handle(action, payload)`` in a warm worker; returns its result. A payload msgpack
+        cannot carry is an InvalidArgument, raised before any worker is asked."""
+        return self._chain(self._ctx(action, tenant, "call", checks.payload(payload), None))
 
     def call_batch(self, action: str, items: list, *, tenant: str | None = None) -> list:
         """``handle_batch(action, items)`` (or ``handle`` per item) in one request."""
+        if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
+            raise InvalidArgument("items", items, "a list of payloads, one per call")
         if not isinstance(items, list):
             items = list(items)
+        checks.payload(items, "items")
         return self._chain(self._ctx(action, tenant, "batch", items, len(items)))
 
     async def acall(self, action: str, payload: object = None, *,
@@ -458,17 +467,13 @@ class Engine:
     def load(self, path: str | os.PathLike, *, tenant: str | None = None,
              labels: Mapping[str, str] | None = None) -> Plugin:
         """Read, validate and scan the plugin at ``path`` and start its warm workers."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise InvalidArgument("path", path, "the plugin's directory, a str or os.PathLike")
+        labels = checks.labels_map(labels, extra=("plugin",))
+        if tenant is not None and not isinstance(tenant, str):
+            raise InvalidArgument("tenant", tenant, "None or a string")
         root = os.path.realpath(os.fspath(path))
         manifest = load_manifest(root)
-        labels = dict(labels or {})
-        for k, v in labels.items():
-            if not isinstance(k, str) or not isinstance(v, str):
-                raise TypeError(f"labels must map str to str, got {k!r}: {v!r}")
-        if tenant is not None and not isinstance(tenant, str):
-            raise TypeError(f"tenant must be a string, got {tenant!r}")
-        unknown = sorted(set(labels) - set(LABEL_KEYS) - {"plugin"})
-        if unknown:
-            raise ValueError(f"unknown labels {unknown}; labels are {', '.join(LABEL_KEYS)}")
         if tenant is None:
             tenant = labels.get("tenant")
         labels.pop("tenant", None)

@@ -11,7 +11,7 @@ import logging
 import threading
 from importlib.metadata import entry_points
 
-from warden.errors import ProviderUnavailable
+from warden.errors import InvalidArgument, ProviderUnavailable
 
 __all__ = ["get_provider", "available", "resolve", "BUILTIN"]
 
@@ -48,14 +48,20 @@ def resolve(name: str) -> str:
 
 
 def get_provider(name: str = "native"):
+    """The provider called ``name`` (one per process). A name no provider is registered under
+    is an InvalidArgument; a known one that cannot load here (its SDK missing) is
+    ProviderUnavailable."""
+    if not isinstance(name, str):
+        raise InvalidArgument("provider", name, "a provider's name: 'auto', "
+                              + ", ".join(repr(n) for n in available()))
     name = resolve(name)
     with _lock:
         if name in _instances:
             return _instances[name]
         target = _targets().get(name)
         if target is None:
-            raise ProviderUnavailable(f"provider {name!r}",
-                                      f"known providers: {', '.join(available())}")
+            raise InvalidArgument("provider", name, "one of 'auto', "
+                                  + ", ".join(repr(n) for n in available()))
         module_name, _, attr = target.partition(":")
         try:
             module = importlib.import_module(module_name)

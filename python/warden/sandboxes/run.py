@@ -30,8 +30,9 @@ def run(
     args = checks.argv_list(argv)
     data = checks.stdin_bytes(stdin)
     lim = checks.limits_of(limits)
+    net = checks.network_policy(network)
     envs = checks.env_map(env)
     where = checks.cwd_path(cwd)
     cap = checks.output_cap(max_output_bytes)
-    return get_provider(provider).run(args, stdin=data, limits=lim, network=network, env=envs,
+    return get_provider(provider).run(args, stdin=data, limits=lim, network=net, env=envs,
                                       cwd=where, max_output_bytes=cap)

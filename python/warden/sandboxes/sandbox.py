@@ -5,9 +5,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping, Sequence
 
+from warden.providers.registry import get_provider
+from warden.sandboxes import checks
 from warden.spec.limits import Limits
 from warden.spec.result import ExecResult
-from warden.providers.registry import get_provider
 from warden.spec.sandbox import SandboxSpec
 
 __all__ = ["Files", "Sandbox"]
@@ -15,24 +16,24 @@ __all__ = ["Files", "Sandbox"]
 
 class Files:
     """The sandbox's workspace. Paths are relative to it; ``..``, absolute paths and symlinks
-    that lead out are refused with PathEscapeError."""
+    that lead out are refused with PathEscapeError; a path that is not text at all is an
+    InvalidArgument."""
 
     def __init__(self, box: Sandbox) -> None:
         self._box = box
 
     def write(self, path: str, data: bytes | str) -> None:
-        if isinstance(data, str):
-            data = data.encode()
+        path, data = checks.file_path(path), checks.file_data(data)
         self._box._provider.write_file(self._box._handle, path, data)
 
     def read(self, path: str) -> bytes:
-        return self._box._provider.read_file(self._box._handle, path)
+        return self._box._provider.read_file(self._box._handle, checks.file_path(path))
 
     def list(self, path: str = ".") -> list[str]:
-        return self._box._provider.list_files(self._box._handle, path)
+        return self._box._provider.list_files(self._box._handle, checks.file_path(path))
 
     def remove(self, path: str) -> None:
-        self._box._provider.remove_file(self._box._handle, path)
+        self._box._provider.remove_file(self._box._handle, checks.file_path(path))
 
 
 class Sandbox:
@@ -41,16 +42,24 @@ class Sandbox:
     ``readonly=True`` makes the workspace read-only to the code inside (``files.write`` from
     outside still works). ``labels`` (tenant, project, environment, purpose) are kept for
     listing and reuse; with ``reuse_key`` a live sandbox of the same key and spec is reused.
+
+    Every argument of every method is checked before anything runs: a wrong one is an
+    InvalidArgument naming it, and the sandbox and its files are as they were. ``timeout``
+    is None (the sandbox's ``limits.wall_time_s``) or seconds above 0 up to
+    ``checks.MAX_TIMEOUT_S`` (a week); there is no unbounded timeout.
     """
 
     def __init__(self, limits: Limits | None = None, network: str = "none",
                  labels: Mapping[str, str] | None = None, readonly: bool = False, *,
                  provider: str = "native", reuse_key: str | None = None,
                  env: Mapping[str, str] | None = None) -> None:
+        spec = SandboxSpec(limits=checks.limits_of(limits), network=checks.network_policy(network),
+                           readonly=checks.flag(readonly, "readonly"),
+                           labels=checks.labels_map(labels), env=checks.env_map(env))
+        key = checks.reuse_key(reuse_key)
         self._provider = get_provider(provider)
-        self.spec = SandboxSpec(limits=limits or Limits(), network=network, readonly=readonly,
-                                labels=dict(labels or {}), env=dict(env or {}))
-        self._handle = self._provider.create(self.spec, reuse_key=reuse_key)
+        self.spec = spec
+        self._handle = self._provider.create(spec, reuse_key=key)
         self.files = Files(self)
 
     @property
@@ -63,27 +72,29 @@ class Sandbox:
 
     def exec(self, argv: Sequence[str], stdin: bytes | str | None = None,
              timeout: float | None = None) -> ExecResult:
-        if isinstance(stdin, str):
-            stdin = stdin.encode()
-        return self._provider.exec(self._handle, list(argv), stdin=stdin, timeout=timeout)
+        """Run ``argv`` (a list: ``["sh", "-c", line]`` for a shell line) and wait for it."""
+        args = checks.argv_list(argv)
+        data = checks.stdin_bytes(stdin)
+        limit = checks.timeout_s(timeout)
+        return self._provider.exec(self._handle, args, stdin=data, timeout=limit)
 
     def run_python(self, code: str, timeout: float | None = None) -> ExecResult:
         """Run ``code`` in a fresh interpreter inside the sandbox: a timeout or a crash ends
         that interpreter, never the sandbox."""
-        return self.exec([sys.executable, "-I", "-c", code], timeout=timeout)
+        source = checks.python_code(code)
+        limit = checks.timeout_s(timeout)
+        return self._provider.exec(self._handle, [sys.executable, "-I", "-c", source],
+                                   timeout=limit)
 
     def call(self, fn_source_or_name: str, payload: object = None,
              timeout: float | None = None) -> object:
         """Call a function inside the sandbox: pass its source (``def f(x): ...``) the first
-        time, then its name alone. A timeout kills the sandbox (TimeoutExceeded)."""
-        is_source = "\n" in fn_source_or_name or fn_source_or_name.lstrip().startswith(
-            ("def ", "async def ", "import ", "from "))
-        args = {"payload": payload}
-        if is_source:
-            args["source"] = fn_source_or_name
-        else:
-            args["name"] = fn_source_or_name
-        return self._provider.call(self._handle, "call_fn", args, timeout=timeout)
+        time, then its name alone. ``payload`` is what msgpack carries (checks.payload). A
+        timeout kills the sandbox (TimeoutExceeded)."""
+        is_source, text = checks.function_ref(fn_source_or_name)
+        args = {"payload": checks.payload(payload), "source" if is_source else "name": text}
+        limit = checks.timeout_s(timeout)
+        return self._provider.call(self._handle, "call_fn", args, timeout=limit)
 
     def close(self) -> None:
         self._provider.destroy(self._handle)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from warden.errors import InvalidArgument
+
 __all__ = ["BOUNDS", "LIMIT_NAMES", "NETWORK_POLICIES", "Limits", "parse_size"]
 
 NETWORK_POLICIES = ("none",)
@@ -35,23 +37,20 @@ _OPTIONAL = frozenset({"cpu_time_s", "file_size_mb"})
 
 def _check_number(name: str, value: object, lo: float, hi: float, *, integer: bool,
                   optional: bool) -> None:
-    if value is None:
-        if optional:
-            return
-        raise ValueError(f"Limits.{name} must be set (got None)")
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"Limits.{name} must be a number, got {type(value).__name__} {value!r}")
-    if integer and not isinstance(value, int):
-        raise ValueError(f"Limits.{name} must be a whole number, got {value!r}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"Limits.{name} must be finite, got {value!r}")
-    if not lo <= value <= hi:
-        raise ValueError(f"Limits.{name} must be between {lo} and {hi}, got {value!r}")
+    if value is None and optional:
+        return
+    # NaN fails every comparison and infinity the bound: the range check sees to both.
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or (integer and not isinstance(value, int)) or not lo <= value <= hi):
+        kind = "a whole number" if integer else "a finite number"
+        raise InvalidArgument(name, value, f"Limits.{name} takes {kind} from {lo} to {hi}"
+                              + (", or None" if optional else ""))
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Resource limits of one sandbox. Every field is enforced by the kernel."""
+    """Resource limits of one sandbox. Every field is enforced by the kernel. A value out of
+    range is an InvalidArgument naming the field (e.g. ``.argument == "memory_mb"``)."""
 
     memory_mb: int = 256
     pids: int = 64

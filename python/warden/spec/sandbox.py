@@ -6,12 +6,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from warden.spec.limits import Limits
+from warden.errors import InvalidArgument
+from warden.spec.limits import NETWORK_POLICIES, Limits
 
-__all__ = ["LABEL_KEYS", "SandboxSpec"]
+__all__ = ["LABEL_KEYS", "SandboxSpec", "known_network"]
 
 # The labels every sandbox may carry; reuse and listing go by them.
 LABEL_KEYS = ("tenant", "project", "environment", "purpose")
+
+
+def known_network(network: object) -> str:
+    """``network`` if warden knows that policy. One it knows but a provider cannot give is
+    that provider's ProviderUnavailable, raised when the sandbox is made."""
+    if not isinstance(network, str) or network not in NETWORK_POLICIES:
+        raise InvalidArgument("network", network, "it is not a network policy warden knows; "
+                              "use " + " or ".join(repr(p) for p in NETWORK_POLICIES))
+    return network
 
 
 @dataclass(frozen=True)
@@ -37,6 +47,13 @@ class SandboxSpec:
     data_dir: str = ""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.limits, Limits):
+            raise InvalidArgument("limits", self.limits, "a warden.Limits, e.g. "
+                                  "Limits(memory_mb=128)")
+        known_network(self.network)
+        if not isinstance(self.labels, Mapping):
+            raise InvalidArgument("labels", self.labels, "a mapping of label names to strings")
         for key, value in self.labels.items():
             if not isinstance(key, str) or not isinstance(value, str):
-                raise ValueError(f"labels must map str to str, got {key!r}: {value!r}")
+                raise InvalidArgument("labels", dict(self.labels), f"strings mapped to strings; "
+                                      f"{key!r}: {value!r} is not")

@@ -9,6 +9,7 @@ channel is abandoned, so a late reply can never reach another caller.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import os
@@ -22,8 +23,9 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from functools import partial
+from typing import cast
 
-from warden.host import cgroups, identity
+from warden.host import cgroups, descriptors, identity
 from warden.host.environ import python_paths, sandbox_env
 from warden.providers.native import prepare, runner
 from warden.wire import ipc
@@ -117,6 +119,8 @@ class NativeProvider(Provider):
     name = "native"
 
     def __init__(self) -> None:
+        # Each live sandbox holds a few descriptors here: room for more than ~300 of them.
+        descriptors.raise_soft_limit()
         self._zygote = Zygote()
         self._lock = threading.Lock()
         self._live: dict[str, SandboxHandle] = {}
@@ -166,24 +170,55 @@ class NativeProvider(Provider):
         return handle
 
     def _spawn(self, spec: SandboxSpec) -> SandboxHandle:
-        """A new sandbox with its worker started, not yet handed to anyone."""
+        """A new sandbox with its worker started, not yet handed to anyone. A step that fails
+        undoes those before it, so nothing of a half-made sandbox is left: no cgroup,
+        namespace, socket or workspace directory. Running out of descriptors on the way is
+        HostResourceExhausted, naming the limit."""
         lim = spec.limits
-        host_ws = None
-        if spec.readonly:
-            # A read-only workspace is a host directory bound read-only: the tool layer writes
-            # it from outside, the code inside can only read it.
-            host_ws = tempfile.mkdtemp(prefix="warden-ws-")
-            os.chmod(host_ws, 0o755)
         prep = prepare.preparer()
-        host_id = identity.acquire()
-        try:
-            cg = prep.cgroup(lim.memory_mb << 20, lim.pids, lim.cpus)
-        except BaseException:
-            host_id.release()
-            raise
-        netns = prep.netns()
-        host, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
+        with contextlib.ExitStack() as undo:
+            host_ws = None
+            if spec.readonly:
+                # A read-only workspace is a host directory bound read-only: the tool layer
+                # writes it from outside, the code inside can only read it.
+                host_ws = descriptors.at_step("workspace directory", tempfile.mkdtemp,
+                                              prefix="warden-ws-")
+                # Still empty if the sandbox is not made: rmdir needs no descriptor.
+                undo.callback(os.rmdir, host_ws)
+                os.chmod(host_ws, 0o755)
+            host_id = descriptors.at_step("host identity", identity.acquire)
+            try:
+                cg = descriptors.at_step("cgroup", prep.cgroup, lim.memory_mb << 20, lim.pids,
+                                         lim.cpus)
+            except BaseException:
+                host_id.release()
+                raise
+            # The identity is handed back once the cgroup, and so everything of it, is gone.
+            undo.callback(prep.release, cg, host_id=host_id)
+            pid, got, host = self._start_worker(spec, host_ws, cg, host_id, undo)
+            handle = SandboxHandle(
+                id=f"native-{os.getpid()}-{next(self._seq)}", provider=self.name, spec=spec,
+                labels=dict(spec.labels),
+                state={"pid": pid, "pidfd": got[0], "mount_ns": tuple(got[1:]),
+                       "chan": ipc.Channel(host), "cgroup": cg, "host_id": host_id,
+                       "lock": threading.Lock(), "dead": None, "host_ws": host_ws,
+                       "created": time.monotonic(), "calls": 0})
+            undo.pop_all()
+        return handle
+
+    def _start_worker(self, spec: SandboxSpec, host_ws: str | None, cg: cgroups.SandboxCgroup,
+                      host_id: identity.HostId, undo: contextlib.ExitStack,
+                      ) -> tuple[int, list[int], socket.socket]:
+        """Have the zygote fork the worker into ``cg`` as ``host_id``: (its pid, the
+        descriptors that came with the zygote's reply, the host's end of the worker's
+        socket), each closed by ``undo`` unless the sandbox is made."""
+        with contextlib.ExitStack() as sent:  # the zygote has its own copies of these
+            netns = descriptors.at_step("network namespace", prepare.preparer().netns)
+            sent.callback(os.close, netns)
+            host, child = descriptors.at_step("worker socket", socket.socketpair,
+                                              socket.AF_UNIX, socket.SOCK_STREAM)
+            undo.callback(host.close)
+            sent.callback(child.close)
             cfg = self._config(spec, host_ws)
             cfg.update(host_id.config())
             cfg["cgroup_procs"] = cg.procs_files()
@@ -193,28 +228,19 @@ class NativeProvider(Provider):
             fds = [child.fileno(), netns]
             if cg.dir_fd() is not None:
                 fds.append(cg.dir_fd())
-            result, got = self._zygote.request(
+            result, got = descriptors.at_step(
+                "zygote spawn", self._zygote.request,
                 {"op": "spawn", "config": cfg, "entry": spec.entry_point or None,
                  "data_dir": spec.data_dir or None, "netns": True,
                  "cgroup_fd": cg.dir_fd() is not None}, fds)
-        except BaseException:
-            host.close()
-            prep.release(cg, host_id=host_id)
-            if host_ws:
-                shutil.rmtree(host_ws, ignore_errors=True)
-            raise
-        finally:
-            child.close()
-            os.close(netns)
-        handle = SandboxHandle(
-            id=f"native-{os.getpid()}-{next(self._seq)}", provider=self.name, spec=spec,
-            labels=dict(spec.labels),
-            state={"pid": result["pid"], "pidfd": got[0], "mount_ns": tuple(got[1:]),
-                   "chan": ipc.Channel(host),
-                   "cgroup": cg, "host_id": host_id, "lock": threading.Lock(), "dead": None,
-                   "host_ws": host_ws,
-                   "created": time.monotonic(), "calls": 0})
-        return handle
+        for fd in got:
+            undo.callback(os.close, fd)
+        if not got:
+            # recvmsg(2) drops the descriptors that do not fit this process's table
+            # (MSG_CTRUNC). The worker lives, but unseen: closing its socket (undo) ends it,
+            # and the removal of its cgroup takes whatever is left.
+            raise descriptors.exhausted("receiving the worker's pidfd", errno.EMFILE)
+        return cast("dict[str, int]", result)["pid"], got, host  # the zygote is warden's own
 
     @staticmethod
     def _env(handle: SandboxHandle) -> dict[str, str]:
