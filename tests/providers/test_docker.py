@@ -206,3 +206,19 @@ def test_engine_restart_and_the_pool_recovers(engine, own):
     assert own.call(h, "ping", {})["pong"] is True             # with a fresh container
     assert own.reconcile().recovered == [h.id]
 
+
+def test_another_provider_s_sandbox_is_listed_but_not_ours_to_use(own, engine):
+    from warden.providers.docker import DockerProvider
+
+    mine = own.create(SandboxSpec(labels={"purpose": "shown-elsewhere"}))
+    other = DockerProvider(idle_seconds=0, reconcile_interval=0)
+    try:
+        [seen] = other.list({"purpose": "shown-elsewhere"})
+        assert seen.id == mine.id and not other.usable(seen)
+        with pytest.raises(WorkerCrashed, match="only its owner"):
+            other.call(seen, "ping", {})
+        with pytest.raises(warden.WardenError, match="belongs to warden process"):
+            other.destroy(seen)
+    finally:
+        other.close()
+    assert own.call(mine, "ping", {})["pong"] is True
