@@ -28,6 +28,7 @@ import time
 
 import warden
 from warden.providers.base import SandboxSpec
+from warden.providers.native.state import state_of
 
 PLUGIN = """
     def handle(action, payload):
@@ -87,7 +88,7 @@ def main() -> int:
         plugin = engine.load(make_plugin(tmp))
         provider = engine.provider
         handle = plugin.workers()[0]
-        chan = handle.state["chan"]
+        chan = state_of(handle).chan  # the native provider's own record, to time the bare channel
 
         for _ in range(500):
             plugin.call("echo", 1)

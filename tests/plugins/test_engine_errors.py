@@ -27,7 +27,7 @@ def engine():
 
 def _still_serving(engine, plugin) -> None:
     assert plugin.call("ping") == "pong"
-    assert all(not h.state["dead"] for h in plugin.workers())
+    assert all(engine.provider.usable(h) for h in plugin.workers())
 
 
 def test_timeout_kills_the_worker_and_the_next_call_succeeds(engine):
@@ -36,7 +36,7 @@ def test_timeout_kills_the_worker_and_the_next_call_succeeds(engine):
     old = p.workers()
     with pytest.raises(warden.TimeoutExceeded):
         p.call("spin")
-    assert all(h.state["dead"] for h in old)
+    assert not any(engine.provider.usable(h) for h in old)
     assert not {h.id for h in old} & {h.id for h in engine.provider.list()}
     _still_serving(engine, p)
 

@@ -12,6 +12,7 @@ import pytest
 import warden
 import yaml
 from warden.cli import demo
+from warden.providers.native.state import state_of
 from warden.wire import ipc
 
 from tests.conftest import require
@@ -221,7 +222,7 @@ def test_idle_workers_are_reaped_down_to_min(tmp_path, engine):
     assert len(handles) == 1
     assert engine.reap() == 1
     assert p.workers() == []
-    assert handles[0].state["dead"]
+    assert not engine.provider.usable(handles[0])
 
 
 def test_unused_pools_are_reaped_by_the_engine(tmp_path, engine):
@@ -232,10 +233,10 @@ def test_unused_pools_are_reaped_by_the_engine(tmp_path, engine):
     handle = p.workers()[0]
     # Nobody calls again: the engine's reaper, not a call, must retire the worker.
     for _ in range(100):
-        if handle.state["dead"]:
+        if not engine.provider.usable(handle):
             break
         time.sleep(0.1)
-    assert handle.state["dead"]
+    assert not engine.provider.usable(handle)
     assert p.workers() == []
 
 
@@ -333,5 +334,5 @@ def test_close_destroys_every_worker(tmp_path):
     handles = p.workers()
     assert len(handles) == 2
     e.close()
-    assert all(h.state["dead"] for h in handles)
-    assert not any(os.path.exists(f"/proc/{h.state['pid']}/root/plugin") for h in handles)
+    assert not any(e.provider.usable(h) for h in handles)
+    assert not any(os.path.exists(f"/proc/{state_of(h).pid}/root/plugin") for h in handles)

@@ -137,7 +137,7 @@ def box(provider):
     from warden.providers.base import SandboxSpec
 
     h = _shared.get(provider.name)
-    if h is None or h.state.get("destroyed"):
+    if h is None or h._state.destroyed:
         h = _shared[provider.name] = provider.create(SandboxSpec(labels={"purpose": "suite"}))
     return h
 

@@ -17,6 +17,7 @@ import pytest
 import warden
 from warden.errors import MemoryLimitExceeded, TimeoutExceeded, WorkerCrashed
 from warden.providers.base import SandboxSpec
+from warden.providers.docker.state import state_of
 
 from tests.conftest import require
 
@@ -50,7 +51,7 @@ def test_container_posture_as_the_engine_reports_it(own):
     h = own.create(SandboxSpec(limits=lim, labels={"tenant": "acme", "project": "p",
                                                    "environment": "ci", "purpose": "posture"}),
                    reuse_key="posture")
-    info = own.api.inspect_container(h.state["container"])
+    info = own.api.inspect_container(state_of(h).container)
     hc, cfg = info["HostConfig"], info["Config"]
     assert hc["Memory"] == hc["MemorySwap"] == 128 << 20
     assert hc["PidsLimit"] > 20 and hc["NanoCpus"] == 500_000_000
@@ -83,7 +84,7 @@ def test_seccomp_profile_is_warden_s_not_docker_s_default(own):
 
 def test_worker_killed_from_outside_during_a_call(own):
     h = own.create(SandboxSpec(limits=warden.Limits(wall_time_s=60)))
-    first = h.state["container"]
+    first = state_of(h).container
     own.call(h, "call_fn", {"source": "import time\ndef nap(s):\n    time.sleep(s)\n",
                             "payload": 0})
     caught = []
@@ -101,7 +102,7 @@ def test_worker_killed_from_outside_during_a_call(own):
     t.join(30)
     assert len(caught) == 1 and caught[0].signal == signal.SIGKILL
     assert own.call(h, "ping", {})["pong"] is True
-    assert h.state["container"] != first
+    assert state_of(h).container != first
 
 
 _ORPHAN_MAKER = """
@@ -110,7 +111,7 @@ from warden.providers import get_provider
 from warden.providers.base import SandboxSpec
 p = get_provider("docker")
 h = p.create(SandboxSpec(labels={"purpose": "orphan"}))
-print(h.id, h.state["container"], flush=True)
+print(h.id, h._state.container, flush=True)
 time.sleep(600)
 """
 
@@ -146,7 +147,7 @@ def test_reconcile_leaves_a_live_process_s_sandboxes_alone(own, provider_docker_
                          env=_child_env(), timeout=120, check=True)
     report = json.loads(out.stdout)
     assert provider_docker_box.id not in report["removed"]
-    assert own.api.inspect_container(provider_docker_box.state["container"])["State"]["Running"]
+    assert own.api.inspect_container(state_of(provider_docker_box).container)["State"]["Running"]
 
 
 @pytest.fixture
@@ -174,7 +175,7 @@ def test_idle_sandboxes_are_removed_unless_in_use(own):
     held, release = threading.Event(), threading.Event()
 
     def in_call():  # a call in progress holds the sandbox's lock
-        with busy.state["lock"]:
+        with state_of(busy).lock:
             held.set()
             release.wait(30)
 
@@ -187,7 +188,7 @@ def test_idle_sandboxes_are_removed_unless_in_use(own):
         release.set()
         t.join()
     assert idle.id in removed and busy.id not in removed
-    assert not own.api.containers(all=True, filters={"id": idle.state["container"]})
+    assert not own.api.containers(all=True, filters={"id": state_of(idle).container})
     assert own.call(busy, "ping", {})["pong"] is True
     assert own.reap_idle(now=time.monotonic()) == []   # just used: not idle
 
@@ -204,3 +205,20 @@ def test_engine_restart_and_the_pool_recovers(engine, own):
     assert own.create(h.spec, reuse_key="restart").id == h.id   # the pool still has it
     assert own.call(h, "ping", {})["pong"] is True             # with a fresh container
     assert own.reconcile().recovered == [h.id]
+
+
+def test_another_provider_s_sandbox_is_listed_but_not_ours_to_use(own, engine):
+    from warden.providers.docker import DockerProvider
+
+    mine = own.create(SandboxSpec(labels={"purpose": "shown-elsewhere"}))
+    other = DockerProvider(idle_seconds=0, reconcile_interval=0)
+    try:
+        [seen] = other.list({"purpose": "shown-elsewhere"})
+        assert seen.id == mine.id and not other.usable(seen)
+        with pytest.raises(WorkerCrashed, match="only its owner"):
+            other.call(seen, "ping", {})
+        with pytest.raises(warden.WardenError, match="belongs to warden process"):
+            other.destroy(seen)
+    finally:
+        other.close()
+    assert own.call(mine, "ping", {})["pong"] is True

@@ -13,6 +13,7 @@ from tests.conftest import require
 from warden.providers.native import prepare
 from warden.providers.base import SandboxSpec
 from warden.providers.native import NativeProvider
+from warden.providers.native.state import state_of
 
 COUNTER = """
 calls = 0
@@ -82,7 +83,7 @@ def test_the_sandbox_made_ahead_is_new_and_handed_out_next(native):
     assert second in p.list(labels={"tenant": "acme"})
     got = call(p, second, "acme")
     assert got["calls"] == 1  # a fresh interpreter: nothing of the first sandbox's calls
-    assert second.state["pid"] != first.state["pid"]
+    assert state_of(second).pid != state_of(first).pid
     p.destroy(second)
 
 
@@ -108,7 +109,7 @@ def test_a_worker_killed_while_waiting_is_never_handed_out(native):
     p.destroy(p.create(spec))
     wait_for(lambda: len(made_ahead(_spec_key(spec))) == 1)
     doomed = made_ahead(_spec_key(spec))[0].handle
-    os.kill(doomed.state["pid"], 9)
+    os.kill(state_of(doomed).pid, 9)
     wait_for(lambda: p._exited(doomed))
     h = p.create(spec)
     assert h is not doomed
@@ -127,9 +128,9 @@ def test_close_leaves_nothing_made_ahead(tmp_path):
     left = made_ahead(_spec_key(spec))[0].handle
     p.close()
     assert made_ahead(_spec_key(spec)) == []
-    assert left.state.get("destroyed") and p._exited(left)
+    assert state_of(left).destroyed and p._exited(left)
     prepare.preparer().drain()  # the cgroup's removal runs in the background
-    assert not os.path.exists(left.state["cgroup"].path)
+    assert not os.path.exists(state_of(left).cgroup.path)
 
 
 def test_many_sandboxes_leave_no_descriptor_or_namespace_behind(tmp_path):

@@ -8,6 +8,7 @@ import os
 import pytest
 import warden
 from warden import PathEscapeError, PluginError, TimeoutExceeded, WorkerCrashed
+from warden.providers.native.state import state_of
 
 from tests.plugins.test_plugins import native_ok
 
@@ -96,7 +97,7 @@ def test_closing_removes_the_sandbox():
     box = warden.Sandbox(labels={"project": "p-close"})
     provider = box._provider
     assert [h.id for h in provider.list({"project": "p-close"})] == [box.id]
-    pid = box._handle.state["pid"]
+    pid = state_of(box._handle).pid
     box.close()
     assert provider.list({"project": "p-close"}) == []
     with pytest.raises(ProcessLookupError):

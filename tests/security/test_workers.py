@@ -9,6 +9,7 @@ import os
 
 import pytest
 import warden
+from warden.providers.native.state import state_of
 
 from tests.plugins.test_plugins import native_ok
 
@@ -68,7 +69,7 @@ def _fds(pid: int, above: int) -> list[str]:
 
 def test_a_worker_runs_in_the_whole_sandbox(box):
     provider, handle = box
-    pid = handle.state["pid"]
+    pid = state_of(handle).pid
     st = _status(pid)
     assert st["Seccomp"] == "2" and st["NoNewPrivs"] == "1"
     for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):

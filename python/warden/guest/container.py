@@ -6,7 +6,7 @@ sends whatever the code inside prints to fd 1 to stderr, keeping the frame strea
 adds two ops to the tool layer's: ``exec`` reports the container cgroup's counters before and
 after the command (the host cannot read them on the call path), and ``cgroup_stats``.
 
-Started as ``python3 -I -c BOOT <entry> <data_dir> <areas>`` (providers.docker.provider),
+Started as ``python3 -I -c BOOT <entry> <data_dir> <areas>`` (providers.docker.config),
 under any Python 3.10+ of the image: it imports only the standard library, warden.wire and
 warden.errors.
 """

@@ -186,7 +186,7 @@ class Pool:
                     raise CallFailed(f"pool {self.key} is closed; load the plugin again")
                 while self._idle:
                     w = self._idle.pop()        # the most recently used: its caches are warm
-                    if w.handle.state.get("dead"):
+                    if not self.provider.usable(w.handle):
                         self._retire_later(w)
                         continue
                     self._busy.add(w)
@@ -220,7 +220,7 @@ class Pool:
         """Give a worker back; a broken or worn-out one is destroyed."""
         w.calls += 1
         w.last_used = time.monotonic()
-        retire = (broken or bool(w.handle.state.get("dead"))
+        retire = (broken or not self.provider.usable(w.handle)
                   or w.calls >= self.settings.max_calls_per_worker)
         with self._cond:
             self._busy.discard(w)
@@ -345,12 +345,9 @@ class Plugin:
     def _send(self, handle: SandboxHandle, op: str, action: str, field_name: str,
               value: object) -> object:
         provider = self.engine.provider
+        # A plugin may answer with a large result as {"$file": relpath} in its data/ (the
+        # spec's data_dir): the provider reads it from there by itself.
         args: dict[str, Any] = {"action": action, field_name: value}
-        pid = handle.state.get("pid") if isinstance(handle.state, dict) else None
-        if handle.provider == "native" and pid:
-            # A plugin answers with a large result as {"$file": relpath} in its data/; the
-            # host reads it beneath the worker's root without following symlinks.
-            args["data_dir"] = f"/proc/{pid}/root{DATA_INSIDE}"
         try:
             return provider.call(handle, op, args)
         except PayloadTooLarge as exc:

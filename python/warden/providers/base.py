@@ -13,6 +13,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from warden.errors import ProviderUnavailable
 from warden.spec.limits import Limits
@@ -37,14 +38,20 @@ class Capabilities:
 
 @dataclass
 class SandboxHandle:
-    """A live sandbox as its provider knows it."""
+    """A live sandbox as its provider knows it.
+
+    ``_state`` is the provider's own record of the sandbox (the native provider's
+    ``NativeState``, the Docker provider's ``DockerState``, a third party's own type). Only the
+    provider that made the handle reads or writes it, and no module outside warden.providers
+    names it; what others need to know they ask the provider (:meth:`Provider.usable`).
+    """
 
     id: str
     provider: str
     spec: SandboxSpec
     labels: dict[str, str]
     reuse_key: str | None = None
-    state: dict = field(default_factory=dict)   # provider-private
+    _state: Any = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -80,6 +87,12 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     def create(self, spec: SandboxSpec, *, reuse_key: str | None = None) -> SandboxHandle:
         """A sandbox for ``spec``: a live one with the same reuse key and spec, else a new one."""
+
+    def usable(self, handle: SandboxHandle) -> bool:
+        """False once ``handle`` can serve no more requests as it is (its worker died or was
+        killed, or it was destroyed), so that a pool retires it instead of handing it out.
+        A provider that cannot tell says True, and the sandbox's next call reports the death."""
+        return True
 
     @abc.abstractmethod
     def exec(self, handle: SandboxHandle, argv: Sequence[str], *, stdin: bytes | None = None,

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from warden.errors import CgroupTeardownError, SandboxSetupError
+from warden.host.owner import alive, proc_starttime
 
 # cpu.max / cpu.cfs_period_us: the kernel's default period; quota is cpus times it.
 CPU_PERIOD_US = 100_000
@@ -85,22 +86,6 @@ def parse_mountinfo(text: str) -> list[Mount]:
 def cpu_quota_us(cpus: float, period_us: int = CPU_PERIOD_US) -> int:
     """The CFS quota, in µs per period, that lets a group use ``cpus`` CPUs."""
     return max(_MIN_QUOTA_US, round(cpus * period_us))
-
-
-def _proc_starttime(pid: int) -> int | None:
-    """Field 22 of /proc/<pid>/stat, or None if the process is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    # comm (field 2) may hold spaces and parentheses: split after the last ')'.
-    rest = data[data.rindex(b")") + 2:].split()
-    return int(rest[19])
-
-
-def _owner_alive(pid: int, starttime: int) -> bool:
-    return _proc_starttime(pid) == starttime
 
 
 # ----------------------------------------------------------------------------------------------
@@ -250,7 +235,7 @@ class CgroupDriver:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._owner = f"warden-{os.getpid()}-{_proc_starttime(os.getpid())}"
+        self._owner = f"warden-{os.getpid()}-{proc_starttime(os.getpid())}"
 
     def create(self, memory_bytes: int | None, pids: int | None,
                cpus: float | None, *, freezer: bool = True) -> SandboxCgroup:
@@ -303,7 +288,7 @@ def _sweep_base(base: str) -> list[str]:
         return removed
     for name in names:
         m = _OWNER_RE.match(name)
-        if not m or _owner_alive(int(m.group(1)), int(m.group(2))):
+        if not m or alive(int(m.group(1)), int(m.group(2))):
             continue
         parent = os.path.join(base, name)
         try:

@@ -1,9 +1,9 @@
 """The native provider: sandboxes made by warden's own C++ core (``_core``), Python workers
 forked by a clean zygote, one-shot commands through sandboxes made ahead (``prepare``).
 
-Modules: ``provider`` (NativeProvider), ``runner`` (one command in a fresh sandbox), ``prepare``
-(sandboxes made ahead, removal after the run), ``zygote`` (the interpreter that forks
-workers). The zygote imports ``providers.native.zygote`` alone, so this file loads nothing.
+Modules: ``provider`` (NativeProvider), ``state`` (NativeState, what it knows of one sandbox),
+``runner`` (one command in a fresh sandbox), ``prepare`` (sandboxes made ahead, removal after
+the run), ``zygote`` (the interpreter that forks workers). The zygote imports ``providers.native.zygote`` alone, so this file loads nothing.
 """
 
 from __future__ import annotations

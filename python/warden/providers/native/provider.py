@@ -28,6 +28,7 @@ from typing import cast
 from warden.host import cgroups, descriptors, identity
 from warden.host.environ import python_paths, sandbox_env
 from warden.providers.native import prepare, runner
+from warden.providers.native.state import NativeState, state_of
 from warden.wire import ipc
 from warden.errors import (
     CallFailed,
@@ -109,7 +110,7 @@ class _Made:
         self.handle = provider._spawn(spec)
 
     def ready(self) -> bool:
-        return not self.handle.state["dead"] and not self.provider._exited(self.handle)
+        return not state_of(self.handle).dead and not self.provider._exited(self.handle)
 
     def close(self) -> None:
         self.provider._teardown(self.handle)
@@ -153,7 +154,7 @@ class NativeProvider(Provider):
         if reuse_key is not None:
             with self._lock:
                 for h in self._live.values():
-                    if h.reuse_key == reuse_key and h.spec == spec and not h.state["dead"]:
+                    if h.reuse_key == reuse_key and h.spec == spec and not state_of(h).dead:
                         return h
         # A sandbox of this spec made ahead when the last one was destroyed (warden.providers.native.prepare),
         # or one made now. Either way it is new: no call has reached its worker yet.
@@ -163,8 +164,7 @@ class NativeProvider(Provider):
         handle.spec = spec
         handle.labels = dict(spec.labels)
         handle.reuse_key = reuse_key
-        handle.state["created"] = time.monotonic()
-        handle.state["prep_key"] = key
+        state_of(handle).prep_key = key
         with self._lock:
             self._live[handle.id] = handle
         return handle
@@ -199,10 +199,10 @@ class NativeProvider(Provider):
             handle = SandboxHandle(
                 id=f"native-{os.getpid()}-{next(self._seq)}", provider=self.name, spec=spec,
                 labels=dict(spec.labels),
-                state={"pid": pid, "pidfd": got[0], "mount_ns": tuple(got[1:]),
-                       "chan": ipc.Channel(host), "cgroup": cg, "host_id": host_id,
-                       "lock": threading.Lock(), "dead": None, "host_ws": host_ws,
-                       "created": time.monotonic(), "calls": 0})
+                _state=NativeState(
+                    pid=pid, pidfd=got[0], mount_ns=tuple(got[1:]), chan=ipc.Channel(host),
+                    cgroup=cg, host_id=host_id, host_ws=host_ws,
+                    large_dir=f"/proc/{pid}/root{spec.data_dir}" if spec.data_dir else None))
             undo.pop_all()
         return handle
 
@@ -247,30 +247,31 @@ class NativeProvider(Provider):
         return dict(e.split("=", 1) for e in sandbox_env(handle.spec.env))
 
     def _kill(self, handle: SandboxHandle) -> None:
-        st = handle.state
+        st = state_of(handle)
         try:
-            signal.pidfd_send_signal(st["pidfd"], signal.SIGKILL)
+            signal.pidfd_send_signal(st.pidfd, signal.SIGKILL)
         except ProcessLookupError:
             pass
 
     def _reap(self, handle: SandboxHandle) -> int | None:
         """The worker's wait status (asks the zygote, which is its parent); once."""
-        st = handle.state
-        if "status" not in st:
+        st = state_of(handle)
+        if not st.reaped:
             try:
-                result, _ = self._zygote.request({"op": "wait", "pid": st["pid"]})
-                st["status"] = result["status"]
+                result, _ = self._zygote.request({"op": "wait", "pid": st.pid})
+                st.status = result["status"]
             except CallFailed:
-                st["status"] = None
-        return st["status"]
+                st.status = None
+            st.reaped = True
+        return st.status
 
     def _death(self, handle: SandboxHandle, why: str) -> CallFailed:
         """Why the worker died, as the error a caller should see."""
-        st = handle.state
+        st = state_of(handle)
         self._kill(handle)
         status = self._reap(handle)
-        stats = st["cgroup"].stats()
-        st["dead"] = why
+        stats = st.cgroup.stats()
+        st.dead = why
         if stats.oom_kills:
             return MemoryLimitExceeded(
                 f"sandbox {handle.id} was OOM-killed at its memory limit of "
@@ -290,18 +291,18 @@ class NativeProvider(Provider):
     def destroy(self, handle: SandboxHandle) -> None:
         with self._lock:
             self._live.pop(handle.id, None)
-        if self._teardown(handle) and "prep_key" in handle.state:
+        if self._teardown(handle) and state_of(handle).prep_key is not None:
             # The next sandbox of its spec is made now, off the caller's path.
-            prepare.preparer().finished(handle.state["prep_key"])
+            prepare.preparer().finished(state_of(handle).prep_key)
 
     def _teardown(self, handle: SandboxHandle) -> bool:
         """Kill the worker, wait for its exit, remove the rest; False if done before."""
-        st = handle.state
-        with st["lock"]:
-            if st.get("destroyed"):
+        st = state_of(handle)
+        with st.lock:
+            if st.destroyed:
                 return False
-            st["destroyed"] = True
-            st["dead"] = st["dead"] or "destroyed"
+            st.destroyed = True
+            st.dead = st.dead or "destroyed"
             # The worker is pid 1 of the sandbox: once it has exited, so has everything in
             # it. Its exit is seen on the pidfd; the zygote reaps it by itself, and the cgroup
             # is removed in the background once empty: no round trip to the zygote here.
@@ -309,11 +310,11 @@ class NativeProvider(Provider):
             if not self._exited(handle, timeout_s=5.0):
                 raise CgroupTeardownError(handle.id, errno.ETIMEDOUT,
                                           "its worker did not exit within 5 s of SIGKILL")
-            st["chan"].close()
-            os.close(st["pidfd"])
-            prepare.preparer().release(st["cgroup"], st["mount_ns"], host_id=st["host_id"])
-            if st["host_ws"]:
-                shutil.rmtree(st["host_ws"], ignore_errors=True)
+            st.chan.close()
+            os.close(st.pidfd)
+            prepare.preparer().release(st.cgroup, st.mount_ns, host_id=st.host_id)
+            if st.host_ws:
+                shutil.rmtree(st.host_ws, ignore_errors=True)
         return True
 
     def list(self, labels: Mapping[str, str] | None = None) -> list[SandboxHandle]:
@@ -328,18 +329,24 @@ class NativeProvider(Provider):
         PR_SET_PDEATHSIG.)"""
         report = ReconcileReport()
         for h in self.list():
-            if not h.state["dead"] and self._alive(h):
+            dead = state_of(h).dead
+            if not dead and self._alive(h):
                 continue
-            report.exits[h.id] = "crashed" if not h.state["dead"] else "exited"
+            report.exits[h.id] = "crashed" if not dead else "exited"
             self.destroy(h)
             report.removed.append(h.id)
         report.removed.extend(cgroups.driver().sweep())
         return report
 
+    def usable(self, handle: SandboxHandle) -> bool:
+        # A worker that died unseen is found by its next call, which reports why; polling the
+        # pidfd here would cost every call of a pool a system call.
+        return not state_of(handle).dead
+
     @staticmethod
     def _exited(h: SandboxHandle, timeout_s: float = 0.0) -> bool:
         p = select.poll()
-        p.register(h.state["pidfd"], select.POLLIN)
+        p.register(state_of(h).pidfd, select.POLLIN)
         return bool(p.poll(int(timeout_s * 1000)))
 
     @classmethod
@@ -356,19 +363,19 @@ class NativeProvider(Provider):
 
     def call(self, handle: SandboxHandle, op: str, args: dict, *,
              timeout: float | None = None) -> object:
-        st = handle.state
+        st = state_of(handle)
         if timeout is None:
             timeout = handle.spec.limits.wall_time_s
-        with st["lock"]:
-            if st["dead"]:
-                raise WorkerCrashed(f"sandbox {handle.id} is gone ({st['dead']}); create a new one")
+        with st.lock:
+            if st.dead:
+                raise WorkerCrashed(f"sandbox {handle.id} is gone ({st.dead}); create a new one")
             deadline = time.monotonic() + timeout
             try:
-                result = st["chan"].call(op, deadline=deadline, **args)
+                result = st.chan.call(op, deadline=deadline, data_dir=st.large_dir, **args)
             except TimeoutExceeded:
                 self._kill(handle)
                 self._reap(handle)
-                st["dead"] = "timed out"
+                st.dead = "timed out"
                 raise TimeoutExceeded(
                     f"{op} in sandbox {handle.id} passed its {timeout:g}s deadline; the sandbox "
                     "and everything in it were killed") from None
@@ -383,14 +390,13 @@ class NativeProvider(Provider):
                         f"sandbox {handle.id} filled its disk quota of "
                         f"{handle.spec.limits.disk_mb} MiB; further writes fail until files are "
                         f"removed ({exc.type}: {exc.message})") from exc
-                if _pids_error(exc) and st["cgroup"].stats().pids_limit_hit:
+                if _pids_error(exc) and st.cgroup.stats().pids_limit_hit:
                     raise PidsLimitExceeded(
                         f"sandbox {handle.id} reached its pids limit of "
                         f"{handle.spec.limits.pids} processes and threads ({exc.type}: "
                         f"{exc.message}); its worker is replaced, raise max_pids if the "
                         "plugin needs more") from exc
                 raise
-            st["calls"] += 1
             return result
 
     def exec(self, handle: SandboxHandle, argv: Sequence[str], *, stdin: bytes | None = None,
@@ -407,7 +413,7 @@ class NativeProvider(Provider):
         except MemoryLimitExceeded:
             return ExecResult(None, signal.SIGKILL, b"", b"", "memory",
                               frozenset({"memory"}), time.monotonic() - t0)
-        stats = handle.state["cgroup"].stats()
+        stats = state_of(handle).cgroup.stats()
         sig = r["signal"]
         reason, hit = judge(Ending(
             signal=sig, timed_out=r["timed_out"], oom_killed=bool(stats.oom_kills),
@@ -420,14 +426,15 @@ class NativeProvider(Provider):
     # -- files ---------------------------------------------------------------------------------
 
     def _host_path(self, handle: SandboxHandle, path: str) -> str:
-        root = handle.state["host_ws"]
+        root = state_of(handle).host_ws
+        assert root is not None, "called only for a workspace on the host"
         full = os.path.realpath(os.path.join(root, check_relative(path)))
         if full != root and not full.startswith(root + "/"):
             raise PathEscapeError(f"path {path!r} resolves outside the workspace")
         return full
 
     def write_file(self, handle: SandboxHandle, path: str, data: bytes) -> None:
-        if handle.state["host_ws"]:
+        if state_of(handle).host_ws:
             full = self._host_path(handle, path)
             os.makedirs(os.path.dirname(full), exist_ok=True)
             fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
@@ -437,19 +444,19 @@ class NativeProvider(Provider):
         self.call(handle, "write_file", {"path": check_relative(path), "data": bytes(data)})
 
     def read_file(self, handle: SandboxHandle, path: str) -> bytes:
-        if handle.state["host_ws"]:
+        if state_of(handle).host_ws:
             fd = os.open(self._host_path(handle, path), os.O_RDONLY | os.O_NOFOLLOW)
             with os.fdopen(fd, "rb") as f:
                 return f.read()
         return self.call(handle, "read_file", {"path": check_relative(path)})
 
     def list_files(self, handle: SandboxHandle, path: str = ".") -> list[str]:
-        if handle.state["host_ws"]:
+        if state_of(handle).host_ws:
             return sorted(os.listdir(self._host_path(handle, path)))
         return [e["name"] for e in self.call(handle, "list_files", {"path": check_relative(path)})]
 
     def remove_file(self, handle: SandboxHandle, path: str) -> None:
-        if handle.state["host_ws"]:
+        if state_of(handle).host_ws:
             full = self._host_path(handle, path)
             if os.path.isdir(full) and not os.path.islink(full):
                 shutil.rmtree(full)

@@ -95,7 +95,6 @@ def main(fd: int) -> int:
 
     from warden import _core
     from warden.wire import ipc
-    from warden.guest import toolops
     from warden.guest import worker
 
     # Configured once here, inherited by every worker forked from this process.

@@ -1,0 +1,76 @@
+"""What the native provider knows of one sandbox: its worker, channel, cgroup and areas.
+
+It lives in the handle's private ``_state`` and is read and written by providers.native alone;
+the rest of warden asks the provider (``usable``, ``call``). Each field says who may touch it.
+``lock`` is the sandbox's own: a request holds it from send to reply, and teardown takes it, so
+no two of them ever use the channel or the worker at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from warden.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from warden.host.cgroups import SandboxCgroup
+    from warden.host.identity import HostId
+    from warden.providers.base import SandboxHandle
+    from warden.wire.ipc import Channel
+
+__all__ = ["NativeState", "state_of"]
+
+
+@dataclass(slots=True, eq=False)
+class NativeState:
+    # The worker, pid 1 of the sandbox, as the host's pid namespace numbers it. Set by _spawn,
+    # never changed; read to ask the zygote for its wait status and to reach its root.
+    pid: int
+    # A pidfd of the worker. Set by _spawn; polled by anyone who asks whether the worker has
+    # exited; signalled by the kill; closed by teardown under ``lock`` (after it, only
+    # ``destroyed`` may be read).
+    pidfd: int
+    # The sandbox's mount namespace, kept open so that its mounts go away in the background.
+    # Set by _spawn; handed to the preparer by teardown.
+    mount_ns: tuple[int, ...]
+    # The host's end of the worker's socket. Used by call under ``lock``; closed by teardown.
+    chan: Channel
+    # The sandbox's cgroup. Its counters are read by call, exec and the death report; it is
+    # handed to the preparer for removal by teardown.
+    cgroup: SandboxCgroup
+    # The sandbox's own host uid/gid. Set by _spawn; handed back with the cgroup by teardown,
+    # once nothing of the sandbox can still be charged to it.
+    host_id: HostId
+    # A read-only workspace's host directory, written by the file methods from outside; None
+    # for a workspace inside the sandbox. Set by _spawn; removed by teardown.
+    host_ws: str | None
+    # Where a {"$file"} reply is read from: the spec's data area beneath the worker's root, as
+    # the host sees it (/proc/<pid>/root/...); None for a spec without one. Set by _spawn.
+    large_dir: str | None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    # Why the sandbox can serve no more requests (None while it can). Written under ``lock``
+    # by call (a deadline), the death report and teardown; read by usable() and create's reuse.
+    dead: str | None = None
+    # Set once, under ``lock``, by teardown; afterwards nothing but ``dead`` is used.
+    destroyed: bool = False
+    # The worker's wait status, asked of the zygote (its parent) once, by the death report or
+    # a deadline's kill: ``reaped`` says it was asked, ``status`` is None when the zygote
+    # could not say.
+    reaped: bool = False
+    status: int | None = None
+    # The preparer's key for this sandbox's spec, so that destroy has the next one made ahead;
+    # set by create when it hands the sandbox out (None while it waits in the preparer).
+    prep_key: Hashable | None = None
+
+
+def state_of(handle: SandboxHandle) -> NativeState:
+    """The native provider's record of ``handle``; a handle of another provider is refused."""
+    st = handle._state
+    if type(st) is not NativeState:
+        raise InvalidArgument("handle", handle.id,
+                              f"a sandbox of the native provider, not of {handle.provider!r}; "
+                              "pass each handle to the provider that made it")
+    return st
