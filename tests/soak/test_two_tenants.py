@@ -89,6 +89,8 @@ def test_a_hostile_tenant_does_not_reach_a_benign_one(tmp_path):
     benign_dir = make_plugin(
         tmp_path, "benign", BENIGN, pool={"min_workers": 1, "max_workers": 2},
         resources={"rate_limit": {"calls": 1_000_000, "period_seconds": 1}})
+    # What earlier tests of this process left is theirs to answer for, not this test's.
+    baseline = _host_state()
     engine = warden.Engine()
     hostile = engine.load(hostile_dir, tenant="mallory")
     benign = engine.load(benign_dir, tenant="alice")
@@ -159,8 +161,8 @@ def test_a_hostile_tenant_does_not_reach_a_benign_one(tmp_path):
     assert outcomes.get("exec-spin:timeout"), outcomes
     assert outcomes.get("exec-oom:memory"), outcomes
     assert sum(outcomes.values()) == OPS // 2, (outcomes, elapsed)
-    after = _wait_for_quiet(before)
-    assert after["cgroups"] == [], after
+    after = _wait_for_quiet(baseline)
+    assert set(after["cgroups"]) <= set(baseline["cgroups"]), after
     assert after["children"] == before["children"] or not after["children"]
     assert after["fds"] <= before["fds"], (before, after)
     assert set(after["tmp"]) <= set(before["tmp"]), after
@@ -174,6 +176,6 @@ def _wait_for_quiet(before: dict[str, object]) -> dict[str, object]:
     deadline = time.monotonic() + 30
     while True:
         now = _host_state()
-        if not now["cgroups"] or time.monotonic() > deadline:
+        if set(now["cgroups"]) <= set(before["cgroups"]) or time.monotonic() > deadline:
             return now
         time.sleep(0.2)
