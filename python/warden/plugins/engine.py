@@ -308,8 +308,12 @@ class Plugin:
         return SandboxSpec(
             limits=self.manifest.to_limits(), network=self.manifest.network, labels=labels,
             code_dir=self._code_dir, mount_at=self._code_at, cwd=MOUNT_AT,
-            writable=(DATA_INSIDE,), data_dir=DATA_INSIDE, env=dict(self.manifest.env),
+            writable=(DATA_INSIDE,), data_dir=DATA_INSIDE, env=self._env(),
             entry_point=f"{MOUNT_AT}/{self.manifest.entry_point}", image=self.manifest.image)
+
+    def _env(self) -> dict[str, str]:
+        # HOME is the one writable place a plugin has (the manifest may not set HOME).
+        return {**self.manifest.env, "HOME": DATA_INSIDE}
 
     def pool(self, tenant: str | None = None, *, _default: bool = True) -> Pool:
         """The pool of ``tenant`` (the plugin's own tenant when None), started on first use."""
