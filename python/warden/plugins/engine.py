@@ -1,8 +1,9 @@
 """Plugins: a directory with a plugin.yaml, scanned, served by a pool of warm sandboxed workers.
 
-``Engine.load(path)`` reads and validates the manifest, scans every ``.py`` file of the plugin
-with the policy the manifest allows, and starts a :class:`Pool` of workers for the plugin and
-its tenant. A :class:`Plugin` call goes through the middleware (metrics, rate limit, retry of
+``Engine.load(path)`` copies the plugin's files into a snapshot (warden.plugins.bundle),
+reads and validates its manifest, scans every ``.py`` file of it with the policy the manifest
+allows, starts a :class:`Pool` of workers for the plugin and its tenant, and checks that the
+entry point imported and defines ``handle``. Workers run the snapshot: what was scanned. A :class:`Plugin` call goes through the middleware (metrics, rate limit, retry of
 crashes for idempotent actions) to one worker that serves no other caller meanwhile.
 
 A worker whose call ended in a timeout, an OOM kill, a crash, a full disk or a broken channel
@@ -24,15 +25,9 @@ from types import MappingProxyType
 from typing import Any
 
 from warden.wire import ipc
-from warden.errors import (
-    CallFailed,
-    ManifestError,
-    PayloadTooLarge,
-    PluginError,
-    ProviderUnavailable,
-    ScanRejected,
-)
-from warden.plugins.manifest import Manifest, PoolSettings, load_manifest
+from warden.errors import CallFailed, PayloadTooLarge, PluginError
+from warden.plugins import bundle
+from warden.plugins.manifest import Manifest, PoolSettings
 from warden.calls.metrics import WardenMetrics
 from warden.calls.middleware import CallContext, pipeline_for
 from warden.providers.base import Provider, SandboxHandle
@@ -43,45 +38,6 @@ __all__ = ["DATA_INSIDE", "MOUNT_AT", "Engine", "Plugin", "Pool"]
 
 MOUNT_AT = "/plugin"
 DATA_INSIDE = MOUNT_AT + "/data"
-
-
-def _scan_plugin(root: str, manifest: Manifest) -> None:
-    """Refuse the plugin when the scanner finds anything in any of its .py files."""
-    try:
-        from warden.scan import Policy, scan_paths
-    except ImportError as exc:
-        raise ProviderUnavailable(
-            "the source scanner (warden.scan)",
-            f"it failed to import ({exc}); rebuild warden's native core with scripts/dev-build "
-            "or reinstall warden") from exc
-    base = Policy.default() if manifest.scan is None else manifest.scan
-    policy = base.allow(modules=manifest.allowed_imports)
-    findings = [f for per_file in scan_paths([root], policy=policy).values() for f in per_file]
-    if findings:
-        raise ScanRejected(findings, where=f"plugin {manifest.name!r} at {root}")
-
-
-def _layout(root: str, manifest: Manifest) -> tuple[str, str]:
-    """(host code directory, where it is mounted inside) for the plugin's code.
-
-    The plugin's whole root is bound read-only at /plugin, and /plugin/data is the writable,
-    quota'd data area inside it (a tmpfs per worker, over the host's data/ directory, which
-    must exist as its mount point: it is made here when missing)."""
-    entry = os.path.join(root, manifest.entry_point)
-    if not os.path.isfile(entry) or not os.path.realpath(entry).startswith(
-            os.path.realpath(root) + os.sep):
-        raise ManifestError("entry_point", manifest.entry_point,
-                            "an existing .py file inside the plugin directory",
-                            os.path.join(root, "plugin.yaml"))
-    data = os.path.join(root, "data")
-    try:
-        os.makedirs(data, exist_ok=True)
-    except OSError as exc:
-        raise ManifestError("data/", data, f"a directory warden can create ({exc.strerror}); "
-                            "make data/ in the plugin directory", root) from exc
-    if os.path.islink(data) or not os.path.isdir(data):
-        raise ManifestError("data/", data, "a plain directory (not a link or a file)", root)
-    return root, MOUNT_AT
 
 
 # Errors after which a worker is not handed out again. A PluginError is the plugin's answer
@@ -277,16 +233,18 @@ class Plugin:
     """A loaded plugin. Calls are thread-safe; ``tenant`` picks the pool (default: the tenant
     the plugin was loaded for)."""
 
-    def __init__(self, engine: Engine, manifest: Manifest, root: str, *, tenant: str | None,
-                 labels: Mapping[str, str]) -> None:
+    def __init__(self, engine: Engine, manifest: Manifest, snapshot: bundle.Snapshot, *,
+                 tenant: str | None, labels: Mapping[str, str]) -> None:
         self.engine = engine
         self.manifest = manifest
         self.name = manifest.name
         self.version = manifest.version
-        self.root = root
+        self.root = snapshot.root
+        # The SHA-256 of the files scanned at load: the workers run exactly those.
+        self.digest = snapshot.digest
         self.tenant = tenant
         self.labels = dict(labels)
-        self._code_dir, self._code_at = _layout(root, manifest)
+        self._snapshot: bundle.Snapshot | None = snapshot
         self._pools: dict[str | None, Pool] = {}
         self._lock = threading.Lock()
         # Rate limits are kept per (plugin, tenant): a tenant cannot spend another's budget.
@@ -302,12 +260,15 @@ class Plugin:
     # -- pools ---------------------------------------------------------------------------------
 
     def _spec(self, tenant: str | None) -> SandboxSpec:
+        snapshot = self._snapshot
+        if snapshot is None:
+            raise CallFailed(f"plugin {self.name!r} is closed; load it again")
         labels = {"purpose": "plugin", **self.labels, "plugin": self.name}
         if tenant is not None:
             labels["tenant"] = tenant
         return SandboxSpec(
             limits=self.manifest.to_limits(), network=self.manifest.network, labels=labels,
-            code_dir=self._code_dir, mount_at=self._code_at, cwd=MOUNT_AT,
+            code_dir=snapshot.path, mount_at=MOUNT_AT, cwd=MOUNT_AT,
             writable=(DATA_INSIDE,), data_dir=DATA_INSIDE, env=self._env(),
             entry_point=f"{MOUNT_AT}/{self.manifest.entry_point}", image=self.manifest.image)
 
@@ -427,9 +388,12 @@ class Plugin:
         with self._lock:
             pools = list(self._pools.values())
             self._pools.clear()
+            snapshot, self._snapshot = self._snapshot, None
         for p in pools:
             p.close()
         self.engine.metrics.workers_alive.set(0, plugin=self.name)
+        if snapshot is not None:
+            bundle.give_back(snapshot)
 
 
 class Engine:
@@ -463,7 +427,6 @@ class Engine:
              labels: Mapping[str, str] | None = None) -> Plugin:
         """Read, validate and scan the plugin at ``path`` and start its warm workers."""
         root = os.path.realpath(os.fspath(path))
-        manifest = load_manifest(root)
         labels = dict(labels or {})
         for k, v in labels.items():
             if not isinstance(k, str) or not isinstance(v, str):
@@ -476,8 +439,17 @@ class Engine:
         if tenant is None:
             tenant = labels.get("tenant")
         labels.pop("tenant", None)
-        _scan_plugin(root, manifest)
-        plugin = Plugin(self, manifest, root, tenant=tenant, labels=labels)
+        # Everything from here on reads warden's copy of the plugin: what is scanned is
+        # what the workers run.
+        snapshot = bundle.take(root)
+        try:
+            manifest = bundle.manifest_of(snapshot)
+            bundle.check_entry(snapshot, manifest)
+            bundle.scan(snapshot, manifest)
+        except BaseException:
+            bundle.give_back(snapshot)
+            raise
+        plugin = Plugin(self, manifest, snapshot, tenant=tenant, labels=labels)
         try:
             plugin.pool()
         except BaseException:

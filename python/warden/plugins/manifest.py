@@ -56,6 +56,7 @@ __all__ = [
     "load_manifest",
     "manifest_from_dict",
     "parse_manifest",
+    "scan_policy",
 ]
 
 MANIFEST_NAME = "plugin.yaml"
@@ -492,6 +493,16 @@ def parse_manifest(text: str | bytes, *, source: str = MANIFEST_NAME) -> Manifes
         if source:
             raise ManifestError(exc.field, exc.value, exc.allowed, source) from None
         raise
+
+
+def scan_policy(manifest: Manifest) -> Policy:
+    """The policy a plugin's sources are scanned with: its ``scan:`` section (warden's
+    default policy without one), with ``allowed_imports`` allowed on top. Engine.load and
+    ``warden scan --policy plugin.yaml`` both judge by it."""
+    from warden.scan import Policy
+
+    base = Policy.default() if manifest.scan is None else manifest.scan
+    return base.allow(modules=manifest.allowed_imports)
 
 
 def load_manifest(path: str | os.PathLike) -> Manifest:
