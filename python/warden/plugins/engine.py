@@ -20,14 +20,14 @@ import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 from warden.wire import ipc
-from warden.errors import CallFailed, PayloadTooLarge, PluginError
+from warden.errors import CallFailed, PayloadTooLarge, PluginError, TimeoutExceeded
 from warden.plugins import bundle
-from warden.plugins.manifest import Manifest, PoolSettings
+from warden.plugins.manifest import Manifest
+from warden.plugins.pool import Pool
 from warden.calls.metrics import WardenMetrics
 from warden.calls.middleware import CallContext, pipeline_for
 from warden.providers.base import Provider, SandboxHandle
@@ -44,189 +44,6 @@ DATA_INSIDE = MOUNT_AT + "/data"
 # and PayloadTooLarge is refused before anything is sent: the worker is fine after both.
 def _worker_survives(exc: BaseException) -> bool:
     return isinstance(exc, (PluginError, PayloadTooLarge))
-
-
-@dataclass(eq=False)
-class _Worker:
-    handle: SandboxHandle
-    calls: int = 0
-    last_used: float = field(default_factory=time.monotonic)
-
-
-class Pool:
-    """Warm workers for one reuse key (plugin + tenant).
-
-    A worker is handed to one caller at a time. Up to ``max_workers`` live at once; callers
-    beyond that wait for one to come back. A worker is retired after ``max_calls_per_worker``
-    calls, after a call that broke it, or after ``idle_seconds`` unused (down to
-    ``min_workers``); idle workers are reaped whenever the pool is used and by ``reap()``.
-    """
-
-    def __init__(self, provider: Provider, spec: SandboxSpec, settings: PoolSettings, *,
-                 key: str, on_change: Any = None) -> None:
-        self.provider = provider
-        self.spec = spec
-        self.settings = settings
-        self.key = key
-        self._on_change = on_change
-        self._cond = threading.Condition()
-        self._idle: list[_Worker] = []
-        self._busy: set[_Worker] = set()
-        self._starting = 0
-        self._closed = False
-        self._next_reap = 0.0
-        self._waiting = 0
-
-    # -- counts --------------------------------------------------------------------------------
-
-    @property
-    def alive(self) -> int:
-        with self._cond:
-            return len(self._idle) + len(self._busy)
-
-    def handles(self) -> list[SandboxHandle]:
-        """The live workers' sandboxes (idle and busy)."""
-        with self._cond:
-            return [w.handle for w in (*self._idle, *self._busy)]
-
-    def _changed(self) -> None:
-        if self._on_change is not None:
-            self._on_change()
-
-    # -- life cycle ----------------------------------------------------------------------------
-
-    def _spawn(self) -> _Worker:
-        # No reuse_key: the provider would hand back the same live sandbox for every worker of
-        # the pool. The pool is what reuses, by its own key.
-        return _Worker(self.provider.create(self.spec))
-
-    def fill(self) -> None:
-        """Start workers until ``min_workers`` are alive."""
-        # Unlocked look first: this runs before every call, and a stale answer only means
-        # the locked check below decides.
-        if len(self._idle) + len(self._busy) >= self.settings.min_workers:
-            return
-        while True:
-            with self._cond:
-                if self._closed or (len(self._idle) + len(self._busy) + self._starting
-                                    >= self.settings.min_workers):
-                    return
-                self._starting += 1
-            try:
-                w = self._spawn()
-            finally:
-                with self._cond:
-                    self._starting -= 1
-                    self._cond.notify()
-            with self._cond:
-                if self._closed:
-                    closed = True
-                else:
-                    closed = False
-                    self._idle.append(w)
-                    self._cond.notify()
-            if closed:
-                self.provider.destroy(w.handle)
-                return
-            self._changed()
-
-    def acquire(self) -> _Worker:
-        """A worker for one caller; starts one when none is idle and the pool has room."""
-        if time.monotonic() >= self._next_reap:
-            self.reap()
-        with self._cond:
-            while True:
-                if self._closed:
-                    raise CallFailed(f"pool {self.key} is closed; load the plugin again")
-                while self._idle:
-                    w = self._idle.pop()        # the most recently used: its caches are warm
-                    if w.handle.state.get("dead"):
-                        self._retire_later(w)
-                        continue
-                    self._busy.add(w)
-                    return w
-                if (len(self._busy) + self._starting) < self.settings.max_workers:
-                    self._starting += 1
-                    break
-                self._waiting += 1
-                try:
-                    self._cond.wait()
-                finally:
-                    self._waiting -= 1
-        try:
-            w = self._spawn()
-        except BaseException:
-            with self._cond:
-                self._starting -= 1
-                self._cond.notify()
-            raise
-        with self._cond:
-            self._starting -= 1
-            self._busy.add(w)
-        self._changed()
-        return w
-
-    def _retire_later(self, w: _Worker) -> None:
-        # Called with the lock held: destroying waits on the provider, so do it in a thread.
-        threading.Thread(target=self.provider.destroy, args=(w.handle,), daemon=True).start()
-
-    def release(self, w: _Worker, *, broken: bool = False) -> None:
-        """Give a worker back; a broken or worn-out one is destroyed."""
-        w.calls += 1
-        w.last_used = time.monotonic()
-        retire = (broken or bool(w.handle.state.get("dead"))
-                  or w.calls >= self.settings.max_calls_per_worker)
-        with self._cond:
-            self._busy.discard(w)
-            if not retire and not self._closed:
-                self._idle.append(w)
-            if self._waiting:
-                # Condition.notify is Python code; skipping it when nobody waits is measurable
-                # on the warm path.
-                self._cond.notify()
-        if retire or self._closed:
-            # Replaced by the next acquire (Plugin.pool refills to min_workers first), so a
-            # failing spawn is reported to a caller that asked for a worker, not to this one.
-            self.provider.destroy(w.handle)
-            self._changed()
-
-    def _take_expired(self) -> list[_Worker]:
-        limit = self.settings.idle_seconds
-        now = time.monotonic()
-        # Looking once per tenth of the idle time (at most once a second) is precise enough
-        # and keeps the scan off the path of every call.
-        self._next_reap = now + min(1.0, limit / 10)
-        with self._cond:
-            keep = len(self._idle) + len(self._busy) - self.settings.min_workers
-            out = []
-            for w in list(self._idle):
-                if keep <= 0:
-                    break
-                if now - w.last_used >= limit:
-                    self._idle.remove(w)
-                    out.append(w)
-                    keep -= 1
-            return out
-
-    def reap(self) -> int:
-        """Destroy workers idle for longer than ``idle_seconds`` (keeping ``min_workers``)."""
-        expired = self._take_expired()
-        for w in expired:
-            self.provider.destroy(w.handle)
-        if expired:
-            self._changed()
-        return len(expired)
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            workers = [*self._idle, *self._busy]
-            self._idle.clear()
-            self._cond.notify_all()
-        # Busy workers are destroyed too: their callers get WorkerCrashed, never a hang.
-        for w in workers:
-            self.provider.destroy(w.handle)
-        self._changed()
 
 
 class Plugin:
@@ -289,10 +106,28 @@ class Plugin:
             if pool is None:
                 key = f"{self.name}@{self.version}:{self.root}|tenant={tenant or ''}"
                 pool = Pool(self.engine.provider, self._spec(tenant), self.manifest.pool,
-                            key=key, on_change=self._workers_changed)
+                            key=key, on_change=self._workers_changed,
+                            metrics=self.engine.metrics, plugin=self.name)
                 self._pools[tenant] = pool
         pool.fill()
         return pool
+
+    def check_entry(self) -> None:
+        """Raise the plugin's own error (PluginError with its import traceback, or one naming
+        the missing handle) unless its entry point loaded in a worker."""
+        pool = self.pool()
+        w = pool.acquire()
+        broken = True
+        try:
+            self.engine.provider.call(w.handle, "entry", {})
+            broken = False
+        except PluginError as exc:
+            raise PluginError(exc.type, f"plugin {self.name!r} at {self.root} did not load: "
+                              f"{exc.message}", exc.traceback) from None
+        finally:
+            # A pool that keeps no worker warm keeps none for this check either.
+            pool.release(w, broken=broken, counted=False,
+                         retire=pool.settings.min_workers == 0)
 
     def _workers_changed(self) -> None:
         with self._lock:
@@ -306,7 +141,7 @@ class Plugin:
     # -- calls ---------------------------------------------------------------------------------
 
     def _send(self, handle: SandboxHandle, op: str, action: str, field_name: str,
-              value: object) -> object:
+              value: object, timeout: float | None = None) -> object:
         provider = self.engine.provider
         args: dict[str, Any] = {"action": action, field_name: value}
         pid = handle.state.get("pid") if isinstance(handle.state, dict) else None
@@ -315,7 +150,7 @@ class Plugin:
             # host reads it beneath the worker's root without following symlinks.
             args["data_dir"] = f"/proc/{pid}/root{DATA_INSIDE}"
         try:
-            return provider.call(handle, op, args)
+            return provider.call(handle, op, args, timeout=timeout)
         except PayloadTooLarge as exc:
             # Only our own request over the cap goes again as a memfd (refused before a byte
             # was written); a reply over the cap is the plugin's and is reported.
@@ -325,17 +160,28 @@ class Plugin:
         try:
             args[field_name] = ref
             args["fds"] = [fd]
-            return provider.call(handle, op, args)
+            return provider.call(handle, op, args, timeout=timeout)
         finally:
             os.close(fd)
 
     def _terminal(self, ctx: CallContext) -> object:
         pool = self.pool(ctx.tenant, _default=False)
-        w = pool.acquire()
+        # The wait for a worker counts against the call's timeout: the caller waits for
+        # timeout_seconds in all, never more.
+        timeout = self.manifest.resources.timeout_seconds
+        start = time.monotonic()
+        w = pool.acquire(timeout)
+        left = timeout - (time.monotonic() - start)
+        if left <= 0:
+            pool.release(w, counted=False)
+            raise TimeoutExceeded(
+                f"call {ctx.action!r} of plugin {self.name!r} spent its {timeout:g}s timeout "
+                "waiting for a worker to start; nothing was sent to it (raise "
+                "resources.timeout_seconds, or pool.min_workers to keep workers warm)")
         broken = True
         try:
             result = self._send(w.handle, ctx.op, ctx.action,
-                                "items" if ctx.op == "batch" else "payload", ctx.payload)
+                                "items" if ctx.op == "batch" else "payload", ctx.payload, left)
             broken = False
             return result
         except BaseException as exc:
@@ -451,7 +297,7 @@ class Engine:
             raise
         plugin = Plugin(self, manifest, snapshot, tenant=tenant, labels=labels)
         try:
-            plugin.pool()
+            plugin.check_entry()
         except BaseException:
             plugin.close()
             raise
