@@ -25,7 +25,7 @@ def engine():
 def _metric(engine, name: str, **labels: str) -> float:
     want = ",".join(f'{k}="{v}"' for k, v in labels.items())
     m = re.search(rf"^{re.escape(name)}\{{{re.escape(want)}\}} (\S+)$", engine.metrics_text(),
-                  re.M)
+                  re.MULTILINE)
     return float(m.group(1)) if m else 0.0
 
 

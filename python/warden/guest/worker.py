@@ -96,7 +96,7 @@ def load_entry(path: str | os.PathLike) -> Handler:
     sys.modules[ENTRY_MODULE] = module
     try:
         spec.loader.exec_module(module)
-    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the plugin's own error, reported
+    except (Exception, SystemExit) as exc:
         del sys.modules[ENTRY_MODULE]
         raise PluginError(type(exc).__name__, f"importing entry point {path} failed: {exc}",
                           traceback.format_exc()) from exc

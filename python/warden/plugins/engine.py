@@ -23,16 +23,16 @@ from concurrent.futures import ThreadPoolExecutor
 from types import MappingProxyType
 from typing import Any
 
-from warden.wire import ipc
+from warden.calls.metrics import WardenMetrics
+from warden.calls.middleware import CallContext, pipeline_for
 from warden.errors import CallFailed, PayloadTooLarge, PluginError, TimeoutExceeded
 from warden.plugins import bundle
 from warden.plugins.manifest import Manifest
 from warden.plugins.pool import Pool
-from warden.calls.metrics import WardenMetrics
-from warden.calls.middleware import CallContext, pipeline_for
 from warden.providers.base import Provider, SandboxHandle
 from warden.providers.registry import get_provider
 from warden.spec.sandbox import LABEL_KEYS, SandboxSpec
+from warden.wire import ipc
 
 __all__ = ["DATA_INSIDE", "MOUNT_AT", "Engine", "Plugin", "Pool"]
 
