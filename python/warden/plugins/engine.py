@@ -34,7 +34,7 @@ from warden.providers.registry import get_provider
 from warden.spec.sandbox import LABEL_KEYS, SandboxSpec
 from warden.wire import ipc
 
-__all__ = ["DATA_INSIDE", "MOUNT_AT", "Engine", "Plugin", "Pool"]
+__all__ = ["DATA_INSIDE", "MOUNT_AT", "Engine", "Plugin"]
 
 MOUNT_AT = "/plugin"
 DATA_INSIDE = MOUNT_AT + "/data"
