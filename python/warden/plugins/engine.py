@@ -271,7 +271,8 @@ class Engine:
 
     def load(self, path: str | os.PathLike, *, tenant: str | None = None,
              labels: Mapping[str, str] | None = None) -> Plugin:
-        """Read, validate and scan the plugin at ``path`` and start its warm workers."""
+        """Copy, read, validate and scan the plugin at ``path``, start its warm workers and
+        check that its entry point loads (else the plugin's own PluginError)."""
         root = os.path.realpath(os.fspath(path))
         labels = dict(labels or {})
         for k, v in labels.items():
@@ -292,10 +293,10 @@ class Engine:
             manifest = bundle.manifest_of(snapshot)
             bundle.check_entry(snapshot, manifest)
             bundle.scan(snapshot, manifest)
+            plugin = Plugin(self, manifest, snapshot, tenant=tenant, labels=labels)
         except BaseException:
             bundle.give_back(snapshot)
             raise
-        plugin = Plugin(self, manifest, snapshot, tenant=tenant, labels=labels)
         try:
             plugin.check_entry()
         except BaseException:
