@@ -117,12 +117,24 @@ def test_the_bytecode_cache_is_not_what_runs(tmp_path, engine):
     assert engine.load(d).call("which") == "source"
 
 
-def test_a_link_in_the_plugin_is_refused(tmp_path, engine):
+def test_a_link_in_the_plugin_is_refused_as_the_scanner_refuses_it(tmp_path, engine):
+    # Whatever its name: a link is never copied, never followed, and fails the load.
     d = make_plugin(tmp_path, "linked", ANSWER.format(answer="x"))
     os.symlink("/etc/passwd", os.path.join(d, "src", "passwd"))
-    with pytest.raises(warden.ManifestError, match="src/passwd is a link"):
+    with pytest.raises(warden.ScanRejected) as info:
         engine.load(d)
+    [f] = info.value.findings
+    assert (f.rule, f.filename) == ("file-unreadable", os.path.join(d, "src", "passwd"))
+    assert "symbolic link" in f.message and "root:" not in str(info.value)
     assert engine.plugins == []
+
+
+def test_a_linked_manifest_is_refused(tmp_path, engine):
+    d = make_plugin(tmp_path, "linkedyaml", ANSWER.format(answer="x"))
+    os.rename(os.path.join(d, "plugin.yaml"), os.path.join(tmp_path, "real.yaml"))
+    os.symlink(os.path.join(tmp_path, "real.yaml"), os.path.join(d, "plugin.yaml"))
+    with pytest.raises(warden.ManifestError, match="not a link"):
+        engine.load(d)
 
 
 def test_the_snapshot_is_read_only_to_the_plugin_and_removed_at_close(tmp_path, engine):

@@ -9,8 +9,9 @@ a worker; and an edited plugin is another snapshot, hence another sandbox spec, 
 are made from its own files only.
 
 Left out of the copy: ``__pycache__`` (bytecode, which Python may run instead of the scanned
-source) and the top-level ``data/`` (a tmpfs covers it in every worker). A link anywhere in
-the plugin is refused. Snapshots are shared by the loads of equal contents and removed when
+source) and the top-level ``data/`` (a tmpfs covers it in every worker). A link, or anything
+else that is not a regular file or a directory, is not copied but refused at the scan, as
+``warden scan`` refuses it (a ``file-unreadable`` finding). Snapshots are shared by the loads of equal contents and removed when
 the last is closed, keeping the few most recent unused ones for a load of the same contents
 again (its spec is then equal, so a worker made ahead for it can serve).
 """
@@ -49,11 +50,13 @@ _CHUNK = 1 << 20
 @dataclasses.dataclass(frozen=True)
 class Snapshot:
     """``root``, the plugin directory as given; ``path``, warden's copy of it; ``digest``,
-    the SHA-256 (hex) of every copied path, mode and byte."""
+    the SHA-256 (hex) of every copied path, mode and byte; ``refused``, the paths (relative
+    to ``root``) that were not copied because they are links or not regular files."""
 
     root: str
     path: str
     digest: str
+    refused: tuple[str, ...] = ()
 
 
 def _refuse(root: str, what: str, allowed: str) -> ManifestError:
@@ -73,15 +76,15 @@ class _Copier:
         self.hash = hashlib.sha256()
         self.files = 0
         self.bytes = 0
+        self.refused: list[str] = []
 
     def tree(self, dir_fd: int, rel: str = "") -> None:
         for name in sorted(os.listdir(dir_fd)):
             sub = f"{rel}/{name}" if rel else name
             st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
             if stat.S_ISLNK(st.st_mode):
-                raise _refuse(self.root, f"{sub} is a link", "regular files and directories: "
-                              "warden copies a plugin without following links; put the "
-                              "target itself in the plugin")
+                self.refuse(sub)
+                continue
             if stat.S_ISDIR(st.st_mode):
                 if name in _SKIP_DIRS or sub == "data":
                     continue
@@ -97,8 +100,12 @@ class _Copier:
             elif stat.S_ISREG(st.st_mode):
                 self.file(dir_fd, name, sub)
             else:
-                raise _refuse(self.root, f"{sub} is not a regular file or directory",
-                              "regular files and directories only")
+                self.refuse(sub)
+
+    def refuse(self, rel: str) -> None:
+        # Never copied, never followed: the scan reports it (see scan()).
+        self.refused.append(rel)
+        self.hash.update(b"x\0" + os.fsencode(rel) + b"\0")
 
     def file(self, dir_fd: int, name: str, rel: str) -> None:
         self.files += 1
@@ -184,7 +191,7 @@ class _Store:
             held[1] += 1
         if incoming:
             shutil.rmtree(incoming, ignore_errors=True)
-        return Snapshot(root, held[0], digest)
+        return Snapshot(root, held[0], digest, tuple(copier.refused))
 
     def give_back(self, snap: Snapshot) -> None:
         doomed = []
@@ -229,6 +236,9 @@ def give_back(snap: Snapshot) -> None:
 def manifest_of(snap: Snapshot) -> Manifest:
     """The snapshot's plugin.yaml, validated; errors name the plugin's own file."""
     source = os.path.join(snap.root, MANIFEST_NAME)
+    if MANIFEST_NAME in snap.refused:
+        raise ManifestError("(file)", source, f"a regular {MANIFEST_NAME}, not a link: warden "
+                            "does not follow links in plugin bundles", source)
     try:
         with open(os.path.join(snap.path, MANIFEST_NAME), "rb") as f:
             data = f.read(MAX_MANIFEST_BYTES + 1)
@@ -256,8 +266,26 @@ def scan(snap: Snapshot, manifest: Manifest) -> None:
             "the source scanner (warden.scan)",
             f"it failed to import ({exc}); rebuild warden's native core with scripts/dev-build "
             "or reinstall warden") from exc
-    found = scan_paths([snap.path], policy=scan_policy(manifest))
+    policy = scan_policy(manifest)
+    found = scan_paths([snap.path], policy=policy)
     findings = [dataclasses.replace(f, filename=snap.root + f.filename[len(snap.path):])
                 for per_file in found.values() for f in per_file]
+    findings += _refusals(snap, policy, scan_paths)
     if findings:
         raise ScanRejected(findings, where=f"plugin {manifest.name!r} at {snap.root}")
+
+
+def _refusals(snap: Snapshot, policy: object, scan_paths) -> list:
+    """The findings for what the copy refused, in the scanner's words: a path given to
+    scan_paths is never followed, so each refused entry comes back as file-unreadable."""
+    from warden.scan import Finding
+
+    out = []
+    for rel in snap.refused:
+        path = os.path.join(snap.root, rel)
+        got = [f for f in scan_paths([path], policy=policy).get(path, ())
+               if f.rule == "file-unreadable"]
+        # Replaced by a plain file since the copy: still refused, it is not in the copy.
+        out += got or [Finding("file-unreadable", 0, 0, f"cannot read {path}: it changed "
+                               "while the plugin was loaded; load it again", "error", path)]
+    return out

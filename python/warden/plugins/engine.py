@@ -291,8 +291,8 @@ class Engine:
         snapshot = bundle.take(root)
         try:
             manifest = bundle.manifest_of(snapshot)
-            bundle.check_entry(snapshot, manifest)
             bundle.scan(snapshot, manifest)
+            bundle.check_entry(snapshot, manifest)
             plugin = Plugin(self, manifest, snapshot, tenant=tenant, labels=labels)
         except BaseException:
             bundle.give_back(snapshot)
@@ -342,7 +342,7 @@ class Engine:
         if executor is not None:
             executor.shutdown(wait=False)
 
-    def __enter__(self) -> Engine:  # noqa: PYI034 - Self needs Python 3.11
+    def __enter__(self) -> Engine:
         return self
 
     def __exit__(self, *exc: object) -> None:
