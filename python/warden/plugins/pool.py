@@ -9,6 +9,7 @@ TimeoutExceeded saying it waited for a worker. A worker is retired after
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +29,17 @@ class _Worker:
     handle: SandboxHandle
     calls: int = 0
     last_used: float = field(default_factory=time.monotonic)
+
+
+class _Ticket:
+    """A caller waiting for a worker. Waiting callers are served in arrival order: one is
+    handed a ``worker``, or granted a ``start`` (reserved for it in ``Pool._starting``)."""
+
+    __slots__ = ("start", "worker")
+
+    def __init__(self) -> None:
+        self.worker: _Worker | None = None
+        self.start = False
 
 
 class _Meters:
@@ -66,7 +78,10 @@ class Pool:
         self._starting = 0
         self._closed = False
         self._next_reap = 0.0
-        self._waiting = 0
+        # Callers waiting for a worker, first come first served: a caller that gives a
+        # worker back and asks again at once must not take it ahead of them (each waits
+        # within its call's timeout, so an unfair wait would end in a timeout).
+        self._queue: collections.deque[_Ticket] = collections.deque()
         # Workers retired after a call broke them, they died or wore out, not yet replaced:
         # the next starts are restarts.
         self._owed = 0
@@ -117,12 +132,12 @@ class Pool:
             finally:
                 with self._cond:
                     self._starting -= 1
-                    self._cond.notify()
+                    self._dispatch()
             with self._cond:
                 closed = self._closed
                 if not closed:
                     self._idle.append(w)
-                    self._cond.notify()
+                    self._dispatch()
             if closed:
                 self.provider.destroy(w.handle)
                 return
@@ -141,7 +156,7 @@ class Pool:
             except BaseException:
                 with self._cond:
                     self._starting -= 1
-                    self._cond.notify()
+                    self._dispatch()
                 raise
             with self._cond:
                 self._starting -= 1
@@ -153,20 +168,26 @@ class Pool:
     def _take(self, deadline: float | None, timeout: float | None) -> _Worker | None:
         """An idle worker, or None with a start reserved (``_starting``) for the caller."""
         with self._cond:
-            while True:
-                if self._closed:
-                    raise CallFailed(f"pool {self.key} is closed; load the plugin again")
-                while self._idle:
-                    w = self._idle.pop()        # the most recently used: its caches are warm
-                    if w.handle.state.get("dead"):
-                        self._owed += 1
-                        self._retire_later(w)
-                        continue
+            if self._closed:
+                raise CallFailed(f"pool {self.key} is closed; load the plugin again")
+            if not self._queue:                 # nobody has waited longer: take what is free
+                w = self._pop_idle()
+                if w is not None:
                     self._busy.add(w)
                     return w
-                if (len(self._busy) + self._starting) < self.settings.max_workers:
+                if self._has_room():
                     self._starting += 1
                     return None
+            return self._wait_turn(deadline, timeout)
+
+    def _wait_turn(self, deadline: float | None, timeout: float | None) -> _Worker | None:
+        # Called with the lock held, after every caller queued before this one.
+        ticket = _Ticket()
+        self._queue.append(ticket)
+        try:
+            while ticket.worker is None and not ticket.start:
+                if self._closed:
+                    raise CallFailed(f"pool {self.key} is closed; load the plugin again")
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     raise TimeoutExceeded(
@@ -174,11 +195,41 @@ class Pool:
                         f"timeout: all {self.settings.max_workers} workers (pool.max_workers) "
                         "were busy; raise pool.max_workers or resources.timeout_seconds, or "
                         "make fewer calls at once")
-                self._waiting += 1
-                try:
-                    self._cond.wait(left)
-                finally:
-                    self._waiting -= 1
+                self._cond.wait(left)
+        finally:
+            if ticket.worker is None and not ticket.start:
+                self._queue.remove(ticket)
+        return ticket.worker
+
+    def _pop_idle(self) -> _Worker | None:
+        # Called with the lock held.
+        while self._idle:
+            w = self._idle.pop()                # the most recently used: its caches are warm
+            if not w.handle.state.get("dead"):
+                return w
+            self._owed += 1
+            self._retire_later(w)
+        return None
+
+    def _has_room(self) -> bool:
+        return len(self._busy) + self._starting < self.settings.max_workers
+
+    def _dispatch(self) -> None:
+        """Hand what is free to the waiting callers, in arrival order (lock held)."""
+        served = False
+        while self._queue:
+            w = self._pop_idle()
+            if w is not None:
+                self._busy.add(w)
+                self._queue.popleft().worker = w
+            elif self._has_room():
+                self._starting += 1
+                self._queue.popleft().start = True
+            else:
+                break
+            served = True
+        if served:
+            self._cond.notify_all()
 
     def _retire_later(self, w: _Worker) -> None:
         # Called with the lock held: destroying waits on the provider, so do it in a thread.
@@ -200,10 +251,8 @@ class Pool:
                 self._idle.append(w)
             elif worn and not self._closed:
                 self._owed += 1
-            if self._waiting:
-                # Condition.notify is Python code; skipping it when nobody waits is measurable
-                # on the warm path.
-                self._cond.notify()
+            if self._queue:
+                self._dispatch()
         if worn or retire or self._closed:
             # Replaced by the next acquire (Plugin.pool refills to min_workers first), so a
             # failing spawn is reported to a caller that asked for a worker, not to this one.
