@@ -80,11 +80,11 @@ def _precheck(text: str, source: str) -> None:
                     event, yaml.NodeEvent):
                 if not isinstance(event, yaml.ScalarEvent):
                     raise ManifestError("(document)", f"a non-scalar mapping key at line "
-                                        f"{event.start_mark.line + 1}",
+                                        f"{_line(event)}",
                                         "plain keys such as name or max_memory_mb", source)
                 if event.value in stack[-1][0]:
                     raise ManifestError(key_name(event.value), f"given twice (line "
-                                        f"{event.start_mark.line + 1})",
+                                        f"{_line(event)})",
                                         "each key once per mapping", source)
                 stack[-1][0].add(event.value)
             count += 1
@@ -93,12 +93,12 @@ def _precheck(text: str, source: str) -> None:
                                     "a small document", source)
             if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
                 raise ManifestError("(document)", f"YAML anchor/alias at line "
-                                    f"{event.start_mark.line + 1}",
+                                    f"{_line(event)}",
                                     "plain YAML without anchors (&) and aliases (*)", source)
             tag = getattr(event, "tag", None)
             if tag not in _PLAIN_TAGS:
                 raise ManifestError("(document)", f"YAML tag {tag} at line "
-                                    f"{event.start_mark.line + 1}",
+                                    f"{_line(event)}",
                                     "plain YAML without explicit tags", source)
             if isinstance(event, yaml.DocumentStartEvent):
                 docs += 1
@@ -116,6 +116,11 @@ def _precheck(text: str, source: str) -> None:
                 _after_node(stack)
     except yaml.YAMLError as exc:
         raise ManifestError("(document)", _problem(exc), "valid YAML", source) from exc
+
+
+def _line(event: yaml.Event) -> int:
+    mark = event.start_mark
+    return 0 if mark is None else mark.line + 1
 
 
 def _after_node(stack: list[list]) -> None:
