@@ -113,3 +113,36 @@ def test_the_wait_is_a_histogram_of_every_call(tmp_path, engine):
     # The load's check of the entry point took a worker too.
     assert _metric(engine, "warden_worker_wait_seconds_count", plugin="hist") == 6
     assert _metric(engine, "warden_worker_wait_seconds_bucket", plugin="hist", le="+Inf") == 6
+
+
+class _Handles:
+    """A provider stand-in for the pool's own bookkeeping (no sandbox needed to order
+    callers): every create() is a new live handle."""
+
+    def create(self, spec, **kw):
+        from warden.providers.base import SandboxHandle
+
+        return SandboxHandle(id=f"fake-{id(spec)}", provider="fake", spec=spec, labels={},
+                             state={"dead": None})
+
+    def destroy(self, handle) -> None:
+        handle.state["dead"] = "destroyed"
+
+
+def test_waiting_callers_are_served_before_a_caller_that_comes_back():
+    from warden.plugins.manifest import PoolSettings
+    from warden.plugins.pool import Pool
+
+    pool = Pool(_Handles(), None, PoolSettings(min_workers=1, max_workers=1), key="fifo")
+    pool.fill()
+    w = pool.acquire(5.0)
+    got: dict = {}
+    waiter = threading.Thread(target=lambda: got.setdefault("w", pool.acquire(30.0)))
+    waiter.start()
+    _until(lambda: len(pool._queue) == 1, "the second caller waits")
+    pool.release(w)
+    # Asking again at once: the waiting caller has the worker, this one waits its turn.
+    with pytest.raises(warden.TimeoutExceeded, match="for a free worker"):
+        pool.acquire(0.05)
+    waiter.join(30)
+    assert got["w"] is w
