@@ -15,7 +15,8 @@ import warden_path  # noqa: F401 - sys.path first, before warden is imported
 
 # Only the decoder under test (and the library it drives) is instrumented: the rest of the
 # package is not this target's input surface, and instrumenting it only slows the loop.
-with atheris.instrument_imports(include=["warden.plugins.manifest", "yaml"]):
+with atheris.instrument_imports(include=["warden.plugins.manifest", "warden.plugins.yaml_safe",
+                                         "yaml"]):
     from warden.errors import ManifestError
     from warden.plugins.manifest import parse_manifest
 

@@ -17,6 +17,7 @@ __all__ = [
     "Counter",
     "CounterSeries",
     "Gauge",
+    "GaugeSeries",
     "Histogram",
     "HistogramSeries",
     "Registry",
@@ -155,6 +156,26 @@ class Gauge(_Scalar):
     def dec(self, amount: float = 1.0, **labels: object) -> None:
         self.inc(-amount, **labels)
 
+    def labels(self, **labels: object) -> GaugeSeries:
+        """The series of one label set, checked once (see Counter.labels)."""
+        return GaugeSeries(self, self._key(labels))
+
+
+class GaugeSeries:
+    """One label set of a Gauge."""
+
+    __slots__ = ("_gauge", "_key")
+
+    def __init__(self, gauge: Gauge, key: tuple[str, ...]) -> None:
+        self._gauge = gauge
+        self._key = key
+
+    def inc(self) -> None:
+        self._gauge._add_key(1.0, self._key)
+
+    def dec(self) -> None:
+        self._gauge._add_key(-1.0, self._key)
+
 
 class Histogram(_Metric):
     kind = "histogram"
@@ -274,6 +295,18 @@ class WardenMetrics:
         self.latency = r.histogram("warden_call_duration_seconds",
                                    "Wall time of a call, as seen by the caller.", ("plugin",))
         self.workers_alive = r.gauge("warden_workers_alive", "Warm workers alive.", ("plugin",))
+        self.in_flight = r.gauge("warden_calls_in_flight",
+                                 "Calls made and not yet answered, waiting ones included.",
+                                 ("plugin",))
+        self.worker_wait = r.histogram(
+            "warden_worker_wait_seconds",
+            "Time a call waited for a worker: for one to come free while all were busy, or "
+            "for a new one to start.", ("plugin",))
+        self.worker_starts = r.counter(
+            "warden_worker_starts_total",
+            "Workers started: kind=start for new capacity, kind=restart in place of a worker "
+            "retired after a call broke it, it died or it reached max_calls_per_worker.",
+            ("plugin", "kind"))
         self.limits_hit = r.counter("warden_limits_hit_total",
                                     "Calls stopped by a limit, by limit.", ("plugin", "limit"))
 

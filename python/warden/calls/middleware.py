@@ -227,7 +227,8 @@ LIMIT_OF_ERROR: tuple[tuple[type[BaseException], str], ...] = (
 
 
 class Metrics:
-    """Count calls, errors by type and limits hit, and time every call."""
+    """Count calls, errors by type and limits hit, time every call, and keep the number of
+    calls in flight."""
 
     def __init__(self, metrics: WardenMetrics, *,
                  clock: Callable[[], float] = time.perf_counter) -> None:
@@ -237,6 +238,7 @@ class Metrics:
         # updates its counters without checking label names again.
         self._calls: dict[tuple[str, str], Any] = {}
         self._latency: dict[str, Any] = {}
+        self._in_flight: dict[str, Any] = {}
 
     def _series(self, ctx: CallContext) -> Any:
         calls = self._calls.get((ctx.plugin, ctx.action))
@@ -246,7 +248,8 @@ class Metrics:
         latency = self._latency.get(ctx.plugin)
         if latency is None:
             latency = self._latency[ctx.plugin] = self.metrics.latency.labels(plugin=ctx.plugin)
-        return calls, latency
+            self._in_flight[ctx.plugin] = self.metrics.in_flight.labels(plugin=ctx.plugin)
+        return calls, latency, self._in_flight[ctx.plugin]
 
     def _failed(self, ctx: CallContext, exc: BaseException) -> None:
         m = self.metrics
@@ -257,8 +260,9 @@ class Metrics:
                 break
 
     def call(self, ctx: CallContext, next: Next) -> Any:
-        calls, latency = self._series(ctx)
+        calls, latency, in_flight = self._series(ctx)
         calls.inc()
+        in_flight.inc()
         start = self._clock()
         try:
             return next(ctx)
@@ -267,10 +271,12 @@ class Metrics:
             raise
         finally:
             latency.observe(self._clock() - start)
+            in_flight.dec()
 
     async def acall(self, ctx: CallContext, next: AsyncNext) -> Any:
-        calls, latency = self._series(ctx)
+        calls, latency, in_flight = self._series(ctx)
         calls.inc()
+        in_flight.inc()
         start = self._clock()
         try:
             return await next(ctx)
@@ -279,6 +285,7 @@ class Metrics:
             raise
         finally:
             latency.observe(self._clock() - start)
+            in_flight.dec()
 
 
 class Pipeline:

@@ -1,6 +1,11 @@
 """``warden scan PATH... [--json] [--policy FILE] [--max-file-bytes N]``: scan Python files
 before running them.
 
+``--policy`` names a policy file (YAML or JSON, ``Policy.load``) or a plugin: its directory,
+its plugin.yaml, or any YAML manifest (a mapping with a ``name``, which no policy file has).
+A plugin's policy is the one Engine.load scans it with (``scan_policy``: the ``scan:`` section
+or warden's default, with ``allowed_imports`` allowed), so both reach the same verdict.
+
 Exit status: 0 when nothing was found, 1 when something was, 2 when an input could not be read
 or was refused (a symbolic link, not a regular file, larger than the limit), or the policy file
 or an option is invalid.
@@ -14,9 +19,16 @@ import os
 import sys
 
 from warden.errors import ManifestError
+from warden.plugins import yaml_safe
+from warden.plugins.manifest import (
+    MANIFEST_NAME,
+    MAX_MANIFEST_BYTES,
+    load_manifest,
+    scan_policy,
+)
 from warden.scan import DEFAULT_MAX_FILE_BYTES, Policy, scan_paths
 
-__all__ = ["EXIT_CLEAN", "EXIT_FOUND", "EXIT_UNREADABLE", "add_parser", "run"]
+__all__ = ["EXIT_CLEAN", "EXIT_FOUND", "EXIT_UNREADABLE", "add_parser", "load_policy", "run"]
 
 EXIT_CLEAN, EXIT_FOUND, EXIT_UNREADABLE = 0, 1, 2
 
@@ -32,8 +44,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="files or directories to scan")
     p.add_argument("--json", action="store_true", help="print findings as JSON")
-    p.add_argument("--policy", metavar="FILE", help="policy file (YAML or JSON, or a plugin "
-                   "manifest with a 'scan:' section); default: warden's default policy")
+    p.add_argument("--policy", metavar="FILE", help="policy file (YAML or JSON), or a plugin "
+                   "(its directory or plugin.yaml) to scan with the policy Engine.load applies "
+                   "to it: its scan: section, with allowed_imports allowed; default: warden's "
+                   "default policy")
     p.add_argument("--threads", type=int, default=None, help="scanner threads (default: CPUs)")
     p.add_argument("--max-file-bytes", type=int, default=DEFAULT_MAX_FILE_BYTES, metavar="N",
                    help="refuse files larger than N bytes (default: %(default)s)")
@@ -41,9 +55,33 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def _is_manifest(path: str) -> bool:
+    """A plugin's directory or plugin.yaml, or a YAML mapping with a name."""
+    if os.path.isdir(path) or os.path.basename(path) == MANIFEST_NAME:
+        return True
+    if path.endswith(".json"):
+        return False
+    try:
+        with open(path, "rb") as f:
+            data = yaml_safe.load(f.read(MAX_MANIFEST_BYTES + 1), source=path,
+                                  max_bytes=MAX_MANIFEST_BYTES)
+    except (OSError, ManifestError):
+        return False  # Policy.load reports what is wrong with it
+    return isinstance(data, dict) and "name" in data
+
+
+def load_policy(path: str | None) -> Policy:
+    """The policy ``--policy`` names (see the module's docstring)."""
+    if path is None:
+        return Policy.default()
+    if _is_manifest(path):
+        return scan_policy(load_manifest(path))
+    return Policy.load(path)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
-        policy = Policy.load(args.policy) if args.policy else Policy.default()
+        policy = load_policy(args.policy)
     except ManifestError as exc:
         print(f"warden scan: {exc}", file=sys.stderr)
         return EXIT_UNREADABLE

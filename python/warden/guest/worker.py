@@ -1,7 +1,7 @@
 """The loop that runs inside a sandbox: read a request frame, run the plugin, send the reply.
 
 Ops: ``call`` (action, payload), ``batch`` (action, items), ``exec_python`` (code),
-``ping`` and ``shutdown``. A plugin exception becomes an error reply with its type, message
+``entry`` (did the plugin's entry load?), ``ping`` and ``shutdown``. A plugin exception becomes an error reply with its type, message
 and traceback text; an oversized request or reply becomes a PayloadTooLarge error reply; in
 every case the worker keeps serving. It stops on ``shutdown`` or when the host closes the
 channel. Nothing here knows about sandboxing: the zygote forks into the sandbox first and then
@@ -69,8 +69,11 @@ class Handler:
             return obj
         handle = getattr(obj, "handle", None)
         if not callable(handle):
+            where = getattr(obj, "__file__", None)
+            what = f"entry point {where}" if isinstance(where, str) else repr(obj)
             raise PluginError("EntryPointError",
-                              f"{obj!r} defines no callable handle(action, payload); define one")
+                              f"{what} defines no callable handle(action, payload); define "
+                              "one there (handle_batch(action, items) is optional)")
         handle_batch = getattr(obj, "handle_batch", None)
         return cls(handle, handle_batch if callable(handle_batch) else None)
 
@@ -93,7 +96,7 @@ def load_entry(path: str | os.PathLike) -> Handler:
     sys.modules[ENTRY_MODULE] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         del sys.modules[ENTRY_MODULE]
         raise PluginError(type(exc).__name__, f"importing entry point {path} failed: {exc}",
                           traceback.format_exc()) from exc
@@ -213,6 +216,11 @@ class _Worker:
         return {"exit_code": exit_code, "stdout": out.getvalue(), "stderr": err.getvalue(),
                 "stdout_truncated": out.truncated, "stderr_truncated": err.truncated}
 
+    def op_entry(self, msg: dict, fds: list[int], used: set[int]) -> Any:
+        """Whether the plugin's entry loaded: what it defines, or its load error raised."""
+        handler = self._handler()
+        return {"handle": True, "handle_batch": handler.handle_batch is not None}
+
     def op_ping(self, msg: dict, fds: list[int], used: set[int]) -> Any:
         return {"pong": True, "pid": os.getpid()}
 
@@ -234,7 +242,7 @@ class _Worker:
             return 0  # the host went away while a reply was being sent: nobody to answer
 
     def _loop(self) -> int:
-        ops = {"call": self.op_call, "batch": self.op_batch,
+        ops = {"call": self.op_call, "batch": self.op_batch, "entry": self.op_entry,
                "exec_python": self.op_exec_python, "ping": self.op_ping, **self.extra_ops}
         channel = self.channel
         while True:

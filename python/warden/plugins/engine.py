@@ -1,8 +1,9 @@
 """Plugins: a directory with a plugin.yaml, scanned, served by a pool of warm sandboxed workers.
 
-``Engine.load(path)`` reads and validates the manifest, scans every ``.py`` file of the plugin
-with the policy the manifest allows, and starts a :class:`Pool` of workers for the plugin and
-its tenant. A :class:`Plugin` call goes through the middleware (metrics, rate limit, retry of
+``Engine.load(path)`` copies the plugin's files into a snapshot (warden.plugins.bundle),
+reads and validates its manifest, scans every ``.py`` file of it with the policy the manifest
+allows, starts a :class:`Pool` of workers for the plugin and its tenant, and checks that the
+entry point imported and defines ``handle``. Workers run the snapshot: what was scanned. A :class:`Plugin` call goes through the middleware (metrics, rate limit, retry of
 crashes for idempotent actions) to one worker that serves no other caller meanwhile.
 
 A worker whose call ended in a timeout, an OOM kill, a crash, a full disk or a broken channel
@@ -19,71 +20,31 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from warden.wire import ipc
+from warden.calls.metrics import WardenMetrics
+from warden.calls.middleware import CallContext, pipeline_for
 from warden.errors import (
     CallFailed,
     InvalidArgument,
-    ManifestError,
     PayloadTooLarge,
     PluginError,
-    ProviderUnavailable,
-    ScanRejected,
+    TimeoutExceeded,
 )
-from warden.plugins.manifest import Manifest, PoolSettings, load_manifest
-from warden.calls.metrics import WardenMetrics
-from warden.calls.middleware import CallContext, pipeline_for
+from warden.plugins import bundle
+from warden.plugins.manifest import Manifest
+from warden.plugins.pool import Pool
 from warden.providers.base import Provider, SandboxHandle
 from warden.providers.registry import get_provider
 from warden.sandboxes import checks
 from warden.spec.sandbox import SandboxSpec
+from warden.wire import ipc
 
-__all__ = ["DATA_INSIDE", "MOUNT_AT", "Engine", "Plugin", "Pool"]
+__all__ = ["DATA_INSIDE", "MOUNT_AT", "Engine", "Plugin"]
 
 MOUNT_AT = "/plugin"
 DATA_INSIDE = MOUNT_AT + "/data"
-
-
-def _scan_plugin(root: str, manifest: Manifest) -> None:
-    """Refuse the plugin when the scanner finds anything in any of its .py files."""
-    try:
-        from warden.scan import Policy, scan_paths
-    except ImportError as exc:
-        raise ProviderUnavailable(
-            "the source scanner (warden.scan)",
-            f"it failed to import ({exc}); rebuild warden's native core with scripts/dev-build "
-            "or reinstall warden") from exc
-    base = Policy.default() if manifest.scan is None else manifest.scan
-    policy = base.allow(modules=manifest.allowed_imports)
-    findings = [f for per_file in scan_paths([root], policy=policy).values() for f in per_file]
-    if findings:
-        raise ScanRejected(findings, where=f"plugin {manifest.name!r} at {root}")
-
-
-def _layout(root: str, manifest: Manifest) -> tuple[str, str]:
-    """(host code directory, where it is mounted inside) for the plugin's code.
-
-    The plugin's whole root is bound read-only at /plugin, and /plugin/data is the writable,
-    quota'd data area inside it (a tmpfs per worker, over the host's data/ directory, which
-    must exist as its mount point: it is made here when missing)."""
-    entry = os.path.join(root, manifest.entry_point)
-    if not os.path.isfile(entry) or not os.path.realpath(entry).startswith(
-            os.path.realpath(root) + os.sep):
-        raise ManifestError("entry_point", manifest.entry_point,
-                            "an existing .py file inside the plugin directory",
-                            os.path.join(root, "plugin.yaml"))
-    data = os.path.join(root, "data")
-    try:
-        os.makedirs(data, exist_ok=True)
-    except OSError as exc:
-        raise ManifestError("data/", data, f"a directory warden can create ({exc.strerror}); "
-                            "make data/ in the plugin directory", root) from exc
-    if os.path.islink(data) or not os.path.isdir(data):
-        raise ManifestError("data/", data, "a plain directory (not a link or a file)", root)
-    return root, MOUNT_AT
 
 
 # Errors after which a worker is not handed out again. A PluginError is the plugin's answer
@@ -92,203 +53,22 @@ def _worker_survives(exc: BaseException) -> bool:
     return isinstance(exc, (PluginError, PayloadTooLarge))
 
 
-@dataclass(eq=False)
-class _Worker:
-    handle: SandboxHandle
-    calls: int = 0
-    last_used: float = field(default_factory=time.monotonic)
-
-
-class Pool:
-    """Warm workers for one reuse key (plugin + tenant).
-
-    A worker is handed to one caller at a time. Up to ``max_workers`` live at once; callers
-    beyond that wait for one to come back. A worker is retired after ``max_calls_per_worker``
-    calls, after a call that broke it, or after ``idle_seconds`` unused (down to
-    ``min_workers``); idle workers are reaped whenever the pool is used and by ``reap()``.
-    """
-
-    def __init__(self, provider: Provider, spec: SandboxSpec, settings: PoolSettings, *,
-                 key: str, on_change: Any = None) -> None:
-        self.provider = provider
-        self.spec = spec
-        self.settings = settings
-        self.key = key
-        self._on_change = on_change
-        self._cond = threading.Condition()
-        self._idle: list[_Worker] = []
-        self._busy: set[_Worker] = set()
-        self._starting = 0
-        self._closed = False
-        self._next_reap = 0.0
-        self._waiting = 0
-
-    # -- counts --------------------------------------------------------------------------------
-
-    @property
-    def alive(self) -> int:
-        with self._cond:
-            return len(self._idle) + len(self._busy)
-
-    def handles(self) -> list[SandboxHandle]:
-        """The live workers' sandboxes (idle and busy)."""
-        with self._cond:
-            return [w.handle for w in (*self._idle, *self._busy)]
-
-    def _changed(self) -> None:
-        if self._on_change is not None:
-            self._on_change()
-
-    # -- life cycle ----------------------------------------------------------------------------
-
-    def _spawn(self) -> _Worker:
-        # No reuse_key: the provider would hand back the same live sandbox for every worker of
-        # the pool. The pool is what reuses, by its own key.
-        return _Worker(self.provider.create(self.spec))
-
-    def fill(self) -> None:
-        """Start workers until ``min_workers`` are alive."""
-        # Unlocked look first: this runs before every call, and a stale answer only means
-        # the locked check below decides.
-        if len(self._idle) + len(self._busy) >= self.settings.min_workers:
-            return
-        while True:
-            with self._cond:
-                if self._closed or (len(self._idle) + len(self._busy) + self._starting
-                                    >= self.settings.min_workers):
-                    return
-                self._starting += 1
-            try:
-                w = self._spawn()
-            finally:
-                with self._cond:
-                    self._starting -= 1
-                    self._cond.notify()
-            with self._cond:
-                if self._closed:
-                    closed = True
-                else:
-                    closed = False
-                    self._idle.append(w)
-                    self._cond.notify()
-            if closed:
-                self.provider.destroy(w.handle)
-                return
-            self._changed()
-
-    def acquire(self) -> _Worker:
-        """A worker for one caller; starts one when none is idle and the pool has room."""
-        if time.monotonic() >= self._next_reap:
-            self.reap()
-        with self._cond:
-            while True:
-                if self._closed:
-                    raise CallFailed(f"pool {self.key} is closed; load the plugin again")
-                while self._idle:
-                    w = self._idle.pop()        # the most recently used: its caches are warm
-                    if not self.provider.usable(w.handle):
-                        self._retire_later(w)
-                        continue
-                    self._busy.add(w)
-                    return w
-                if (len(self._busy) + self._starting) < self.settings.max_workers:
-                    self._starting += 1
-                    break
-                self._waiting += 1
-                try:
-                    self._cond.wait()
-                finally:
-                    self._waiting -= 1
-        try:
-            w = self._spawn()
-        except BaseException:
-            with self._cond:
-                self._starting -= 1
-                self._cond.notify()
-            raise
-        with self._cond:
-            self._starting -= 1
-            self._busy.add(w)
-        self._changed()
-        return w
-
-    def _retire_later(self, w: _Worker) -> None:
-        # Called with the lock held: destroying waits on the provider, so do it in a thread.
-        threading.Thread(target=self.provider.destroy, args=(w.handle,), daemon=True).start()
-
-    def release(self, w: _Worker, *, broken: bool = False) -> None:
-        """Give a worker back; a broken or worn-out one is destroyed."""
-        w.calls += 1
-        w.last_used = time.monotonic()
-        retire = (broken or not self.provider.usable(w.handle)
-                  or w.calls >= self.settings.max_calls_per_worker)
-        with self._cond:
-            self._busy.discard(w)
-            if not retire and not self._closed:
-                self._idle.append(w)
-            if self._waiting:
-                # Condition.notify is Python code; skipping it when nobody waits is measurable
-                # on the warm path.
-                self._cond.notify()
-        if retire or self._closed:
-            # Replaced by the next acquire (Plugin.pool refills to min_workers first), so a
-            # failing spawn is reported to a caller that asked for a worker, not to this one.
-            self.provider.destroy(w.handle)
-            self._changed()
-
-    def _take_expired(self) -> list[_Worker]:
-        limit = self.settings.idle_seconds
-        now = time.monotonic()
-        # Looking once per tenth of the idle time (at most once a second) is precise enough
-        # and keeps the scan off the path of every call.
-        self._next_reap = now + min(1.0, limit / 10)
-        with self._cond:
-            keep = len(self._idle) + len(self._busy) - self.settings.min_workers
-            out = []
-            for w in list(self._idle):
-                if keep <= 0:
-                    break
-                if now - w.last_used >= limit:
-                    self._idle.remove(w)
-                    out.append(w)
-                    keep -= 1
-            return out
-
-    def reap(self) -> int:
-        """Destroy workers idle for longer than ``idle_seconds`` (keeping ``min_workers``)."""
-        expired = self._take_expired()
-        for w in expired:
-            self.provider.destroy(w.handle)
-        if expired:
-            self._changed()
-        return len(expired)
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            workers = [*self._idle, *self._busy]
-            self._idle.clear()
-            self._cond.notify_all()
-        # Busy workers are destroyed too: their callers get WorkerCrashed, never a hang.
-        for w in workers:
-            self.provider.destroy(w.handle)
-        self._changed()
-
-
 class Plugin:
     """A loaded plugin. Calls are thread-safe; ``tenant`` picks the pool (default: the tenant
     the plugin was loaded for)."""
 
-    def __init__(self, engine: Engine, manifest: Manifest, root: str, *, tenant: str | None,
-                 labels: Mapping[str, str]) -> None:
+    def __init__(self, engine: Engine, manifest: Manifest, snapshot: bundle.Snapshot, *,
+                 tenant: str | None, labels: Mapping[str, str]) -> None:
         self.engine = engine
         self.manifest = manifest
         self.name = manifest.name
         self.version = manifest.version
-        self.root = root
+        self.root = snapshot.root
+        # The SHA-256 of the files scanned at load: the workers run exactly those.
+        self.digest = snapshot.digest
         self.tenant = tenant
         self.labels = dict(labels)
-        self._code_dir, self._code_at = _layout(root, manifest)
+        self._snapshot: bundle.Snapshot | None = snapshot
         self._pools: dict[str | None, Pool] = {}
         self._lock = threading.Lock()
         # Rate limits are kept per (plugin, tenant): a tenant cannot spend another's budget.
@@ -304,14 +84,21 @@ class Plugin:
     # -- pools ---------------------------------------------------------------------------------
 
     def _spec(self, tenant: str | None) -> SandboxSpec:
+        snapshot = self._snapshot
+        if snapshot is None:
+            raise CallFailed(f"plugin {self.name!r} is closed; load it again")
         labels = {"purpose": "plugin", **self.labels, "plugin": self.name}
         if tenant is not None:
             labels["tenant"] = tenant
         return SandboxSpec(
             limits=self.manifest.to_limits(), network=self.manifest.network, labels=labels,
-            code_dir=self._code_dir, mount_at=self._code_at, cwd=MOUNT_AT,
-            writable=(DATA_INSIDE,), data_dir=DATA_INSIDE, env=dict(self.manifest.env),
+            code_dir=snapshot.path, mount_at=MOUNT_AT, cwd=MOUNT_AT,
+            writable=(DATA_INSIDE,), data_dir=DATA_INSIDE, env=self._env(),
             entry_point=f"{MOUNT_AT}/{self.manifest.entry_point}", image=self.manifest.image)
+
+    def _env(self) -> dict[str, str]:
+        # HOME is the one writable place a plugin has (the manifest may not set HOME).
+        return {**self.manifest.env, "HOME": DATA_INSIDE}
 
     def pool(self, tenant: str | None = None, *, _default: bool = True) -> Pool:
         """The pool of ``tenant`` (the plugin's own tenant when None), started on first use."""
@@ -326,10 +113,28 @@ class Plugin:
             if pool is None:
                 key = f"{self.name}@{self.version}:{self.root}|tenant={tenant or ''}"
                 pool = Pool(self.engine.provider, self._spec(tenant), self.manifest.pool,
-                            key=key, on_change=self._workers_changed)
+                            key=key, on_change=self._workers_changed,
+                            metrics=self.engine.metrics, plugin=self.name)
                 self._pools[tenant] = pool
         pool.fill()
         return pool
+
+    def check_entry(self) -> None:
+        """Raise the plugin's own error (PluginError with its import traceback, or one naming
+        the missing handle) unless its entry point loaded in a worker."""
+        pool = self.pool()
+        w = pool.acquire()
+        broken = True
+        try:
+            self.engine.provider.call(w.handle, "entry", {})
+            broken = False
+        except PluginError as exc:
+            raise PluginError(exc.type, f"plugin {self.name!r} at {self.root} did not load: "
+                              f"{exc.message}", exc.traceback) from None
+        finally:
+            # A pool that keeps no worker warm keeps none for this check either.
+            pool.release(w, broken=broken, counted=False,
+                         retire=pool.settings.min_workers == 0)
 
     def _workers_changed(self) -> None:
         with self._lock:
@@ -343,13 +148,13 @@ class Plugin:
     # -- calls ---------------------------------------------------------------------------------
 
     def _send(self, handle: SandboxHandle, op: str, action: str, field_name: str,
-              value: object) -> object:
+              value: object, timeout: float | None = None) -> object:
         provider = self.engine.provider
         # A plugin may answer with a large result as {"$file": relpath} in its data/ (the
         # spec's data_dir): the provider reads it from there by itself.
         args: dict[str, Any] = {"action": action, field_name: value}
         try:
-            return provider.call(handle, op, args)
+            return provider.call(handle, op, args, timeout=timeout)
         except PayloadTooLarge as exc:
             # Only our own request over the cap goes again as a memfd (refused before a byte
             # was written); a reply over the cap is the plugin's and is reported.
@@ -359,17 +164,28 @@ class Plugin:
         try:
             args[field_name] = ref
             args["fds"] = [fd]
-            return provider.call(handle, op, args)
+            return provider.call(handle, op, args, timeout=timeout)
         finally:
             os.close(fd)
 
     def _terminal(self, ctx: CallContext) -> object:
         pool = self.pool(ctx.tenant, _default=False)
-        w = pool.acquire()
+        # The wait for a worker counts against the call's timeout: the caller waits for
+        # timeout_seconds in all, never more.
+        timeout = self.manifest.resources.timeout_seconds
+        start = time.monotonic()
+        w = pool.acquire(timeout)
+        left = timeout - (time.monotonic() - start)
+        if left <= 0:
+            pool.release(w, counted=False)
+            raise TimeoutExceeded(
+                f"call {ctx.action!r} of plugin {self.name!r} spent its {timeout:g}s timeout "
+                "waiting for a worker to start; nothing was sent to it (raise "
+                "resources.timeout_seconds, or pool.min_workers to keep workers warm)")
         broken = True
         try:
             result = self._send(w.handle, ctx.op, ctx.action,
-                                "items" if ctx.op == "batch" else "payload", ctx.payload)
+                                "items" if ctx.op == "batch" else "payload", ctx.payload, left)
             broken = False
             return result
         except BaseException as exc:
@@ -429,9 +245,12 @@ class Plugin:
         with self._lock:
             pools = list(self._pools.values())
             self._pools.clear()
+            snapshot, self._snapshot = self._snapshot, None
         for p in pools:
             p.close()
         self.engine.metrics.workers_alive.set(0, plugin=self.name)
+        if snapshot is not None:
+            bundle.give_back(snapshot)
 
 
 class Engine:
@@ -463,21 +282,30 @@ class Engine:
 
     def load(self, path: str | os.PathLike, *, tenant: str | None = None,
              labels: Mapping[str, str] | None = None) -> Plugin:
-        """Read, validate and scan the plugin at ``path`` and start its warm workers."""
+        """Copy, read, validate and scan the plugin at ``path``, start its warm workers and
+        check that its entry point loads (else the plugin's own PluginError)."""
         if not isinstance(path, (str, os.PathLike)):
             raise InvalidArgument("path", path, "the plugin's directory, a str or os.PathLike")
         labels = checks.labels_map(labels, extra=("plugin",))
         if tenant is not None and not isinstance(tenant, str):
             raise InvalidArgument("tenant", tenant, "None or a string")
         root = os.path.realpath(os.fspath(path))
-        manifest = load_manifest(root)
         if tenant is None:
             tenant = labels.get("tenant")
         labels.pop("tenant", None)
-        _scan_plugin(root, manifest)
-        plugin = Plugin(self, manifest, root, tenant=tenant, labels=labels)
+        # Everything from here on reads warden's copy of the plugin: what is scanned is
+        # what the workers run.
+        snapshot = bundle.take(root)
         try:
-            plugin.pool()
+            manifest = bundle.manifest_of(snapshot)
+            bundle.scan(snapshot, manifest)
+            bundle.check_entry(snapshot, manifest)
+            plugin = Plugin(self, manifest, snapshot, tenant=tenant, labels=labels)
+        except BaseException:
+            bundle.give_back(snapshot)
+            raise
+        try:
+            plugin.check_entry()
         except BaseException:
             plugin.close()
             raise
@@ -521,7 +349,7 @@ class Engine:
         if executor is not None:
             executor.shutdown(wait=False)
 
-    def __enter__(self) -> Engine:  # noqa: PYI034 - Self needs Python 3.11
+    def __enter__(self) -> Engine:
         return self
 
     def __exit__(self, *exc: object) -> None:

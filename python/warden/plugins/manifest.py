@@ -35,11 +35,10 @@ import re
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-import yaml
+from typing import TYPE_CHECKING
 
 from warden.errors import ManifestError
+from warden.plugins import yaml_safe
 
 if TYPE_CHECKING:
     from warden.scan import Policy
@@ -56,12 +55,11 @@ __all__ = [
     "load_manifest",
     "manifest_from_dict",
     "parse_manifest",
+    "scan_policy",
 ]
 
 MANIFEST_NAME = "plugin.yaml"
 MAX_MANIFEST_BYTES = 64 << 10
-_MAX_EVENTS = 10_000
-_MAX_DEPTH = 16
 
 # The same outer bounds as warden.Limits, so that to_limits() never refuses what passed here.
 _MAX_MB = 1 << 20
@@ -97,13 +95,6 @@ def _short(value: object) -> object:
         text = repr(value)
         return text if len(text) <= 80 else text[:77] + "..."
     return value
-
-
-def _key_name(key: object) -> str:
-    """A key as a field name in an error: plain keys as they are, anything else quoted."""
-    if isinstance(key, str) and re.fullmatch(r"[\w.-]+", key):
-        return key
-    return repr(key)
 
 
 def _err(path: str, value: object, allowed: str) -> ManifestError:
@@ -173,7 +164,7 @@ def _mapping(path: str, value: object, allowed_keys: tuple[str, ...]) -> dict:
         raise _err(path, value, f"a mapping with keys {', '.join(allowed_keys)}")
     for key in value:
         if key not in allowed_keys:
-            shown = _key_name(key)
+            shown = yaml_safe.key_name(key)
             where = f"{path}.{shown}" if path else shown
             raise _err(where, value[key],
                        f"no such field; known fields{' of ' + path if path else ''} are "
@@ -379,119 +370,25 @@ def manifest_from_dict(data: object) -> Manifest:
     )
 
 
-# ---------------------------------------------------------------------------------------------
-# YAML
-
-
-_PLAIN_TAGS = frozenset({None, "!", "tag:yaml.org,2002:str", "tag:yaml.org,2002:int",
-                         "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool",
-                         "tag:yaml.org,2002:null", "tag:yaml.org,2002:map",
-                         "tag:yaml.org,2002:seq"})
-
-
-def _precheck(text: str, source: str) -> None:
-    """Walk the event stream before anything is constructed: refuse aliases and anchors (the
-    YAML bomb needs them), explicit tags, deep nesting and documents with too many nodes."""
-    depth = 0
-    count = 0
-    docs = 0
-    # One entry per open collection: the keys seen so far for a mapping (None for a sequence)
-    # and whether the next node is a key. Duplicate keys are refused here because PyYAML would
-    # silently keep the last one, and two readers of one file could then disagree on a limit.
-    stack: list[list] = []
-    try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            if isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
-                stack.pop()
-                depth -= 1
-                _after_node(stack)
-                continue
-            if stack and stack[-1][0] is not None and stack[-1][1] and isinstance(
-                    event, yaml.NodeEvent):
-                if not isinstance(event, yaml.ScalarEvent):
-                    raise ManifestError("(document)", f"a non-scalar mapping key at line "
-                                        f"{event.start_mark.line + 1}",
-                                        "plain keys such as name or max_memory_mb", source)
-                if event.value in stack[-1][0]:
-                    raise ManifestError(_key_name(event.value), f"given twice (line "
-                                        f"{event.start_mark.line + 1})",
-                                        "each key once per mapping", source)
-                stack[-1][0].add(event.value)
-            count += 1
-            if count > _MAX_EVENTS:
-                raise ManifestError("(document)", f"more than {_MAX_EVENTS} YAML nodes",
-                                    "a small document", source)
-            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-                raise ManifestError("(document)", f"YAML anchor/alias at line "
-                                    f"{event.start_mark.line + 1}",
-                                    "plain YAML without anchors (&) and aliases (*)", source)
-            tag = getattr(event, "tag", None)
-            if tag not in _PLAIN_TAGS:
-                raise ManifestError("(document)", f"YAML tag {tag} at line "
-                                    f"{event.start_mark.line + 1}",
-                                    "plain YAML without explicit tags", source)
-            if isinstance(event, yaml.DocumentStartEvent):
-                docs += 1
-                if docs > 1:
-                    raise ManifestError("(document)", "several YAML documents",
-                                        "exactly one document", source)
-            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
-                depth += 1
-                if depth > _MAX_DEPTH:
-                    raise ManifestError("(document)", f"nesting deeper than {_MAX_DEPTH}",
-                                        "a shallow document", source)
-                stack.append([set() if isinstance(event, yaml.MappingStartEvent) else None,
-                              True])
-            elif isinstance(event, (yaml.ScalarEvent, yaml.AliasEvent)):
-                _after_node(stack)
-    except yaml.YAMLError as exc:
-        raise ManifestError("(document)", _yaml_problem(exc), "valid YAML", source) from exc
-
-
-def _after_node(stack: list[list]) -> None:
-    """A whole node ended: inside a mapping, keys and values alternate."""
-    if stack and stack[-1][0] is not None:
-        stack[-1][1] = not stack[-1][1]
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc)
-    if mark is not None:
-        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
-    return problem
-
-
 def parse_manifest(text: str | bytes, *, source: str = MANIFEST_NAME) -> Manifest:
     """Parse and validate the text of a plugin.yaml."""
-    if isinstance(text, (bytes, bytearray)):
-        if len(text) > MAX_MANIFEST_BYTES:
-            raise ManifestError("(document)", f"{len(text)} bytes",
-                                f"at most {MAX_MANIFEST_BYTES} bytes", source)
-        try:
-            text = bytes(text).decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ManifestError("(document)", f"invalid UTF-8 at byte {exc.start}",
-                                "UTF-8 text", source) from exc
-    if not isinstance(text, str):
-        raise ManifestError("(document)", type(text).__name__, "YAML text", source)
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_MANIFEST_BYTES:
-        raise ManifestError("(document)", f"{len(text)} characters",
-                            f"at most {MAX_MANIFEST_BYTES} bytes", source)
-    _precheck(text, source)
-    try:
-        data: Any = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ManifestError("(document)", _yaml_problem(exc), "valid YAML", source) from exc
-    except RecursionError as exc:  # pragma: no cover - _precheck bounds the depth first
-        raise ManifestError("(document)", "nesting too deep", "a shallow document",
-                            source) from exc
+    data = yaml_safe.load(text, source=source, max_bytes=MAX_MANIFEST_BYTES)
     try:
         return manifest_from_dict(data)
     except ManifestError as exc:
         if source:
             raise ManifestError(exc.field, exc.value, exc.allowed, source) from None
         raise
+
+
+def scan_policy(manifest: Manifest) -> Policy:
+    """The policy a plugin's sources are scanned with: its ``scan:`` section (warden's
+    default policy without one), with ``allowed_imports`` allowed on top. Engine.load and
+    ``warden scan --policy plugin.yaml`` both judge by it."""
+    from warden.scan import Policy
+
+    base = Policy.default() if manifest.scan is None else manifest.scan
+    return base.allow(modules=manifest.allowed_imports)
 
 
 def load_manifest(path: str | os.PathLike) -> Manifest:

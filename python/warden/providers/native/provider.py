@@ -231,6 +231,7 @@ class NativeProvider(Provider):
             result, got = descriptors.at_step(
                 "zygote spawn", self._zygote.request,
                 {"op": "spawn", "config": cfg, "entry": spec.entry_point or None,
+                 "env": sandbox_env(spec.env),
                  "data_dir": spec.data_dir or None, "netns": True,
                  "cgroup_fd": cg.dir_fd() is not None}, fds)
         for fd in got:

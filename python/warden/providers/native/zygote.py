@@ -7,7 +7,8 @@ back already inside a fresh sandbox (``_core.fork_sandboxed``) and serves the wo
 on the socket the host sent along.
 
 Control protocol (warden.wire.ipc frames on a unix socket, descriptors with SCM_RIGHTS):
-    {"op": "spawn", "config": {...}, "entry": path|None, "netns": bool, "cgroup_fd": bool}
+    {"op": "spawn", "config": {...}, "entry": path|None, "env": ["NAME=value", ...],
+     "netns": bool, "cgroup_fd": bool}
         + [worker socket, network namespace?, cgroup dir fd?]
         -> {"pid": n} + [pidfd]
     {"op": "wait", "pid": n}   -> {"status": wait status}   (call once the pid died)
@@ -35,10 +36,20 @@ def _no_plugin(action: str, payload: object) -> object:
                       "use call_fn or run_python")
 
 
-def _serve_worker(entry: str | None, data_dir: str | None) -> None:
+def _apply_env(env: list[str]) -> None:
+    """The sandbox's environment ("NAME=value" items, host/environ.sandbox_env) as the
+    worker's own: a forked worker never execs, so it would otherwise keep the zygote's."""
+    os.environ.clear()
+    for item in env:
+        name, _, value = item.partition("=")
+        os.environ[name] = value
+
+
+def _serve_worker(entry: str | None, data_dir: str | None, env: list[str]) -> None:
     """In the sandboxed child: serve the worker protocol on descriptor 3, never return."""
     code = 0
     try:
+        _apply_env(env)
         from warden.guest import toolops
         from warden.guest import worker
 
@@ -120,7 +131,7 @@ def main(fd: int) -> int:
                     cfg["cgroup_fd"] = next(rest)
                 pid, pidfd, mount_ns = _core.fork_sandboxed(cfg)
                 if pid == 0:
-                    _serve_worker(msg.get("entry"), msg.get("data_dir"))
+                    _serve_worker(msg.get("entry"), msg.get("data_dir"), msg.get("env") or [])
                 for f in fds:
                     os.close(f)
                 # The pidfd, then the mount namespace when the config held it.

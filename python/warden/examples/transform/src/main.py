@@ -22,12 +22,16 @@ def _cents(text):
 
 
 def normalize(record):
-    out = {
-        "id": record["id"],
-        "name": " ".join(record["name"].split()).title(),
-        "email": record["email"].strip().lower(),
-        "cents": _cents(record["amount"]),
-    }
+    try:
+        out = {
+            "id": record["id"],
+            "name": " ".join(record["name"].split()).title(),
+            "email": record["email"].strip().lower(),
+            "cents": _cents(record["amount"]),
+        }
+    except KeyError as exc:
+        raise ValueError(f"normalize takes a record with id, name, email and amount; this one "
+                         f"has no {exc}") from None
     if "note" in record:
         out["note"] = record["note"].strip()
     return out
