@@ -10,6 +10,7 @@ from warden.sandboxes import checks
 from warden.spec.limits import Limits
 from warden.spec.result import ExecResult
 from warden.spec.sandbox import SandboxSpec
+from warden.wire import ops
 
 __all__ = ["Files", "Sandbox"]
 
@@ -90,11 +91,13 @@ class Sandbox:
              timeout: float | None = None) -> object:
         """Call a function inside the sandbox: pass its source (``def f(x): ...``) the first
         time, then its name alone. ``payload`` is what msgpack carries (checks.payload). A
-        timeout kills the sandbox (TimeoutExceeded)."""
+        timeout kills the sandbox (TimeoutExceeded); an exception the function raises is a
+        PluginError ("code in sandbox ... raised ...") with its type, message, traceback and,
+        for an OSError, errno and path."""
         is_source, text = checks.function_ref(fn_source_or_name)
         args = {"payload": checks.payload(payload), "source" if is_source else "name": text}
         limit = checks.timeout_s(timeout)
-        return self._provider.call(self._handle, "call_fn", args, timeout=limit)
+        return self._provider.call(self._handle, ops.CALL_FN, args, timeout=limit)
 
     def close(self) -> None:
         self._provider.destroy(self._handle)
