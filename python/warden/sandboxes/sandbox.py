@@ -16,9 +16,12 @@ __all__ = ["Files", "Sandbox"]
 
 
 class Files:
-    """The sandbox's workspace. Paths are relative to it; ``..``, absolute paths and symlinks
-    that lead out are refused with PathEscapeError; a path that is not text at all is an
-    InvalidArgument."""
+    """The sandbox's workspace. Paths are relative to it; ``..``, absolute paths and symbolic
+    links anywhere on a path are refused with PathEscapeError (no link is followed, not even
+    one pointing inside); a path that is not text at all is an InvalidArgument. A failure is
+    a SandboxFileError, which is also the matching OSError (FileNotFoundError,
+    IsADirectoryError, ...) with ``filename`` the path as given; a write past the disk quota
+    is DiskQuotaExceeded."""
 
     def __init__(self, box: Sandbox) -> None:
         self._box = box

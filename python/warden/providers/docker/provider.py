@@ -44,6 +44,7 @@ from warden.errors import (
 from warden.providers.errors import sandbox_error
 from warden.wire import ops
 from warden.wire.codec import DEFAULT_MAX_FRAME, encode
+from warden.wire.paths import check_relative
 from warden.wire.replies import error_from_reply
 from warden.host.owner import owner_id
 from warden.spec.result import ExecResult
@@ -318,6 +319,10 @@ class DockerProvider(Reconciling, Provider):
 
     def call(self, handle: SandboxHandle, op: str, args: dict, *,
              timeout: float | None = None) -> object:
+        return self._call(handle, op, args, timeout=timeout)
+
+    def _call(self, handle: SandboxHandle, op: str, args: dict, *, timeout: float | None = None,
+              path: str | None = None) -> object:
         st = state_of(handle)
         if st.foreign:
             raise WorkerCrashed(f"sandbox {handle.id} belongs to warden process "
@@ -329,12 +334,13 @@ class DockerProvider(Reconciling, Provider):
         with st.lock:
             st.busy += 1
             try:
-                return self._request(handle, op, msg, timeout)
+                return self._request(handle, op, msg, timeout, path)
             finally:
                 st.busy -= 1
                 st.last_used = time.monotonic()
 
-    def _request(self, handle: SandboxHandle, op: str, msg: dict, timeout: float) -> object:
+    def _request(self, handle: SandboxHandle, op: str, msg: dict, timeout: float,
+                 path: str | None = None) -> object:
         st = state_of(handle)
         link, cid = self._ensure_running(handle)
         msg["id"] = request_id = next(st.next_id)
@@ -367,7 +373,7 @@ class DockerProvider(Reconciling, Provider):
         if isinstance(exc, (PluginError, SandboxFileError)):
             # No pids_limit_hit: the host cannot read the container's cgroup on the call
             # path, so a refused fork or thread stays the code's own PluginError.
-            exc = sandbox_error(exc, handle, op)
+            exc = sandbox_error(exc, handle, op, path=path)
         raise exc from exc.__cause__
 
     def exec(self, handle: SandboxHandle, argv: Sequence[str], *, stdin: bytes | None = None,
@@ -425,23 +431,19 @@ class DockerProvider(Reconciling, Provider):
 
     # -- files: through the worker, whose tool ops confine paths to the workspace --------------
 
-    def write_file(self, handle: SandboxHandle, path: str, data: bytes) -> None:
-        from warden.wire.paths import check_relative
+    def _file_op(self, handle: SandboxHandle, op: str, path: str, **fields: object) -> object:
+        # Checked here first; sent as given, so that an error names the path as given.
+        check_relative(path)
+        return self._call(handle, op, {"path": path, **fields}, path=path)
 
-        self.call(handle, "write_file", {"path": check_relative(path), "data": bytes(data)})
+    def write_file(self, handle: SandboxHandle, path: str, data: bytes) -> None:
+        self._file_op(handle, ops.WRITE_FILE, path, data=bytes(data))
 
     def read_file(self, handle: SandboxHandle, path: str) -> bytes:
-        from warden.wire.paths import check_relative
-
-        return self.call(handle, "read_file", {"path": check_relative(path)})
+        return self._file_op(handle, ops.READ_FILE, path)
 
     def list_files(self, handle: SandboxHandle, path: str = ".") -> list[str]:
-        from warden.wire.paths import check_relative
-
-        return [e["name"] for e in self.call(handle, "list_files",
-                                             {"path": check_relative(path)})]
+        return [e["name"] for e in self._file_op(handle, ops.LIST_FILES, path)]
 
     def remove_file(self, handle: SandboxHandle, path: str) -> None:
-        from warden.wire.paths import check_relative
-
-        self.call(handle, "remove_file", {"path": check_relative(path)})
+        self._file_op(handle, ops.REMOVE_FILE, path)

@@ -21,13 +21,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import cast
 
 from warden.host import cgroups, descriptors, identity
 from warden.host.environ import python_paths, sandbox_env
 from warden.providers.native import prepare, runner
+from warden.guest import files
 from warden.providers.errors import sandbox_error
 from warden.providers.native.state import NativeState, state_of
 from warden.wire import ops
@@ -36,7 +37,6 @@ from warden.errors import (
     CallFailed,
     CgroupTeardownError,
     MemoryLimitExceeded,
-    PathEscapeError,
     PluginError,
     SandboxFileError,
     TimeoutExceeded,
@@ -79,6 +79,12 @@ def _import_roots() -> list[str]:
 
 
 _PROVIDERS = itertools.count(1)
+
+# The tool layer's file ops, run on the host for a read-only workspace: the same functions
+# the worker runs inside, under the same path rule.
+_HOST_FILE_OPS: dict[str, Callable[..., object]] = {
+    ops.WRITE_FILE: files.write_file, ops.READ_FILE: files.read_file,
+    ops.LIST_FILES: files.list_files, ops.REMOVE_FILE: files.remove_file}
 
 
 def _spec_key(spec: SandboxSpec) -> tuple:
@@ -354,6 +360,10 @@ class NativeProvider(Provider):
 
     def call(self, handle: SandboxHandle, op: str, args: dict, *,
              timeout: float | None = None) -> object:
+        return self._call(handle, op, args, timeout=timeout)
+
+    def _call(self, handle: SandboxHandle, op: str, args: dict, *, timeout: float | None = None,
+              path: str | None = None) -> object:
         st = state_of(handle)
         if timeout is None:
             timeout = handle.spec.limits.wall_time_s
@@ -373,7 +383,7 @@ class NativeProvider(Provider):
             except ChannelClosed:
                 raise self._death(handle, f"serving {op!r}") from None
             except (PluginError, SandboxFileError) as exc:
-                err = sandbox_error(exc, handle, op,
+                err = sandbox_error(exc, handle, op, path=path,
                                     pids_limit_hit=lambda: st.cgroup.stats().pids_limit_hit)
                 raise err from err.__cause__
             return result
@@ -404,46 +414,31 @@ class NativeProvider(Provider):
 
     # -- files ---------------------------------------------------------------------------------
 
-    def _host_path(self, handle: SandboxHandle, path: str) -> str:
+    def _files(self, handle: SandboxHandle, op: str, path: str, **fields: object) -> object:
+        """A file op: on the host, beneath a read-only workspace that the sandbox only
+        reads; else through the worker. The path goes as the caller gave it (checked here
+        first), so that an error names it as given."""
+        check_relative(path)
         root = state_of(handle).host_ws
-        assert root is not None, "called only for a workspace on the host"
-        full = os.path.realpath(os.path.join(root, check_relative(path)))
-        if full != root and not full.startswith(root + "/"):
-            raise PathEscapeError(f"path {path!r} resolves outside the workspace")
-        return full
+        if root is None:
+            return self._call(handle, op, {"path": path, **fields}, path=path)
+        try:
+            return _HOST_FILE_OPS[op](root, path, **fields)
+        except SandboxFileError as exc:
+            err = sandbox_error(exc, handle, op, path=path)
+            raise err from err.__cause__
 
     def write_file(self, handle: SandboxHandle, path: str, data: bytes) -> None:
-        if state_of(handle).host_ws:
-            full = self._host_path(handle, path)
-            os.makedirs(os.path.dirname(full), exist_ok=True)
-            fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            return
-        self.call(handle, ops.WRITE_FILE, {"path": check_relative(path), "data": bytes(data)})
+        self._files(handle, ops.WRITE_FILE, path, data=bytes(data))
 
     def read_file(self, handle: SandboxHandle, path: str) -> bytes:
-        if state_of(handle).host_ws:
-            fd = os.open(self._host_path(handle, path), os.O_RDONLY | os.O_NOFOLLOW)
-            with os.fdopen(fd, "rb") as f:
-                return f.read()
-        return self.call(handle, ops.READ_FILE, {"path": check_relative(path)})
+        return self._files(handle, ops.READ_FILE, path)
 
     def list_files(self, handle: SandboxHandle, path: str = ".") -> list[str]:
-        if state_of(handle).host_ws:
-            return sorted(os.listdir(self._host_path(handle, path)))
-        return [e["name"] for e in self.call(handle, ops.LIST_FILES,
-                                             {"path": check_relative(path)})]
+        return [e["name"] for e in self._files(handle, ops.LIST_FILES, path)]
 
     def remove_file(self, handle: SandboxHandle, path: str) -> None:
-        if state_of(handle).host_ws:
-            full = self._host_path(handle, path)
-            if os.path.isdir(full) and not os.path.islink(full):
-                shutil.rmtree(full)
-            else:
-                os.unlink(full)
-            return
-        self.call(handle, ops.REMOVE_FILE, {"path": check_relative(path)})
+        self._files(handle, ops.REMOVE_FILE, path)
 
     def run(self, argv: Sequence[str], *, stdin: bytes | None = None,
             limits: Limits | None = None, network: str = "none",
