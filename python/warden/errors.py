@@ -72,6 +72,7 @@ __all__ = [
 import errno as _errno
 import os as _os
 import reprlib as _reprlib
+from typing import Any
 
 
 class WardenError(Exception):
@@ -155,7 +156,7 @@ class HostResourceExhausted(WardenError):
 class ScanRejected(WardenError):
     """The scanner refused source code before it ran."""
 
-    def __init__(self, findings: list, where: str = "") -> None:
+    def __init__(self, findings: list[Any], where: str = "") -> None:
         self.findings = list(findings)
         head = "; ".join(
             f"{getattr(f, 'filename', where) or where}:{f.line}:{f.col} {f.rule}: {f.message}"
@@ -202,8 +203,9 @@ class SandboxFileError(WardenError, OSError):
     def __str__(self) -> str:
         verb = f"cannot {self.op}" if self.op else "file operation failed on"
         where = f" in sandbox {self.sandbox}" if self.sandbox else " in the sandbox's workspace"
-        name = _errno.errorcode.get(self.errno, str(self.errno))
-        hint = _FILE_HINTS.get(self.errno, "")
+        code = self.errno if self.errno is not None else 0
+        name = _errno.errorcode.get(code, str(code))
+        hint = _FILE_HINTS.get(code, "")
         return (f"{verb} {self.filename!r}{where}: {self.strerror} ({name})"
                 + (f"; {hint}" if hint else ""))
 

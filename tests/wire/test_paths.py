@@ -141,7 +141,7 @@ def test_a_directory_swapped_for_a_link_during_reads_never_leads_out(mode, tmp_p
     """A racer swaps root/d between a directory and a link to outside/ while reads of
     d/secret run: every read gets the inside file or is refused, never the outside one."""
     space: dict = {}
-    exec(EXCHANGE_SOURCE, space)  # noqa: S102 - the same helper the sandbox test runs inside
+    exec(EXCHANGE_SOURCE, space)  # the same helper the sandbox test runs inside
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "secret").write_text("OUTSIDE")

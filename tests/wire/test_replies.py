@@ -27,7 +27,7 @@ def raised(exc: BaseException) -> BaseException:
     """``exc`` with a traceback, as the worker catches it."""
     try:
         raise exc
-    except BaseException as caught:  # noqa: BLE001 - any exception, as the worker sees it
+    except BaseException as caught:  # any exception, as the worker sees it
         return caught
 
 

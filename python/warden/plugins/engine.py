@@ -25,8 +25,6 @@ from typing import Any
 
 from warden.calls.metrics import WardenMetrics
 from warden.calls.middleware import CallContext, pipeline_for
-from warden.wire import ops
-from warden.wire.large import memfd_ref
 from warden.errors import (
     CallFailed,
     InvalidArgument,
@@ -41,6 +39,7 @@ from warden.providers.base import Provider, SandboxHandle
 from warden.providers.registry import get_provider
 from warden.sandboxes import checks
 from warden.spec.sandbox import SandboxSpec
+from warden.wire import large, ops
 
 __all__ = ["DATA_INSIDE", "MOUNT_AT", "Engine", "Plugin"]
 
@@ -161,7 +160,7 @@ class Plugin:
             # was written); a reply over the cap is the plugin's and is reported.
             if exc.direction != "outgoing" or handle.provider != "native":
                 raise
-        ref, fd = memfd_ref(value)
+        ref, fd = large.memfd_ref(value)
         try:
             args[field_name] = ref
             args["fds"] = [fd]

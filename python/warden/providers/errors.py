@@ -53,7 +53,7 @@ def sandbox_error(exc: Exception, handle: SandboxHandle, op: str, *, path: str |
         filename = path if path is not None else exc.filename
         if exc.errno == errno.ENOSPC:
             return _caused(_disk_full(handle, f"{FILE_VERBS.get(op, op)} of {filename!r}"), exc)
-        return sandbox_file_error(exc.errno, filename, op=FILE_VERBS.get(op, ""),
+        return sandbox_file_error(exc.errno or errno.EIO, filename, op=FILE_VERBS.get(op, ""),
                                   sandbox=handle.id)
     if not isinstance(exc, PluginError):
         return exc

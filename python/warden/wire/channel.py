@@ -23,7 +23,7 @@ try:
 except ImportError:
     # The worker inside a container whose Python cannot load this host's native module:
     # its channel waits without spinning first.
-    _wait_readable = None
+    _wait_readable = None  # type: ignore[assignment]
 
 from warden.errors import CallFailed, PayloadTooLarge, ProtocolError, TimeoutExceeded
 from warden.wire.codec import (
@@ -136,7 +136,7 @@ class Channel:
         self._pending_fds.clear()
         self._sock.close()
 
-    def __enter__(self) -> Channel:  # noqa: PYI034 - Self needs Python 3.11
+    def __enter__(self) -> Channel:  # not Self: that needs Python 3.11
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -209,13 +209,17 @@ class Channel:
                     bufs[0] = bufs[0][sent:]
                     sent = 0
 
-    def _wait(self, events: int, deadline: float, what: str) -> None:
+    def _wait(self, events: int, deadline: float | None, what: str) -> None:
+        """Wait until the socket is ready for ``events``; without a deadline, for as long as
+        it takes."""
+        poller = select.poll()
+        poller.register(self._fd, events)
+        if deadline is None:
+            poller.poll()
+            return
         remaining = deadline - time.monotonic()
-        if remaining > 0:
-            poller = select.poll()
-            poller.register(self._fd, events)
-            if poller.poll(math.ceil(remaining * 1000)):
-                return
+        if remaining > 0 and poller.poll(math.ceil(remaining * 1000)):
+            return
         raise TimeoutExceeded(f"no progress {what} on channel fd {self._fd} before the deadline")
 
     # -- receiving ----------------------------------------------------------------------------
@@ -350,8 +354,8 @@ class Channel:
     def next_id(self) -> int:
         return next(self._ids)
 
-    def request(self, msg: dict, *, deadline: float | None = None,
-                fds: Sequence[int] = ()) -> tuple[dict, list[int]]:
+    def request(self, msg: dict[str, Any], *, deadline: float | None = None,
+                fds: Sequence[int] = ()) -> tuple[dict[str, Any], list[int]]:
         """Send ``msg`` (its "id" is set here) and return ``(reply, fds)`` for that id."""
         request_id = msg["id"] = next(self._ids)
         self.send(msg, fds, deadline)
@@ -374,7 +378,7 @@ class Channel:
         return reply, rfds
 
     def call(self, op: str, *, deadline: float | None = None, fds: Sequence[int] = (),
-             data_dir: str | os.PathLike | None = None, **fields: Any) -> object:
+             data_dir: str | os.PathLike[str] | None = None, **fields: Any) -> object:
         """Make one request and return its result, resolving a large-payload reference in
         it; an error reply raises (PluginError, or PayloadTooLarge from the worker)."""
         msg = {"id": 0, "op": op}

@@ -71,7 +71,7 @@ def _refuse_ext(code: int, data: bytes) -> object:
 
 def pack(packer: msgpack.Packer, msg: object) -> bytes:
     try:
-        return packer.pack(msg)
+        return bytes(packer.pack(msg))
     except (TypeError, ValueError, OverflowError) as exc:
         # The packer resets its buffer when pack() raises, so the packer stays usable.
         raise ProtocolError(
@@ -180,7 +180,7 @@ class FrameReader:
             return self._skip - avail if self._skip > avail else 1
         if avail < HEADER_SIZE:
             return HEADER_SIZE - avail
-        (n,) = _HEADER.unpack_from(self._buf, self._pos)
+        n: int = _HEADER.unpack_from(self._buf, self._pos)[0]
         if n > self.limit:
             return max(1, HEADER_SIZE + min(n, _PEEK) - avail)
         return max(1, HEADER_SIZE + n - avail)

@@ -78,7 +78,7 @@ def read_memfd(fd: int, limit: int = DEFAULT_MAX_LARGE) -> memoryview | bytes:
         os.close(fd)
 
 
-def memfd_ref(payload: object, index: int = 0) -> tuple[dict, int]:
+def memfd_ref(payload: object, index: int = 0) -> tuple[dict[str, Any], int]:
     """``(ref, fd)`` for sending ``payload`` beside a frame: bytes go as they are, anything
     else msgpack-encoded (marked with ``"$codec"``). Pass ``fd`` in the frame's fds at
     ``index``; the sender closes its copy after sending."""
@@ -89,7 +89,7 @@ def memfd_ref(payload: object, index: int = 0) -> tuple[dict, int]:
 
 
 
-def _open_in_data(data_dir: str | os.PathLike, relpath: object, flags: int) -> int:
+def _open_in_data(data_dir: str | os.PathLike[str], relpath: object, flags: int) -> int:
     """Open a ``{"$file"}`` path beneath ``data_dir`` by the one rule of warden.wire.paths.
     The path must be canonical (warden writes them so); O_NONBLOCK, so that a FIFO planted
     by the sandbox cannot hang the host on open."""
@@ -103,7 +103,8 @@ def _open_in_data(data_dir: str | os.PathLike, relpath: object, flags: int) -> i
                               f"{exc.strerror}", path=rel) from None
 
 
-def put_large(payload: object, data_dir: str | os.PathLike, *, name: str | None = None) -> dict:
+def put_large(payload: object, data_dir: str | os.PathLike[str], *,
+              name: str | None = None) -> dict[str, Any]:
     """Write ``payload`` to a new file in ``data_dir`` and return ``{"$file": relpath}``
     (plus ``"$codec": "msgpack"`` when the payload is not bytes)."""
     ref: dict[str, Any]
@@ -125,7 +126,7 @@ def put_large(payload: object, data_dir: str | os.PathLike, *, name: str | None 
     return {"$file": relpath, **ref}
 
 
-def read_large_file(data_dir: str | os.PathLike, relpath: str,
+def read_large_file(data_dir: str | os.PathLike[str], relpath: str,
                     limit: int = DEFAULT_MAX_LARGE) -> bytes:
     """Read a regular file beneath ``data_dir``. It is read, not mapped: the other side can
     truncate a file it owns while it is mapped here, and that would kill this process with
@@ -165,7 +166,7 @@ def is_large_ref(value: object) -> bool:
     return keys in ({"$fd"}, {"$fd", "$codec"}, {"$file"}, {"$file", "$codec"})
 
 
-def resolve_large(value: object, *, fds: Sequence[int] = (), data_dir: str | os.PathLike | None
+def resolve_large(value: object, *, fds: Sequence[int] = (), data_dir: str | os.PathLike[str] | None
                   = None, limit: int = DEFAULT_MAX_LARGE, used: set[int] | None = None) -> object:
     """Replace a ``{"$fd"}`` or ``{"$file"}`` reference by its payload; return anything else
     unchanged. ``used`` collects the fds consumed (read_memfd closes them)."""

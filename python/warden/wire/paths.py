@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Callable
 
 from warden.errors import PathEscapeError
 
@@ -54,7 +55,7 @@ def check_relative(path: object, *, canonical: bool = False) -> str:
     return "/".join(parts) or "."
 
 
-def open_beneath(root: str | os.PathLike | int, path: str, flags: int, mode: int = 0o644) -> int:
+def open_beneath(root: str | os.PathLike[str] | int, path: str, flags: int, mode: int = 0o644) -> int:
     """Open ``path`` (relative) beneath ``root`` (a directory path or descriptor) and return
     the new descriptor. No symbolic link is followed on the way, the last component included:
     one there raises PathEscapeError naming ``path``. Other failures raise OSError with
@@ -64,7 +65,7 @@ def open_beneath(root: str | os.PathLike | int, path: str, flags: int, mode: int
     rel = check_relative(path)
     flags |= os.O_NOFOLLOW | os.O_CLOEXEC
     own = not isinstance(root, int)
-    rootfd = os.open(root, _DIR_FLAGS) if own else root
+    rootfd = root if isinstance(root, int) else os.open(root, _DIR_FLAGS)
     try:
         try:
             fd = _openat2(rootfd, rel, flags, mode)
@@ -78,7 +79,7 @@ def open_beneath(root: str | os.PathLike | int, path: str, flags: int, mode: int
     return fd
 
 
-def open_dir_beneath(root: str | os.PathLike | int, path: str, *, create: bool = False) -> int:
+def open_dir_beneath(root: str | os.PathLike[str] | int, path: str, *, create: bool = False) -> int:
     """A descriptor of the directory ``path`` beneath ``root``, by the same rule;
     ``create``: make the missing directories on the way (0o755), each beneath the last."""
     if not create:
@@ -103,7 +104,8 @@ def open_dir_beneath(root: str | os.PathLike | int, path: str, *, create: bool =
                               "directory", path=path) from None
     except OSError as exc:
         os.close(dirfd)
-        raise OSError(exc.errno, os.strerror(exc.errno), path) from None
+        code = exc.errno or errno.EIO
+        raise OSError(code, os.strerror(code), path) from None
     return dirfd
 
 
@@ -111,11 +113,13 @@ class _Unavailable(Exception):
     """openat2 cannot be used here: the walk does the same, one component at a time."""
 
 
-_openat2_call = None  # (dirfd, path, flags, mode) -> (fd or -1, errno); set on first use
+# (dirfd, path, flags, mode) -> (fd or -1, errno); bound on first use.
+_Openat2 = Callable[[int, str, int, int], tuple[int, int]]
+_openat2_call: _Openat2 | None = None
 _openat2_usable: bool | None = None  # None until probed
 
 
-def _bind_openat2():
+def _bind_openat2() -> _Openat2:
     """openat2 through libc's syscall(2): Python has no binding of its own."""
     import ctypes
 
@@ -131,7 +135,7 @@ def _bind_openat2():
         got = fn(ctypes.c_long(_SYS_OPENAT2), ctypes.c_int(dirfd),
                  ctypes.c_char_p(os.fsencode(rel)), ctypes.byref(how),
                  ctypes.c_size_t(ctypes.sizeof(how)))
-        return (got, 0) if got >= 0 else (-1, ctypes.get_errno())
+        return (int(got), 0) if got >= 0 else (-1, ctypes.get_errno())
 
     return call
 
@@ -141,10 +145,10 @@ def _probe(dirfd: int) -> bool:
     that refuses it (ENOSYS or EPERM for a plain open of the root itself)."""
     global _openat2_call
     try:
-        _openat2_call = _bind_openat2()
+        call = _openat2_call = _bind_openat2()
     except (ImportError, OSError, AttributeError):
         return False
-    fd, err = _openat2_call(dirfd, ".", _DIR_FLAGS, 0)
+    fd, err = call(dirfd, ".", _DIR_FLAGS, 0)
     if fd >= 0:
         os.close(fd)
         return True
@@ -155,7 +159,7 @@ def _openat2(dirfd: int, rel: str, flags: int, mode: int) -> int:
     global _openat2_usable
     if _openat2_usable is None:
         _openat2_usable = _probe(dirfd)
-    if not _openat2_usable:
+    if not _openat2_usable or _openat2_call is None:
         raise _Unavailable
     # mode must be 0 unless the open may create: openat2 refuses anything else with EINVAL.
     tmpfile = getattr(os, "O_TMPFILE", 0)
@@ -205,17 +209,18 @@ def _open_component(dirfd: int, name: str, flags: int, mode: int = 0) -> int:
 def _refusal(exc: OSError, rootfd: int, path: str) -> Exception:
     """The error for a failed open of ``path``: a link on the way or a way out is a
     PathEscapeError, anything else the OSError with ``path`` as its filename."""
-    if exc.errno not in (errno.ELOOP, errno.EXDEV, errno.ENOTDIR):
-        return OSError(exc.errno, os.strerror(exc.errno), path)
+    code = exc.errno or errno.EIO
+    if code not in (errno.ELOOP, errno.EXDEV, errno.ENOTDIR):
+        return OSError(code, os.strerror(code), path)
     link = _first_link(rootfd, path)
     # O_DIRECTORY on a link fails with ENOTDIR rather than ELOOP: a link found on the path
     # then is the reason.
-    if exc.errno != errno.ENOTDIR or link:
+    if code != errno.ENOTDIR or link:
         where = f": {link!r} is a symbolic link" if link else " through a symbolic link"
         return PathEscapeError(f"path {path!r} leads{where}; links are not followed in a "
                                "sandbox's workspace, give the path of the file itself",
                                path=path)
-    return OSError(exc.errno, os.strerror(exc.errno), path)
+    return OSError(code, os.strerror(code), path)
 
 
 def _first_link(rootfd: int, path: str) -> str | None:

@@ -51,10 +51,11 @@ _MAX_TEXT = 64 << 10
 _MAX_NAME = 200
 _MAX_PATH = 4096
 _ORIGINS = ("plugin", "warden", "zygote")
-_FILE_KINDS = frozenset(c.__name__ for c in (SandboxFileError, *SandboxFileError.__subclasses__()))
+_FILE_KINDS = frozenset([SandboxFileError.__name__,
+                         *(cls.__name__ for cls in SandboxFileError.__subclasses__())])
 
 
-def ok_reply(request_id: int, result: object) -> dict:
+def ok_reply(request_id: int, result: object) -> dict[str, Any]:
     return {"id": request_id, "ok": True, "result": result}
 
 
@@ -126,7 +127,7 @@ def error_fields(exc: BaseException, *, origin: str) -> dict[str, Any]:
 
 
 def error_reply(request_id: int | None, exc: BaseException, *, origin: str | None = None
-                ) -> dict:
+                ) -> dict[str, Any]:
     """The reply for a request that raised ``exc``. ``origin`` defaults to "warden" for a
     WardenError the worker raised (a refused frame or path, a failed file op) and "plugin"
     for anything else, or for the PluginError of a plugin that did not load."""
@@ -152,7 +153,7 @@ class ErrorFields:
     resource: str | None = None
 
 
-def _text(error: dict, key: str, bound: int, cut: bool) -> str:
+def _text(error: dict[Any, Any], key: str, bound: int, cut: bool) -> str:
     value = error.get(key, "")
     if not isinstance(value, str):
         raise ProtocolError(f"reply error field {key!r} is a {type(value).__name__}, not a "
@@ -165,14 +166,14 @@ def _text(error: dict, key: str, bound: int, cut: bool) -> str:
     return value
 
 
-def _optional(error: dict, key: str, kind: type) -> Any:
+def _optional(error: dict[Any, Any], key: str, kind: type[int] | type[str]) -> Any:
     value = error.get(key)
     if value is None:
         return None
     if not isinstance(value, kind) or isinstance(value, bool):
         raise ProtocolError(f"reply error field {key!r} is a {type(value).__name__}, not a "
                             f"{kind.__name__} or nil; the worker is broken or hostile")
-    if kind is str and len(value) > _MAX_PATH:
+    if isinstance(value, str) and len(value) > _MAX_PATH:
         raise ProtocolError(f"reply error field {key!r} is {len(value)} characters long; the "
                             "worker is broken or hostile")
     return value

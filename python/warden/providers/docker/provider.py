@@ -41,13 +41,7 @@ from warden.errors import (
     WardenError,
     WorkerCrashed,
 )
-from warden.providers.errors import sandbox_error
-from warden.wire import ops
-from warden.wire.codec import DEFAULT_MAX_FRAME, encode
-from warden.wire.paths import check_relative
-from warden.wire.replies import error_from_reply
 from warden.host.owner import owner_id
-from warden.spec.result import ExecResult
 from warden.providers.base import (
     LABEL_KEYS,
     Capabilities,
@@ -55,6 +49,12 @@ from warden.providers.base import (
     SandboxHandle,
     SandboxSpec,
 )
+from warden.providers.errors import sandbox_error
+from warden.spec.result import ExecResult
+from warden.wire import ops
+from warden.wire.codec import DEFAULT_MAX_FRAME, encode
+from warden.wire.paths import check_relative
+from warden.wire.replies import error_from_reply
 
 try:
     import docker

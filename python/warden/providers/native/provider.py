@@ -25,14 +25,6 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import cast
 
-from warden.host import cgroups, descriptors, identity
-from warden.host.environ import python_paths, sandbox_env
-from warden.providers.native import prepare, runner
-from warden.guest import files
-from warden.providers.errors import sandbox_error
-from warden.providers.native.state import NativeState, state_of
-from warden.wire import ops
-from warden.wire.channel import Channel, ChannelClosed
 from warden.errors import (
     CallFailed,
     CgroupTeardownError,
@@ -42,9 +34,9 @@ from warden.errors import (
     TimeoutExceeded,
     WorkerCrashed,
 )
-from warden.spec.limits import Limits
-from warden.spec.result import DEFAULT_OUTPUT_CAP, ExecResult
-from warden.spec.verdict import Ending, judge
+from warden.guest import files
+from warden.host import cgroups, descriptors, identity
+from warden.host.environ import python_paths, sandbox_env
 from warden.providers.base import (
     Capabilities,
     Provider,
@@ -52,8 +44,16 @@ from warden.providers.base import (
     SandboxHandle,
     SandboxSpec,
 )
-from warden.wire.paths import check_relative
+from warden.providers.errors import sandbox_error
+from warden.providers.native import prepare, runner
+from warden.providers.native.state import NativeState, state_of
 from warden.providers.native.zygote import Zygote
+from warden.spec.limits import Limits
+from warden.spec.result import DEFAULT_OUTPUT_CAP, ExecResult
+from warden.spec.verdict import Ending, judge
+from warden.wire import ops
+from warden.wire.channel import Channel, ChannelClosed
+from warden.wire.paths import check_relative
 
 __all__ = ["NativeProvider"]
 

@@ -50,8 +50,7 @@ def _serve_worker(entry: str | None, data_dir: str | None, env: list[str]) -> No
     code = 0
     try:
         _apply_env(env)
-        from warden.guest import toolops
-        from warden.guest import worker
+        from warden.guest import toolops, worker
 
         if entry:
             factory = lambda: worker.load_entry(entry)
@@ -106,8 +105,10 @@ def main(fd: int) -> int:
     import subprocess  # noqa: F401
 
     from warden import _core
-    from warden.guest import toolops  # noqa: F401 - pre-imported for every worker
-    from warden.guest import worker
+    from warden.guest import (
+        toolops,  # noqa: F401 - pre-imported for every worker
+        worker,
+    )
     from warden.wire.channel import Channel, ChannelClosed
     from warden.wire.replies import error_reply, ok_reply
 
