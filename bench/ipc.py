@@ -19,7 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from warden.wire.ipc import Channel, FrameReader, encode, memfd_ref, put_large
+from warden.wire.channel import Channel
+from warden.wire.codec import FrameReader, encode
+from warden.wire.large import memfd_ref, put_large
 
 PLUGIN = """
 def handle(action, payload):

@@ -12,8 +12,16 @@
     │                            descriptors (.resource, .limit, .step); nothing was left behind
     ├── ScanRejected             the scanner refused source (.findings)
     ├── ManifestError            plugin.yaml is invalid (.field, .value, .allowed)
-    ├── PathEscapeError          a sandbox path would leave the workspace
-    ├── PayloadTooLarge          an IPC frame over the cap (.size, .limit)
+    ├── PathEscapeError          a sandbox path would leave its area, or passes a link (.path)
+    ├── SandboxFileError         a file operation on a sandbox's workspace failed; also the
+    │   │                        matching OSError (.errno, .strerror, .filename: the path as
+    │   │                        the caller gave it, .op, .sandbox)
+    │   ├── SandboxFileNotFound      also FileNotFoundError (ENOENT)
+    │   ├── SandboxFileExists        also FileExistsError (EEXIST)
+    │   ├── SandboxIsADirectory      also IsADirectoryError (EISDIR)
+    │   ├── SandboxNotADirectory     also NotADirectoryError (ENOTDIR)
+    │   └── SandboxPermissionError   also PermissionError (EACCES, EPERM)
+    ├── PayloadTooLarge          a frame or payload over a cap (.size, .limit, .direction)
     ├── ProtocolError            a peer sent bytes that are not a valid frame
     ├── RateLimitExceeded        the caller is over its rate limit (.retry_after)
     └── CallFailed               a call into a sandbox did not return a result
@@ -22,9 +30,12 @@
         ├── DiskQuotaExceeded    the sandbox filled its disk quota
         ├── PidsLimitExceeded    a fork or new thread failed at the sandbox's pids limit
         ├── WorkerCrashed        the worker died (.signal, .exit_code)
-        └── PluginError          the code inside raised (.type, .message, .traceback)
+        └── PluginError          the code inside raised (.type, .message, .traceback,
+                                 .errno and .path when it was an OSError, .resource)
 
-Every message says what happened, to what, and what to do about it.
+Every message says what happened, to what, and what to do about it. Errors cross the worker
+protocol as fields (kind, origin, errno, path, limit, size), never as text to be matched:
+warden.wire.replies carries them, warden.providers.errors gives them their meaning.
 """
 
 from __future__ import annotations
@@ -44,16 +55,24 @@ __all__ = [
     "ProtocolError",
     "ProviderUnavailable",
     "RateLimitExceeded",
+    "SandboxFileError",
+    "SandboxFileExists",
+    "SandboxFileNotFound",
+    "SandboxIsADirectory",
+    "SandboxNotADirectory",
+    "SandboxPermissionError",
     "SandboxSetupError",
     "ScanRejected",
     "TimeoutExceeded",
     "WardenError",
     "WorkerCrashed",
+    "sandbox_file_error",
 ]
 
 import errno as _errno
 import os as _os
 import reprlib as _reprlib
+from typing import Any
 
 
 class WardenError(Exception):
@@ -137,7 +156,7 @@ class HostResourceExhausted(WardenError):
 class ScanRejected(WardenError):
     """The scanner refused source code before it ran."""
 
-    def __init__(self, findings: list, where: str = "") -> None:
+    def __init__(self, findings: list[Any], where: str = "") -> None:
         self.findings = list(findings)
         head = "; ".join(
             f"{getattr(f, 'filename', where) or where}:{f.line}:{f.col} {f.rule}: {f.message}"
@@ -159,15 +178,104 @@ class ManifestError(WardenError):
 
 
 class PathEscapeError(WardenError):
-    """A path given for a sandbox's files would resolve outside its workspace."""
+    """A path given for a sandbox's files would resolve outside its area, or passes through a
+    symbolic link (none is followed). ``path``: the path as the caller gave it, when it is a
+    string."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        self.path = path
+        super().__init__(message)
+
+
+class SandboxFileError(WardenError, OSError):
+    """A file operation (read, write, list, remove) on a sandbox's workspace failed.
+
+    Also an OSError with ``errno`` and ``strerror``; ``filename`` is the workspace-relative
+    path the caller gave, never a host path or a descriptor number. Made by
+    :func:`sandbox_file_error`, which picks the subclass for the errno."""
+
+    def __init__(self, errno: int, strerror: str | None = None, filename: str | None = None,
+                 *, op: str = "", sandbox: str = "") -> None:
+        super().__init__(errno, strerror or _os.strerror(errno), filename)
+        self.op = op
+        self.sandbox = sandbox
+
+    def __str__(self) -> str:
+        verb = f"cannot {self.op}" if self.op else "file operation failed on"
+        where = f" in sandbox {self.sandbox}" if self.sandbox else " in the sandbox's workspace"
+        code = self.errno if self.errno is not None else 0
+        name = _errno.errorcode.get(code, str(code))
+        hint = _FILE_HINTS.get(code, "")
+        return (f"{verb} {self.filename!r}{where}: {self.strerror} ({name})"
+                + (f"; {hint}" if hint else ""))
+
+
+class SandboxFileNotFound(SandboxFileError, FileNotFoundError):
+    """No such file or directory in the workspace (ENOENT)."""
+
+
+class SandboxFileExists(SandboxFileError, FileExistsError):
+    """The path already exists in the workspace (EEXIST)."""
+
+
+class SandboxIsADirectory(SandboxFileError, IsADirectoryError):
+    """The path names a directory where a file was needed (EISDIR)."""
+
+
+class SandboxNotADirectory(SandboxFileError, NotADirectoryError):
+    """A component of the path is not a directory (ENOTDIR)."""
+
+
+class SandboxPermissionError(SandboxFileError, PermissionError):
+    """The sandbox's user may not do that to the path (EACCES, EPERM)."""
+
+
+_FILE_ERRORS: dict[int, type[SandboxFileError]] = {
+    _errno.ENOENT: SandboxFileNotFound,
+    _errno.EEXIST: SandboxFileExists,
+    _errno.EISDIR: SandboxIsADirectory,
+    _errno.ENOTDIR: SandboxNotADirectory,
+    _errno.EACCES: SandboxPermissionError,
+    _errno.EPERM: SandboxPermissionError,
+}
+
+_FILE_HINTS = {
+    _errno.ENOENT: "check the path against files.list()",
+    _errno.EEXIST: "remove it first, or choose another path",
+    _errno.EISDIR: "give the path of a file, or list the directory",
+    _errno.ENOTDIR: "a component of the path is a file, not a directory",
+    _errno.EACCES: "the sandbox's user may not do that there",
+    _errno.EPERM: "the sandbox's user may not do that there",
+    _errno.EROFS: "the workspace is read-only to the code inside; write it with files.write",
+}
+
+
+def sandbox_file_error(errno: int, filename: str | None, *, op: str = "",
+                       sandbox: str = "") -> SandboxFileError:
+    """The SandboxFileError subclass for ``errno``; its strerror is this host's text for the
+    errno (never text that came from inside a sandbox)."""
+    cls = _FILE_ERRORS.get(errno, SandboxFileError)
+    return cls(errno, _os.strerror(errno), filename, op=op, sandbox=sandbox)
+
+
+PAYLOAD_DIRECTIONS = ("outgoing", "incoming", "reply")
 
 
 class PayloadTooLarge(WardenError):
-    """A frame was larger than the cap of the side that refused it."""
+    """A frame or payload was larger than the cap of the side that refused it.
 
-    def __init__(self, size: int, limit: int, what: str = "frame") -> None:
+    ``direction`` says which: "outgoing", this side's frame refused before a byte was sent;
+    "incoming", a frame or payload this side received over its cap (skipped); "reply", the
+    peer refused a frame and said so in its reply (the request over its receive cap, or its
+    reply over its send cap)."""
+
+    def __init__(self, size: int, limit: int, what: str = "frame", *,
+                 direction: str = "incoming") -> None:
+        if direction not in PAYLOAD_DIRECTIONS:
+            raise ValueError(f"direction must be one of {PAYLOAD_DIRECTIONS}, got {direction!r}")
         self.size = size
         self.limit = limit
+        self.direction = direction
         super().__init__(
             f"{what} of {size} bytes is over the cap of {limit} bytes; pass large payloads "
             "as a file in the sandbox's data area, or raise the cap"
@@ -218,10 +326,22 @@ class WorkerCrashed(CallFailed):
 
 
 class PluginError(CallFailed):
-    """The code inside the sandbox raised an exception."""
+    """The code inside the sandbox raised an exception: a plugin's, or code given to
+    ``Sandbox.call``.
 
-    def __init__(self, type: str, message: str, traceback: str = "") -> None:
+    ``type``, ``message`` and ``traceback`` are the exception's own; ``errno`` and ``path``
+    its errno and filename when it was an OSError; ``resource`` is "thread" when the code
+    failed to start a thread; ``where`` says whose code it was (e.g. "code in sandbox
+    native-12-3") and heads the message."""
+
+    def __init__(self, type: str, message: str, traceback: str = "", *,
+                 errno: int | None = None, path: str | None = None,
+                 resource: str | None = None, where: str = "") -> None:
         self.type = type
         self.message = message
         self.traceback = traceback
-        super().__init__(f"{type}: {message}")
+        self.errno = errno
+        self.path = path
+        self.resource = resource
+        self.where = where
+        super().__init__(f"{where} raised {type}: {message}" if where else f"{type}: {message}")

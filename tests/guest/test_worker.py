@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import warden
 from warden import PayloadTooLarge, PluginError, ProtocolError
-from warden.wire.ipc import Channel, ChannelClosed, memfd_ref, put_large
 from warden.guest.worker import Handler, load_entry
+from warden.wire.channel import Channel, ChannelClosed
+from warden.wire.large import memfd_ref, put_large
 
 PYTHON_DIR = str(Path(warden.__file__).resolve().parent.parent)
 

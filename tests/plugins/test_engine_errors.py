@@ -10,7 +10,7 @@ import threading
 import pytest
 import warden
 from warden.cli import demo
-from warden.wire import ipc
+from warden.wire import codec
 
 from tests.plugins.test_plugins import make_plugin, native_ok
 
@@ -139,7 +139,7 @@ def test_reply_over_the_frame_cap(tmp_path, engine):
     d = make_plugin(tmp_path, "bigreply", f"""
         def handle(action, payload):
             if action == "big":
-                return b"x" * {ipc.DEFAULT_MAX_FRAME + 1}
+                return b"x" * {codec.DEFAULT_MAX_FRAME + 1}
             return "pong"
     """, resources={"max_memory_mb": 256})
     p = engine.load(d)

@@ -13,7 +13,7 @@ import warden
 import yaml
 from warden.cli import demo
 from warden.providers.native.state import state_of
-from warden.wire import ipc
+from warden.wire import codec
 
 from tests.conftest import require
 
@@ -91,12 +91,12 @@ def test_async_calls(engine):
 def test_large_payload_over_the_frame_cap_both_ways(engine):
     p = engine.load(TRANSFORM)
     note = b"x" * 2000
-    n = (ipc.DEFAULT_MAX_FRAME // 2000) + 100
+    n = (codec.DEFAULT_MAX_FRAME // 2000) + 100
     lines = b"".join(b'{"id":%d,"name":"a b","email":"E","amount":"1.00","note":"%s"}\n'
                      % (i, note) for i in range(n))
-    assert len(lines) > ipc.DEFAULT_MAX_FRAME
+    assert len(lines) > codec.DEFAULT_MAX_FRAME
     out = p.call("export", lines)
-    assert len(out) > ipc.DEFAULT_MAX_FRAME
+    assert len(out) > codec.DEFAULT_MAX_FRAME
     got = out.splitlines()
     assert len(got) == n
     assert yaml.safe_load(got[-1]) == {"id": n - 1, "name": "A B", "email": "e", "cents": 100,

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from warden import InvalidArgument
 from warden.sandboxes import checks
-from warden.wire import ipc
+from warden.wire import codec
 
 from tests.plugins.test_plugins import native_ok
 
@@ -157,8 +157,8 @@ plain = st.recursive(
 @given(plain)
 def test_what_the_check_passes_the_protocol_carries(value):
     checks.payload(value)
-    frame = ipc.encode({"id": 1, "op": "call_fn", "payload": value})
-    assert ipc.decode_body(frame[4:])["payload"] == value
+    frame = codec.encode({"id": 1, "op": "call_fn", "payload": value})
+    assert codec.decode_body(frame[4:])["payload"] == value
 
 
 @given(plain, st.sampled_from([set(), 1 << 64, object(), "\udc80"]))

@@ -74,9 +74,9 @@ def test_a_symlink_planted_inside_cannot_lead_the_host_out(sb, tmp_path):
     secret.write_text("host only")
     r = sb.exec(["ln", "-s", str(secret), "link"])
     assert r.exit_code == 0
-    with pytest.raises((PathEscapeError, PluginError)) as info:
+    with pytest.raises(PathEscapeError) as info:
         sb.files.read("link")
-    assert "host only" not in str(info.value)
+    assert "host only" not in str(info.value) and str(secret) not in str(info.value)
 
 
 def test_run_python_timeout_ends_that_interpreter_not_the_sandbox(sb):

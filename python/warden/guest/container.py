@@ -20,6 +20,7 @@ import threading
 from typing import Any
 
 from warden.guest import toolops, worker
+from warden.wire import ops as op_names
 
 __all__ = ["cgroup_stats", "main"]
 
@@ -135,7 +136,7 @@ def main(argv: list[str]) -> None:
     else:
         def factory() -> object:
             return worker.Handler(_no_plugin)
-    ops = dict(toolops.OPS, exec=op_exec, cgroup_stats=op_cgroup_stats)
+    ops = {**toolops.OPS, op_names.EXEC: op_exec, op_names.CGROUP_STATS: op_cgroup_stats}
     code = 70
     try:
         code = worker.serve(ours.detach(), factory, data_dir=data_dir, extra_ops=ops) or 0

@@ -1,9 +1,11 @@
 """Worker ops of the tool layer: commands, files and functions inside a long-lived sandbox.
 
 They run inside the sandbox, as its user, so the kernel already confines them; on top of that
-every path is checked to stay inside the workspace (``..``, absolute paths and symlinks that
-lead out are refused with PathEscapeError) so that a caller gets a clear error instead of a
-file from somewhere else in the sandbox.
+every path is opened beneath the workspace by the one rule of warden.wire.paths (``..``,
+absolute paths and symbolic links anywhere on the way are refused with PathEscapeError), so
+that a caller gets a clear error instead of a file from somewhere else in the sandbox. A file
+op that fails raises SandboxFileError, which the worker reports with origin "warden", its
+errno and the path as given.
 """
 
 from __future__ import annotations
@@ -11,27 +13,17 @@ from __future__ import annotations
 import errno
 import os
 import signal
-import stat
 import subprocess
 from typing import Any
 
-from warden.errors import PathEscapeError, ProtocolError
-from warden.wire.paths import check_relative
+from warden.errors import ProtocolError
+from warden.guest import files
+from warden.wire import ops
 
-__all__ = ["OPS", "WORKSPACE", "check_relative"]
+__all__ = ["OPS", "WORKSPACE"]
 
 WORKSPACE = "/workspace"
 OUTPUT_CAP = 8 << 20
-
-
-def _inside(path: str, root: str) -> str:
-    rel = check_relative(path)
-    full = os.path.join(root, rel)
-    real = os.path.realpath(full)
-    if real != root and not real.startswith(root + "/"):
-        raise PathEscapeError(f"path {path!r} resolves to {real}, outside the workspace "
-                              "(through a symbolic link)")
-    return real
 
 
 def op_exec(msg: dict, fds: list[int], used: set[int]) -> dict:
@@ -80,45 +72,19 @@ def op_write_file(msg: dict, fds: list[int], used: set[int]) -> None:
     data = msg.get("data")
     if not isinstance(data, (bytes, bytearray)):
         raise ProtocolError("write_file needs 'data' as bytes")
-    rel = check_relative(msg.get("path"))
-    parent = _inside(os.path.dirname(rel) or ".", WORKSPACE)
-    os.makedirs(parent, exist_ok=True)
-    # O_NOFOLLOW: a symlink planted at the final component is refused, not followed.
-    fd = os.open(os.path.join(parent, os.path.basename(rel)),
-                 os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
+    files.write_file(WORKSPACE, msg.get("path"), data)
 
 
 def op_read_file(msg: dict, fds: list[int], used: set[int]) -> bytes:
-    path = _inside(msg.get("path"), WORKSPACE)
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as f:
-        return f.read()
+    return files.read_file(WORKSPACE, msg.get("path"))
 
 
 def op_list_files(msg: dict, fds: list[int], used: set[int]) -> list[dict]:
-    path = _inside(msg.get("path") or ".", WORKSPACE)
-    out = []
-    for e in sorted(os.scandir(path), key=lambda e: e.name):
-        st = e.stat(follow_symlinks=False)
-        kind = "dir" if stat.S_ISDIR(st.st_mode) else "link" if stat.S_ISLNK(st.st_mode) else "file"
-        out.append({"name": e.name, "type": kind, "size": st.st_size})
-    return out
+    return files.list_files(WORKSPACE, msg.get("path") or ".")
 
 
 def op_remove_file(msg: dict, fds: list[int], used: set[int]) -> None:
-    rel = check_relative(msg.get("path"))
-    if rel == ".":
-        raise PathEscapeError("refusing to remove the workspace itself")
-    parent = _inside(os.path.dirname(rel) or ".", WORKSPACE)
-    target = os.path.join(parent, os.path.basename(rel))
-    if os.path.isdir(target) and not os.path.islink(target):
-        import shutil
-
-        shutil.rmtree(target)
-    else:
-        os.unlink(target)
+    files.remove_file(WORKSPACE, msg.get("path"))
 
 
 _FUNCTIONS: dict[str, Any] = {}
@@ -146,5 +112,5 @@ def op_call_fn(msg: dict, fds: list[int], used: set[int]) -> Any:
     return fn(msg.get("payload"))  # an async def's coroutine is awaited by the worker loop
 
 
-OPS = {"exec": op_exec, "write_file": op_write_file, "read_file": op_read_file,
-       "list_files": op_list_files, "remove_file": op_remove_file, "call_fn": op_call_fn}
+OPS = {ops.EXEC: op_exec, ops.WRITE_FILE: op_write_file, ops.READ_FILE: op_read_file,
+       ops.LIST_FILES: op_list_files, ops.REMOVE_FILE: op_remove_file, ops.CALL_FN: op_call_fn}

@@ -1,11 +1,13 @@
 """The loop that runs inside a sandbox: read a request frame, run the plugin, send the reply.
 
-Ops: ``call`` (action, payload), ``batch`` (action, items), ``exec_python`` (code),
-``entry`` (did the plugin's entry load?), ``ping`` and ``shutdown``. A plugin exception becomes an error reply with its type, message
-and traceback text; an oversized request or reply becomes a PayloadTooLarge error reply; in
-every case the worker keeps serving. It stops on ``shutdown`` or when the host closes the
-channel. Nothing here knows about sandboxing: the zygote forks into the sandbox first and then
-calls ``serve``.
+Ops (warden.wire.ops): ``call`` (action, payload), ``batch`` (action, items),
+``exec_python`` (code), ``entry`` (did the plugin's entry load?), ``ping`` and ``shutdown``,
+plus the ``extra_ops`` it is given. An exception becomes an error reply of fields
+(warden.wire.replies): the plugin's own with origin "plugin", the worker's refusals (an
+oversized request or reply, a bad request, a path or file operation refused) with origin
+"warden"; in every case the worker keeps serving. It stops on ``shutdown`` or when the host
+closes the channel. Nothing here knows about sandboxing: the zygote forks into the sandbox
+first and then calls ``serve``.
 """
 
 from __future__ import annotations
@@ -24,15 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from warden.errors import PayloadTooLarge, PluginError, ProtocolError
-from warden.wire.ipc import (
-    DEFAULT_MAX_FRAME,
-    Channel,
-    ChannelClosed,
-    error_reply,
-    ok_reply,
-    resolve_large,
-)
+from warden.errors import PayloadTooLarge, PluginError, ProtocolError, WardenError
+from warden.wire import ops as op_names
+from warden.wire.channel import Channel, ChannelClosed
+from warden.wire.codec import DEFAULT_MAX_FRAME
+from warden.wire.large import resolve_large
+from warden.wire.replies import error_reply, ok_reply
 
 __all__ = ["ENTRY_MODULE", "Handler", "load_entry", "log_to_stderr", "main", "serve"]
 
@@ -242,8 +241,9 @@ class _Worker:
             return 0  # the host went away while a reply was being sent: nobody to answer
 
     def _loop(self) -> int:
-        ops = {"call": self.op_call, "batch": self.op_batch, "entry": self.op_entry,
-               "exec_python": self.op_exec_python, "ping": self.op_ping, **self.extra_ops}
+        ops = {op_names.CALL: self.op_call, op_names.BATCH: self.op_batch,
+               op_names.ENTRY: self.op_entry, op_names.EXEC_PYTHON: self.op_exec_python,
+               op_names.PING: self.op_ping, **self.extra_ops}
         channel = self.channel
         while True:
             try:
@@ -265,7 +265,7 @@ class _Worker:
                 log.error("request without an integer id: %s", type(msg).__name__)
                 return 2
             op = msg.get("op")
-            if op == "shutdown":
+            if op == op_names.SHUTDOWN:
                 channel.send(ok_reply(request_id, None))
                 return 0
             fn = ops.get(op)  # type: ignore[arg-type]
@@ -279,9 +279,11 @@ class _Worker:
                     # worker's one event loop.
                     result = self.run_awaitable(result)
                 reply = ok_reply(request_id, result)
-            except ProtocolError as exc:
-                reply = error_reply(request_id, exc, origin="warden")
-            except PayloadTooLarge as exc:
+            except PluginError as exc:
+                reply = error_reply(request_id, exc, origin="plugin")
+            except WardenError as exc:
+                # The worker's own refusal: a bad request, a frame over a cap, a path out of
+                # its area, a file operation that failed.
                 reply = error_reply(request_id, exc, origin="warden")
             except (Exception, SystemExit) as exc:  # noqa: BLE001 - the plugin's answer
                 # SystemExit too: a plugin calling sys.exit() fails its call, not the worker.

@@ -39,7 +39,7 @@ from warden.providers.base import Provider, SandboxHandle
 from warden.providers.registry import get_provider
 from warden.sandboxes import checks
 from warden.spec.sandbox import SandboxSpec
-from warden.wire import ipc
+from warden.wire import large, ops
 
 __all__ = ["DATA_INSIDE", "MOUNT_AT", "Engine", "Plugin"]
 
@@ -126,7 +126,7 @@ class Plugin:
         w = pool.acquire()
         broken = True
         try:
-            self.engine.provider.call(w.handle, "entry", {})
+            self.engine.provider.call(w.handle, ops.ENTRY, {})
             broken = False
         except PluginError as exc:
             raise PluginError(exc.type, f"plugin {self.name!r} at {self.root} did not load: "
@@ -158,9 +158,9 @@ class Plugin:
         except PayloadTooLarge as exc:
             # Only our own request over the cap goes again as a memfd (refused before a byte
             # was written); a reply over the cap is the plugin's and is reported.
-            if not str(exc).startswith("outgoing frame") or handle.provider != "native":
+            if exc.direction != "outgoing" or handle.provider != "native":
                 raise
-        ref, fd = ipc.memfd_ref(value)
+        ref, fd = large.memfd_ref(value)
         try:
             args[field_name] = ref
             args["fds"] = [fd]
@@ -185,7 +185,7 @@ class Plugin:
         broken = True
         try:
             result = self._send(w.handle, ctx.op, ctx.action,
-                                "items" if ctx.op == "batch" else "payload", ctx.payload, left)
+                                "items" if ctx.op == ops.BATCH else "payload", ctx.payload, left)
             broken = False
             return result
         except BaseException as exc:
@@ -213,7 +213,7 @@ class Plugin:
     def call(self, action: str, payload: object = None, *, tenant: str | None = None) -> object:
         """``handle(action, payload)`` in a warm worker; returns its result. A payload msgpack
         cannot carry is an InvalidArgument, raised before any worker is asked."""
-        return self._chain(self._ctx(action, tenant, "call", checks.payload(payload), None))
+        return self._chain(self._ctx(action, tenant, ops.CALL, checks.payload(payload), None))
 
     def call_batch(self, action: str, items: list, *, tenant: str | None = None) -> list:
         """``handle_batch(action, items)`` (or ``handle`` per item) in one request."""
@@ -222,7 +222,7 @@ class Plugin:
         if not isinstance(items, list):
             items = list(items)
         checks.payload(items, "items")
-        return self._chain(self._ctx(action, tenant, "batch", items, len(items)))
+        return self._chain(self._ctx(action, tenant, ops.BATCH, items, len(items)))
 
     async def acall(self, action: str, payload: object = None, *,
                     tenant: str | None = None) -> object:

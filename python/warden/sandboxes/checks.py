@@ -12,7 +12,7 @@ import msgpack
 from warden.errors import InvalidArgument, ProtocolError
 from warden.spec.limits import Limits
 from warden.spec.sandbox import LABEL_KEYS, known_network
-from warden.wire import ipc
+from warden.wire import codec
 
 __all__ = ["MAX_PAYLOAD_DEPTH", "MAX_TIMEOUT_S", "argv_list", "cwd_path", "env_map", "file_data",
            "file_path", "flag", "function_ref", "labels_map", "limits_of", "network_policy",
@@ -206,8 +206,8 @@ def payload(value: object, name: str = "payload") -> object:
     if _plain(value):
         return value
     try:
-        frame = ipc.encode([value], ipc.MAX_FRAME_LIMIT)  # [ ]: the request's map is a level
-        ipc.decode_body(memoryview(frame)[4:])            # after the u32 length
+        frame = codec.encode([value], codec.MAX_FRAME_LIMIT)  # [ ]: the request's map is a level
+        codec.decode_body(memoryview(frame)[4:])          # after the u32 length
     except ProtocolError as exc:
         bad = _unsendable(value)
         if bad is None:

@@ -10,14 +10,18 @@ from warden.sandboxes import checks
 from warden.spec.limits import Limits
 from warden.spec.result import ExecResult
 from warden.spec.sandbox import SandboxSpec
+from warden.wire import ops
 
 __all__ = ["Files", "Sandbox"]
 
 
 class Files:
-    """The sandbox's workspace. Paths are relative to it; ``..``, absolute paths and symlinks
-    that lead out are refused with PathEscapeError; a path that is not text at all is an
-    InvalidArgument."""
+    """The sandbox's workspace. Paths are relative to it; ``..``, absolute paths and symbolic
+    links anywhere on a path are refused with PathEscapeError (no link is followed, not even
+    one pointing inside); a path that is not text at all is an InvalidArgument. A failure is
+    a SandboxFileError, which is also the matching OSError (FileNotFoundError,
+    IsADirectoryError, ...) with ``filename`` the path as given; a write past the disk quota
+    is DiskQuotaExceeded."""
 
     def __init__(self, box: Sandbox) -> None:
         self._box = box
@@ -90,11 +94,13 @@ class Sandbox:
              timeout: float | None = None) -> object:
         """Call a function inside the sandbox: pass its source (``def f(x): ...``) the first
         time, then its name alone. ``payload`` is what msgpack carries (checks.payload). A
-        timeout kills the sandbox (TimeoutExceeded)."""
+        timeout kills the sandbox (TimeoutExceeded); an exception the function raises is a
+        PluginError ("code in sandbox ... raised ...") with its type, message, traceback and,
+        for an OSError, errno and path."""
         is_source, text = checks.function_ref(fn_source_or_name)
         args = {"payload": checks.payload(payload), "source" if is_source else "name": text}
         limit = checks.timeout_s(timeout)
-        return self._provider.call(self._handle, "call_fn", args, timeout=limit)
+        return self._provider.call(self._handle, ops.CALL_FN, args, timeout=limit)
 
     def close(self) -> None:
         self._provider.destroy(self._handle)

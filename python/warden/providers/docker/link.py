@@ -12,7 +12,7 @@ import socket
 import struct
 import time
 
-from warden.wire import ipc
+from warden.wire.codec import INCOMPLETE, FrameReader
 
 __all__ = ["Link", "attach"]
 
@@ -26,7 +26,7 @@ class Link:
     def __init__(self, sock: socket.socket, max_frame: int) -> None:
         self.sock = sock
         self.sock.setblocking(False)
-        self.reader = ipc.FrameReader(max_frame)
+        self.reader = FrameReader(max_frame)
         self.max_frame = max_frame
         self._hdr = bytearray()
         self._stream = 0
@@ -62,7 +62,7 @@ class Link:
     def recv(self, deadline: float) -> object:
         while True:
             msg = self.reader.read()
-            if msg is not ipc.INCOMPLETE:
+            if msg is not INCOMPLETE:
                 return msg
             self._wait(select.POLLIN, deadline)
             try:

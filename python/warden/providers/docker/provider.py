@@ -18,7 +18,6 @@ warden processes, and the background upkeep, are providers.docker.reconcile.
 from __future__ import annotations
 
 import atexit
-import errno
 import itertools
 import logging
 import os
@@ -29,22 +28,20 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from warden.wire import ipc
 from warden.errors import (
     CallFailed,
-    DiskQuotaExceeded,
     InvalidArgument,
     MemoryLimitExceeded,
-    PathEscapeError,
+    PayloadTooLarge,
     PluginError,
     ProtocolError,
     ProviderUnavailable,
+    SandboxFileError,
     TimeoutExceeded,
     WardenError,
     WorkerCrashed,
 )
 from warden.host.owner import owner_id
-from warden.spec.result import ExecResult
 from warden.providers.base import (
     LABEL_KEYS,
     Capabilities,
@@ -52,6 +49,12 @@ from warden.providers.base import (
     SandboxHandle,
     SandboxSpec,
 )
+from warden.providers.errors import sandbox_error
+from warden.spec.result import ExecResult
+from warden.wire import ops
+from warden.wire.codec import DEFAULT_MAX_FRAME, encode
+from warden.wire.paths import check_relative
+from warden.wire.replies import error_from_reply
 
 try:
     import docker
@@ -76,10 +79,6 @@ _STOP_GRACE_S = 5.0
 _EXEC_GRACE_S = 5.0
 
 
-def _disk_error(err: PluginError) -> bool:
-    return err.type in ("OSError", "IOError") and f"[Errno {errno.ENOSPC}]" in err.message
-
-
 class DockerProvider(Reconciling, Provider):
     """Sandboxes as containers of one Docker engine (``DOCKER_HOST``, else the default socket).
 
@@ -91,7 +90,7 @@ class DockerProvider(Reconciling, Provider):
     name = "docker"
 
     def __init__(self, client=None, *, idle_seconds: float = 300.0,
-                 reconcile_interval: float = 60.0, max_frame: int = ipc.DEFAULT_MAX_FRAME) -> None:
+                 reconcile_interval: float = 60.0, max_frame: int = DEFAULT_MAX_FRAME) -> None:
         if client is None:
             try:
                 client = docker.from_env(timeout=60)
@@ -320,6 +319,10 @@ class DockerProvider(Reconciling, Provider):
 
     def call(self, handle: SandboxHandle, op: str, args: dict, *,
              timeout: float | None = None) -> object:
+        return self._call(handle, op, args, timeout=timeout)
+
+    def _call(self, handle: SandboxHandle, op: str, args: dict, *, timeout: float | None = None,
+              path: str | None = None) -> object:
         st = state_of(handle)
         if st.foreign:
             raise WorkerCrashed(f"sandbox {handle.id} belongs to warden process "
@@ -331,16 +334,17 @@ class DockerProvider(Reconciling, Provider):
         with st.lock:
             st.busy += 1
             try:
-                return self._request(handle, op, msg, timeout)
+                return self._request(handle, op, msg, timeout, path)
             finally:
                 st.busy -= 1
                 st.last_used = time.monotonic()
 
-    def _request(self, handle: SandboxHandle, op: str, msg: dict, timeout: float) -> object:
+    def _request(self, handle: SandboxHandle, op: str, msg: dict, timeout: float,
+                 path: str | None = None) -> object:
         st = state_of(handle)
         link, cid = self._ensure_running(handle)
         msg["id"] = request_id = next(st.next_id)
-        frame = ipc.encode(msg, self.max_frame)      # PayloadTooLarge before anything is sent
+        frame = encode(msg, self.max_frame)      # PayloadTooLarge before anything is sent
         deadline = time.monotonic() + timeout
         try:
             link.send(frame, deadline)
@@ -352,7 +356,7 @@ class DockerProvider(Reconciling, Provider):
             raise TimeoutExceeded(
                 f"{op} in sandbox {handle.id} passed its {timeout:g}s deadline; its container "
                 "and everything in it were killed; the next request gets a fresh one") from None
-        except ipc.PayloadTooLarge:
+        except PayloadTooLarge:
             raise  # the reader skipped that reply: the stream is still in step
         except (EOFError, OSError):
             raise self._death(handle, f"serving {op!r}") from None
@@ -365,16 +369,12 @@ class DockerProvider(Reconciling, Provider):
                                 "another id; its container was killed and will be replaced")
         if reply.get("ok") is True:
             return reply.get("result")
-        exc = ipc.error_from_reply(reply.get("error"))
-        if isinstance(exc, PluginError):
-            if exc.type == "PathEscapeError":
-                raise PathEscapeError(exc.message)
-            if _disk_error(exc):
-                raise DiskQuotaExceeded(
-                    f"sandbox {handle.id} filled its disk quota of {handle.spec.limits.disk_mb} "
-                    f"MiB; further writes fail until files are removed ({exc.type}: "
-                    f"{exc.message})") from exc
-        raise exc
+        exc = error_from_reply(reply.get("error"))
+        if isinstance(exc, (PluginError, SandboxFileError)):
+            # No pids_limit_hit: the host cannot read the container's cgroup on the call
+            # path, so a refused fork or thread stays the code's own PluginError.
+            exc = sandbox_error(exc, handle, op, path=path)
+        raise exc from exc.__cause__
 
     def exec(self, handle: SandboxHandle, argv: Sequence[str], *, stdin: bytes | None = None,
              timeout: float | None = None) -> ExecResult:
@@ -389,7 +389,7 @@ class DockerProvider(Reconciling, Provider):
             # The worker enforces the command's deadline (it kills the command's process
             # group); the call's own deadline is a little longer, as a backstop that kills
             # the container when the worker cannot answer.
-            r = self.call(handle, "exec", {"argv": argv, "stdin": stdin, "timeout": limit},
+            r = self.call(handle, ops.EXEC, {"argv": argv, "stdin": stdin, "timeout": limit},
                           timeout=limit + _EXEC_GRACE_S)
         except MemoryLimitExceeded:
             return ExecResult(None, signal.SIGKILL, b"", b"", "memory", frozenset({"memory"}),
@@ -431,23 +431,19 @@ class DockerProvider(Reconciling, Provider):
 
     # -- files: through the worker, whose tool ops confine paths to the workspace --------------
 
-    def write_file(self, handle: SandboxHandle, path: str, data: bytes) -> None:
-        from warden.wire.paths import check_relative
+    def _file_op(self, handle: SandboxHandle, op: str, path: str, **fields: object) -> object:
+        # Checked here first; sent as given, so that an error names the path as given.
+        check_relative(path)
+        return self._call(handle, op, {"path": path, **fields}, path=path)
 
-        self.call(handle, "write_file", {"path": check_relative(path), "data": bytes(data)})
+    def write_file(self, handle: SandboxHandle, path: str, data: bytes) -> None:
+        self._file_op(handle, ops.WRITE_FILE, path, data=bytes(data))
 
     def read_file(self, handle: SandboxHandle, path: str) -> bytes:
-        from warden.wire.paths import check_relative
-
-        return self.call(handle, "read_file", {"path": check_relative(path)})
+        return self._file_op(handle, ops.READ_FILE, path)
 
     def list_files(self, handle: SandboxHandle, path: str = ".") -> list[str]:
-        from warden.wire.paths import check_relative
-
-        return [e["name"] for e in self.call(handle, "list_files",
-                                             {"path": check_relative(path)})]
+        return [e["name"] for e in self._file_op(handle, ops.LIST_FILES, path)]
 
     def remove_file(self, handle: SandboxHandle, path: str) -> None:
-        from warden.wire.paths import check_relative
-
-        self.call(handle, "remove_file", {"path": check_relative(path)})
+        self._file_op(handle, ops.REMOVE_FILE, path)

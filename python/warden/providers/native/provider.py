@@ -2,7 +2,7 @@
 
 Each sandbox is one worker process, pid 1 of its own user, pid, mount, network, ipc, uts and
 cgroup namespaces, with its own cgroup, seccomp filter and quota'd writable area. The host
-talks to it over one socket (warden.wire.ipc frames). A call that passes its deadline kills the
+talks to it over one socket (warden.wire.channel). A call that passes its deadline kills the
 whole sandbox (the worker is its pid 1: the kernel takes every other process with it) and the
 channel is abandoned, so a late reply can never reach another caller.
 """
@@ -21,29 +21,22 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import cast
 
-from warden.host import cgroups, descriptors, identity
-from warden.host.environ import python_paths, sandbox_env
-from warden.providers.native import prepare, runner
-from warden.providers.native.state import NativeState, state_of
-from warden.wire import ipc
 from warden.errors import (
     CallFailed,
     CgroupTeardownError,
-    DiskQuotaExceeded,
     MemoryLimitExceeded,
-    PathEscapeError,
-    PidsLimitExceeded,
     PluginError,
+    SandboxFileError,
     TimeoutExceeded,
     WorkerCrashed,
 )
-from warden.spec.limits import Limits
-from warden.spec.result import DEFAULT_OUTPUT_CAP, ExecResult
-from warden.spec.verdict import Ending, judge
+from warden.guest import files
+from warden.host import cgroups, descriptors, identity
+from warden.host.environ import python_paths, sandbox_env
 from warden.providers.base import (
     Capabilities,
     Provider,
@@ -51,8 +44,16 @@ from warden.providers.base import (
     SandboxHandle,
     SandboxSpec,
 )
-from warden.wire.paths import check_relative
+from warden.providers.errors import sandbox_error
+from warden.providers.native import prepare, runner
+from warden.providers.native.state import NativeState, state_of
 from warden.providers.native.zygote import Zygote
+from warden.spec.limits import Limits
+from warden.spec.result import DEFAULT_OUTPUT_CAP, ExecResult
+from warden.spec.verdict import Ending, judge
+from warden.wire import ops
+from warden.wire.channel import Channel, ChannelClosed
+from warden.wire.paths import check_relative
 
 __all__ = ["NativeProvider"]
 
@@ -77,19 +78,13 @@ def _import_roots() -> list[str]:
                   and not r.startswith("/usr/"))
 
 
-def _disk_error(err: PluginError) -> bool:
-    return err.type in ("OSError", "IOError") and f"[Errno {errno.ENOSPC}]" in err.message
-
-
-def _pids_error(err: PluginError) -> bool:
-    """A fork or clone refused with EAGAIN (os.fork, subprocess), or a thread that could not
-    be started: what the pids controller's refusal looks like from Python."""
-    if err.type in ("BlockingIOError", "OSError") and f"[Errno {errno.EAGAIN}]" in err.message:
-        return True
-    return err.type == "RuntimeError" and "can't start new thread" in err.message
-
-
 _PROVIDERS = itertools.count(1)
+
+# The tool layer's file ops, run on the host for a read-only workspace: the same functions
+# the worker runs inside, under the same path rule.
+_HOST_FILE_OPS: dict[str, Callable[..., object]] = {
+    ops.WRITE_FILE: files.write_file, ops.READ_FILE: files.read_file,
+    ops.LIST_FILES: files.list_files, ops.REMOVE_FILE: files.remove_file}
 
 
 def _spec_key(spec: SandboxSpec) -> tuple:
@@ -200,7 +195,7 @@ class NativeProvider(Provider):
                 id=f"native-{os.getpid()}-{next(self._seq)}", provider=self.name, spec=spec,
                 labels=dict(spec.labels),
                 _state=NativeState(
-                    pid=pid, pidfd=got[0], mount_ns=tuple(got[1:]), chan=ipc.Channel(host),
+                    pid=pid, pidfd=got[0], mount_ns=tuple(got[1:]), chan=Channel(host),
                     cgroup=cg, host_id=host_id, host_ws=host_ws,
                     large_dir=f"/proc/{pid}/root{spec.data_dir}" if spec.data_dir else None))
             undo.pop_all()
@@ -276,7 +271,8 @@ class NativeProvider(Provider):
         if stats.oom_kills:
             return MemoryLimitExceeded(
                 f"sandbox {handle.id} was OOM-killed at its memory limit of "
-                f"{handle.spec.limits.memory_mb} MiB (exit 137); raise max_memory_mb or use less")
+                f"{handle.spec.limits.memory_mb} MiB (exit 137); raise the limit "
+                "(Limits.memory_mb, max_memory_mb in plugin.yaml) or use less")
         sig = os.WTERMSIG(status) if status is not None and os.WIFSIGNALED(status) else None
         code = os.WEXITSTATUS(status) if status is not None and os.WIFEXITED(status) else None
         name = signal.Signals(sig).name if sig else None
@@ -364,6 +360,10 @@ class NativeProvider(Provider):
 
     def call(self, handle: SandboxHandle, op: str, args: dict, *,
              timeout: float | None = None) -> object:
+        return self._call(handle, op, args, timeout=timeout)
+
+    def _call(self, handle: SandboxHandle, op: str, args: dict, *, timeout: float | None = None,
+              path: str | None = None) -> object:
         st = state_of(handle)
         if timeout is None:
             timeout = handle.spec.limits.wall_time_s
@@ -380,24 +380,12 @@ class NativeProvider(Provider):
                 raise TimeoutExceeded(
                     f"{op} in sandbox {handle.id} passed its {timeout:g}s deadline; the sandbox "
                     "and everything in it were killed") from None
-            except ipc.ChannelClosed:
+            except ChannelClosed:
                 raise self._death(handle, f"serving {op!r}") from None
-            except PluginError as exc:
-                if exc.type == "PathEscapeError":
-                    # Raised by the worker's own path check, not by plugin code.
-                    raise PathEscapeError(exc.message) from None
-                if _disk_error(exc):
-                    raise DiskQuotaExceeded(
-                        f"sandbox {handle.id} filled its disk quota of "
-                        f"{handle.spec.limits.disk_mb} MiB; further writes fail until files are "
-                        f"removed ({exc.type}: {exc.message})") from exc
-                if _pids_error(exc) and st.cgroup.stats().pids_limit_hit:
-                    raise PidsLimitExceeded(
-                        f"sandbox {handle.id} reached its pids limit of "
-                        f"{handle.spec.limits.pids} processes and threads ({exc.type}: "
-                        f"{exc.message}); its worker is replaced, raise max_pids if the "
-                        "plugin needs more") from exc
-                raise
+            except (PluginError, SandboxFileError) as exc:
+                err = sandbox_error(exc, handle, op, path=path,
+                                    pids_limit_hit=lambda: st.cgroup.stats().pids_limit_hit)
+                raise err from err.__cause__
             return result
 
     def exec(self, handle: SandboxHandle, argv: Sequence[str], *, stdin: bytes | None = None,
@@ -407,7 +395,7 @@ class NativeProvider(Provider):
         try:
             # The worker enforces the command's own deadline; the call's deadline is a little
             # longer so the worker can report it instead of being killed.
-            r = self.call(handle, "exec", {"argv": [os.fsdecode(a) for a in argv],
+            r = self.call(handle, ops.EXEC, {"argv": [os.fsdecode(a) for a in argv],
                                            "stdin": stdin, "timeout": limit,
                                            "env": self._env(handle)},
                           timeout=limit + 5.0)
@@ -426,45 +414,31 @@ class NativeProvider(Provider):
 
     # -- files ---------------------------------------------------------------------------------
 
-    def _host_path(self, handle: SandboxHandle, path: str) -> str:
+    def _files(self, handle: SandboxHandle, op: str, path: str, **fields: object) -> object:
+        """A file op: on the host, beneath a read-only workspace that the sandbox only
+        reads; else through the worker. The path goes as the caller gave it (checked here
+        first), so that an error names it as given."""
+        check_relative(path)
         root = state_of(handle).host_ws
-        assert root is not None, "called only for a workspace on the host"
-        full = os.path.realpath(os.path.join(root, check_relative(path)))
-        if full != root and not full.startswith(root + "/"):
-            raise PathEscapeError(f"path {path!r} resolves outside the workspace")
-        return full
+        if root is None:
+            return self._call(handle, op, {"path": path, **fields}, path=path)
+        try:
+            return _HOST_FILE_OPS[op](root, path, **fields)
+        except SandboxFileError as exc:
+            err = sandbox_error(exc, handle, op, path=path)
+            raise err from err.__cause__
 
     def write_file(self, handle: SandboxHandle, path: str, data: bytes) -> None:
-        if state_of(handle).host_ws:
-            full = self._host_path(handle, path)
-            os.makedirs(os.path.dirname(full), exist_ok=True)
-            fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            return
-        self.call(handle, "write_file", {"path": check_relative(path), "data": bytes(data)})
+        self._files(handle, ops.WRITE_FILE, path, data=bytes(data))
 
     def read_file(self, handle: SandboxHandle, path: str) -> bytes:
-        if state_of(handle).host_ws:
-            fd = os.open(self._host_path(handle, path), os.O_RDONLY | os.O_NOFOLLOW)
-            with os.fdopen(fd, "rb") as f:
-                return f.read()
-        return self.call(handle, "read_file", {"path": check_relative(path)})
+        return self._files(handle, ops.READ_FILE, path)
 
     def list_files(self, handle: SandboxHandle, path: str = ".") -> list[str]:
-        if state_of(handle).host_ws:
-            return sorted(os.listdir(self._host_path(handle, path)))
-        return [e["name"] for e in self.call(handle, "list_files", {"path": check_relative(path)})]
+        return [e["name"] for e in self._files(handle, ops.LIST_FILES, path)]
 
     def remove_file(self, handle: SandboxHandle, path: str) -> None:
-        if state_of(handle).host_ws:
-            full = self._host_path(handle, path)
-            if os.path.isdir(full) and not os.path.islink(full):
-                shutil.rmtree(full)
-            else:
-                os.unlink(full)
-            return
-        self.call(handle, "remove_file", {"path": check_relative(path)})
+        self._files(handle, ops.REMOVE_FILE, path)
 
     def run(self, argv: Sequence[str], *, stdin: bytes | None = None,
             limits: Limits | None = None, network: str = "none",

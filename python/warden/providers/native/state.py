@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from warden.host.cgroups import SandboxCgroup
     from warden.host.identity import HostId
     from warden.providers.base import SandboxHandle
-    from warden.wire.ipc import Channel
+    from warden.wire.channel import Channel
 
 __all__ = ["NativeState", "state_of"]
 

@@ -6,7 +6,7 @@ its control socket; it pre-imports the worker and then, per request, forks a chi
 back already inside a fresh sandbox (``_core.fork_sandboxed``) and serves the worker protocol
 on the socket the host sent along.
 
-Control protocol (warden.wire.ipc frames on a unix socket, descriptors with SCM_RIGHTS):
+Control protocol (warden.wire.channel frames on a unix socket, descriptors with SCM_RIGHTS):
     {"op": "spawn", "config": {...}, "entry": path|None, "env": ["NAME=value", ...],
      "netns": bool, "cgroup_fd": bool}
         + [worker socket, network namespace?, cgroup dir fd?]
@@ -50,8 +50,7 @@ def _serve_worker(entry: str | None, data_dir: str | None, env: list[str]) -> No
     code = 0
     try:
         _apply_env(env)
-        from warden.guest import toolops
-        from warden.guest import worker
+        from warden.guest import toolops, worker
 
         if entry:
             factory = lambda: worker.load_entry(entry)
@@ -101,21 +100,26 @@ def _wait(pid: int) -> int:
 def main(fd: int) -> int:
     # Pre-imported once here, so that no worker pays for them.
     import asyncio  # noqa: F401
+    import ctypes  # noqa: F401 - warden.wire.paths opens through openat2 with it
     import signal
     import subprocess  # noqa: F401
 
     from warden import _core
-    from warden.wire import ipc
-    from warden.guest import worker
+    from warden.guest import (
+        toolops,  # noqa: F401 - pre-imported for every worker
+        worker,
+    )
+    from warden.wire.channel import Channel, ChannelClosed
+    from warden.wire.replies import error_reply, ok_reply
 
     # Configured once here, inherited by every worker forked from this process.
     worker.log_to_stderr()
     signal.signal(signal.SIGCHLD, _reap)
-    ctl = ipc.Channel(socket.socket(fileno=fd))
+    ctl = Channel(socket.socket(fileno=fd))
     while True:
         try:
             msg, fds = ctl.recv_with_fds()
-        except (ipc.ChannelClosed, WardenError):
+        except (ChannelClosed, WardenError):
             return 0
         rid = msg.get("id") if isinstance(msg, dict) else None
         op = msg.get("op") if isinstance(msg, dict) else None
@@ -136,13 +140,13 @@ def main(fd: int) -> int:
                     os.close(f)
                 # The pidfd, then the mount namespace when the config held it.
                 back = [pidfd] if mount_ns < 0 else [pidfd, mount_ns]
-                ctl.send(ipc.ok_reply(rid, {"pid": pid}), fds=back)
+                ctl.send(ok_reply(rid, {"pid": pid}), fds=back)
                 for f in back:
                     os.close(f)
             elif op == "wait":
-                ctl.send(ipc.ok_reply(rid, {"status": _wait(int(msg["pid"]))}))
+                ctl.send(ok_reply(rid, {"status": _wait(int(msg["pid"]))}))
             elif op == "ping":
-                ctl.send(ipc.ok_reply(rid, "pong"))
+                ctl.send(ok_reply(rid, "pong"))
             else:
                 raise ValueError(f"unknown zygote op {op!r}")
         except Exception as exc:  # noqa: BLE001 - every failure goes back to the host as a reply
@@ -151,7 +155,7 @@ def main(fd: int) -> int:
                     os.close(f)
                 except OSError:
                     pass
-            reply = ipc.error_reply(rid, exc, origin="zygote")
+            reply = error_reply(rid, exc, origin="zygote")
             if isinstance(exc, SandboxSetupError):
                 reply["setup"] = {"step": exc.step, "errno": exc.errno, "detail": exc.detail}
             ctl.send(reply)
@@ -167,7 +171,7 @@ class Zygote:
 
     def _start(self) -> None:
         from warden.host.environ import sandbox_path
-        from warden.wire import ipc
+        from warden.wire.channel import Channel
 
         host, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         pkg_parent = os.path.dirname(_PACKAGE_DIR)
@@ -183,10 +187,10 @@ class Zygote:
             raise ProviderUnavailable("the zygote interpreter", str(exc)) from exc
         finally:
             child.close()
-        self._chan = ipc.Channel(host)
+        self._chan = Channel(host)
 
     def request(self, msg: dict, fds: list[int] = ()) -> tuple[object, list[int]]:
-        from warden.wire import ipc
+        from warden.wire.replies import error_from_reply
 
         with self._lock:
             if self._proc is None or self._proc.poll() is not None:
@@ -199,7 +203,7 @@ class Zygote:
                 os.close(f)
             if reply.get("setup"):
                 raise SandboxSetupError(**reply["setup"])
-            raise ipc.error_from_reply(reply.get("error"))
+            raise error_from_reply(reply.get("error"))
         return reply.get("result"), got
 
     def close(self) -> None:

@@ -1,0 +1,37 @@
+"""The op names of the worker protocol: what a request's "op" may say.
+
+A request is a map ``{"id": int, "op": str, ...fields}``; the fields of each op are listed
+beside its name. The worker serves the first group itself; the tool layer
+(warden.guest.toolops) adds the second in every sandbox made for warden.Sandbox or a plugin.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BATCH", "CALL", "CALL_FN", "CGROUP_STATS", "ENTRY", "EXEC", "EXEC_PYTHON", "FILE_OPS",
+    "LIST_FILES", "PING", "READ_FILE", "REMOVE_FILE", "SHUTDOWN", "TOOL_OPS", "WORKER_OPS",
+    "WRITE_FILE",
+]
+
+# -- the worker's own ---------------------------------------------------------------------------
+CALL = "call"                # action, payload: the plugin's handle(action, payload)
+BATCH = "batch"              # action, items: handle_batch(action, items), or handle per item
+ENTRY = "entry"              # -> whether the plugin's entry loaded (else its load error)
+EXEC_PYTHON = "exec_python"  # code: run in the worker, stdout and stderr captured
+PING = "ping"                # -> {"pong": True, "pid": int}
+SHUTDOWN = "shutdown"        # the worker answers None and exits
+
+# -- the tool layer's ---------------------------------------------------------------------------
+EXEC = "exec"                # argv, stdin, timeout, cwd, env: a command in the sandbox
+WRITE_FILE = "write_file"    # path, data
+READ_FILE = "read_file"      # path -> bytes
+LIST_FILES = "list_files"    # path -> [{"name", "type", "size"}]
+REMOVE_FILE = "remove_file"  # path: a file, a link itself, or a directory with its contents
+CALL_FN = "call_fn"          # source and/or name, payload: a function defined in the sandbox
+
+# -- the Docker in-container program's ------------------------------------------------------------
+CGROUP_STATS = "cgroup_stats"  # -> the container cgroup's counters
+
+WORKER_OPS = frozenset({CALL, BATCH, ENTRY, EXEC_PYTHON, PING, SHUTDOWN})
+FILE_OPS = frozenset({WRITE_FILE, READ_FILE, LIST_FILES, REMOVE_FILE})
+TOOL_OPS = frozenset({EXEC, CALL_FN}) | FILE_OPS

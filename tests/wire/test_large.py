@@ -1,0 +1,82 @@
+"""Large payloads beside a frame: sealed memfds and files in the data area."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from warden import PathEscapeError, PayloadTooLarge, ProtocolError
+from warden.wire.large import (
+    make_memfd,
+    memfd_ref,
+    put_large,
+    read_large_file,
+    read_memfd,
+    resolve_large,
+)
+
+
+def test_memfd_round_trip_is_sealed_and_mapped():
+    fd = make_memfd(b"abc" * 1000)
+    with pytest.raises(PermissionError):
+        os.write(fd, b"x")  # sealed: the sender cannot change it under the receiver
+    view = read_memfd(os.dup(fd))
+    assert bytes(view) == b"abc" * 1000
+    os.close(fd)
+
+
+def test_unsealed_or_foreign_fds_are_refused(tmp_path):
+    fd = os.memfd_create("x")
+    os.write(fd, b"data")
+    with pytest.raises(ProtocolError, match="not sealed"):
+        read_memfd(fd)
+    path = tmp_path / "f"
+    path.write_bytes(b"data")
+    with pytest.raises(ProtocolError, match="not a sealable memfd"):
+        read_memfd(os.open(path, os.O_RDONLY))
+    with pytest.raises(PayloadTooLarge):
+        read_memfd(make_memfd(b"x" * 100), limit=10)
+
+
+def test_memfd_ref_resolves_bytes_and_values():
+    ref, fd = memfd_ref({"rows": list(range(10))})
+    ref2, fd2 = memfd_ref(b"raw", index=1)
+    used: set[int] = set()
+    assert resolve_large(ref, fds=[fd, fd2], used=used) == {"rows": list(range(10))}
+    assert bytes(resolve_large(ref2, fds=[fd, fd2], used=used)) == b"raw"
+    assert used == {0, 1}
+    with pytest.raises(ProtocolError):
+        resolve_large({"$fd": 3}, fds=[])
+    assert resolve_large({"$fd": 0, "other": 1}, fds=[]) == {"$fd": 0, "other": 1}
+
+
+def test_files_in_the_data_area(tmp_path):
+    ref = put_large(b"B" * 5000, tmp_path)
+    assert set(ref) == {"$file"}
+    assert resolve_large(ref, data_dir=tmp_path) == b"B" * 5000
+    ref = put_large({"a": [1, 2]}, tmp_path)
+    assert resolve_large(ref, data_dir=tmp_path) == {"a": [1, 2]}
+    with pytest.raises(PayloadTooLarge):
+        read_large_file(tmp_path, ref["$file"], limit=3)
+
+
+@pytest.mark.parametrize("relpath", ["/etc/passwd", "../x", "a/../../x", "", "a//b", "./a"])
+def test_file_refs_cannot_leave_the_data_area(tmp_path, relpath):
+    with pytest.raises(PathEscapeError):
+        resolve_large({"$file": relpath}, data_dir=tmp_path)
+
+
+def test_file_refs_do_not_follow_symlinks_or_open_fifos(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"host secret")
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    (data / "link").symlink_to(secret)
+    (data / "dirlink").symlink_to(tmp_path)
+    os.mkfifo(data / "fifo")
+    with pytest.raises(PathEscapeError):
+        resolve_large({"$file": "link"}, data_dir=data)
+    with pytest.raises(PathEscapeError):
+        resolve_large({"$file": "dirlink/secret"}, data_dir=data)
+    with pytest.raises(PathEscapeError, match="not a regular file"):
+        resolve_large({"$file": "fifo"}, data_dir=data)
