@@ -38,7 +38,7 @@ enum class Step : int32_t {
   kRlimit,          // parent: prlimit on the child; child: its own open-files limit
   kPipe,            // parent: creating pipes
   kHandshake,       // parent: talking to the child
-  kDone,            // fork mode: the child finished set-up
+  kDone,            // the sandbox's init is ready (set-up finished)
 };
 
 const char* step_name(Step step);

@@ -1,10 +1,11 @@
 """The native provider: sandboxes made by warden's own C++ core, workers forked by the zygote.
 
-Each sandbox is one worker process, pid 1 of its own user, pid, mount, network, ipc, uts and
-cgroup namespaces, with its own cgroup, seccomp filter and quota'd writable area. The host
-talks to it over one socket (warden.wire.ipc frames). A call that passes its deadline kills the
-whole sandbox (the worker is its pid 1: the kernel takes every other process with it) and the
-channel is abandoned, so a late reply can never reach another caller.
+Each sandbox is one worker process in its own user, pid, mount, network, ipc, uts and cgroup
+namespaces, with its own cgroup, seccomp filter and quota'd writable area, under warden-init
+as pid 1, which reaps orphans and reports how the worker ended. The host talks to the worker
+over one socket (warden.wire.ipc frames). A call that passes its deadline kills the whole
+sandbox (killing its init, the kernel takes every other process with it) and the channel is
+abandoned, so a late reply can never reach another caller.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 from collections.abc import Mapping, Sequence
 from functools import partial
 
+from warden import _core
 from warden.host import cgroups
 from warden.host.environ import python_paths, sandbox_env
 from warden.providers.native import prepare, runner
@@ -86,7 +88,17 @@ def _pids_error(err: PluginError) -> bool:
     return err.type == "RuntimeError" and "can't start new thread" in err.message
 
 
+def _signal_name(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
+
+
 _PROVIDERS = itertools.count(1)
+# How long a worker whose channel closed has to end before it is killed: its init reports the
+# end at once; a worker that closed its channel and lives on is killed after this.
+_END_REPORT_S = 2.0
 
 
 def _spec_key(spec: SandboxSpec) -> tuple:
@@ -177,7 +189,8 @@ class NativeProvider(Provider):
             host_ws = tempfile.mkdtemp(prefix="warden-ws-")
             os.chmod(host_ws, 0o755)
         prep = prepare.preparer()
-        cg = prep.cgroup(lim.memory_mb << 20, lim.pids, lim.cpus)
+        # One more pid than asked for: the sandbox's init, which the caller did not start.
+        cg = prep.cgroup(lim.memory_mb << 20, lim.pids + 1, lim.cpus)
         netns = prep.netns()
         host, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -205,8 +218,8 @@ class NativeProvider(Provider):
         handle = SandboxHandle(
             id=f"native-{os.getpid()}-{next(self._seq)}", provider=self.name, spec=spec,
             labels=dict(spec.labels),
-            state={"pid": result["pid"], "pidfd": got[0], "mount_ns": tuple(got[1:]),
-                   "chan": ipc.Channel(host),
+            state={"pid": result["pid"], "pidfd": got[0], "status_fd": got[1],
+                   "mount_ns": tuple(got[2:]), "chan": ipc.Channel(host),
                    "cgroup": cg, "lock": threading.Lock(), "dead": None, "host_ws": host_ws,
                    "created": time.monotonic(), "calls": 0})
         return handle
@@ -222,36 +235,43 @@ class NativeProvider(Provider):
         except ProcessLookupError:
             pass
 
-    def _reap(self, handle: SandboxHandle) -> int | None:
-        """The worker's wait status (asks the zygote, which is its parent); once."""
-        st = handle.state
-        if "status" not in st:
+    def _worker_status(self, handle: SandboxHandle) -> int | None:
+        """The worker's exact wait status, as the sandbox's init reports it when the worker
+        ends; None when the init was killed first (the whole sandbox killed, or a worker that
+        closed its channel but would not end)."""
+        try:
+            rec = _core.final_status(handle.state["status_fd"], _END_REPORT_S)
+        except TimeoutError:
+            self._kill(handle)
             try:
-                result, _ = self._zygote.request({"op": "wait", "pid": st["pid"]})
-                st["status"] = result["status"]
-            except CallFailed:
-                st["status"] = None
-        return st["status"]
+                rec = _core.final_status(handle.state["status_fd"], 5.0)
+            except TimeoutError:
+                rec = None
+        return None if rec is None else int(rec["wait_status"])
 
     def _death(self, handle: SandboxHandle, why: str) -> CallFailed:
         """Why the worker died, as the error a caller should see."""
         st = handle.state
+        status = self._worker_status(handle)
         self._kill(handle)
-        status = self._reap(handle)
         stats = st["cgroup"].stats()
         st["dead"] = why
         if stats.oom_kills:
             return MemoryLimitExceeded(
                 f"sandbox {handle.id} was OOM-killed at its memory limit of "
                 f"{handle.spec.limits.memory_mb} MiB (exit 137); raise max_memory_mb or use less")
-        sig = os.WTERMSIG(status) if status is not None and os.WIFSIGNALED(status) else None
-        code = os.WEXITSTATUS(status) if status is not None and os.WIFEXITED(status) else None
-        name = signal.Signals(sig).name if sig else None
-        if sig == signal.SIGSYS:
-            detail = "killed by seccomp for a forbidden system call"
-        elif sig:
-            detail = f"killed by {name}"
+        sig: int | None
+        if status is None:
+            # The init was killed before the worker ended, and the kernel killed the worker
+            # with it (pid_namespaces(7)).
+            sig, code = signal.SIGKILL, None
+            detail = "killed by SIGKILL with its whole sandbox"
+        elif os.WIFSIGNALED(status):
+            sig, code = os.WTERMSIG(status), None
+            detail = ("killed by seccomp for a forbidden system call" if sig == signal.SIGSYS
+                      else f"killed by {_signal_name(sig)}")
         else:
+            sig, code = None, os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
             detail = f"exited with status {code}"
         return WorkerCrashed(f"worker of sandbox {handle.id} died ({detail}) while {why}",
                              signal=sig, exit_code=code)
@@ -271,15 +291,17 @@ class NativeProvider(Provider):
                 return False
             st["destroyed"] = True
             st["dead"] = st["dead"] or "destroyed"
-            # The worker is pid 1 of the sandbox: once it has exited, so has everything in
-            # it. Its exit is seen on the pidfd; the zygote reaps it by itself, and the cgroup
-            # is removed in the background once empty: no round trip to the zygote here.
+            # The pidfd is the sandbox's init, its pid 1: once it has exited, so has
+            # everything in it. Its exit is seen on the pidfd; the zygote reaps it by itself,
+            # and the cgroup is removed in the background once empty: no round trip to the
+            # zygote here.
             self._kill(handle)
             if not self._exited(handle, timeout_s=5.0):
                 raise CgroupTeardownError(handle.id, errno.ETIMEDOUT,
-                                          "its worker did not exit within 5 s of SIGKILL")
+                                          "its init did not exit within 5 s of SIGKILL")
             st["chan"].close()
             os.close(st["pidfd"])
+            os.close(st["status_fd"])
             prepare.preparer().release(st["cgroup"], st["mount_ns"])
             if st["host_ws"]:
                 shutil.rmtree(st["host_ws"], ignore_errors=True)
@@ -293,7 +315,7 @@ class NativeProvider(Provider):
 
     def reconcile(self) -> ReconcileReport:
         """Drop sandboxes whose worker died, and sweep cgroups left by crashed warden
-        processes. (Sandboxes of a dead host process die with its zygote: the workers carry
+        processes. (Sandboxes of a dead host process die with its zygote: their inits carry
         PR_SET_PDEATHSIG.)"""
         report = ReconcileReport()
         for h in self.list():
@@ -336,7 +358,6 @@ class NativeProvider(Provider):
                 result = st["chan"].call(op, deadline=deadline, **args)
             except TimeoutExceeded:
                 self._kill(handle)
-                self._reap(handle)
                 st["dead"] = "timed out"
                 raise TimeoutExceeded(
                     f"{op} in sandbox {handle.id} passed its {timeout:g}s deadline; the sandbox "

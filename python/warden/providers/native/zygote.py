@@ -9,10 +9,12 @@ on the socket the host sent along.
 Control protocol (warden.wire.ipc frames on a unix socket, descriptors with SCM_RIGHTS):
     {"op": "spawn", "config": {...}, "entry": path|None, "netns": bool, "cgroup_fd": bool}
         + [worker socket, network namespace?, cgroup dir fd?]
-        -> {"pid": n} + [pidfd]
-    {"op": "wait", "pid": n}   -> {"status": wait status}   (call once the pid died)
-The zygote reaps its workers itself as they end, so the host need not ask.
+        -> {"pid": n} + [pidfd, status pipe, mount namespace?]
     {"op": "ping"}             -> "pong"
+
+The pid, pidfd and status pipe are those of the sandbox's init (warden-init, pid 1 inside, a
+child of the zygote), which reaps for the worker and writes how it ended to the status pipe
+(``_core.final_status``). The zygote reaps the inits as they end.
 """
 
 from __future__ import annotations
@@ -53,38 +55,17 @@ def _serve_worker(entry: str | None, data_dir: str | None) -> None:
         os._exit(code)
 
 
-# Wait statuses of workers that ended, reaped as soon as they end (SIGCHLD): a zombie would
-# keep its cgroup from being removed. Kept until the host asks ("wait"), or until there are
-# too many (a destroyed sandbox's status is never asked for).
-_statuses: dict[int, int] = {}
-_MAX_STATUSES = 4096
-
-
+# The sandboxes' inits are reaped as soon as they end (SIGCHLD): a zombie would keep its
+# cgroup from being removed. Their own statuses say nothing: the worker's comes on the status
+# pipe.
 def _reap(signum: int | None = None, frame: object = None) -> None:
     while True:
         try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
+            pid, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
             return
-        _statuses[pid] = status
-        if len(_statuses) > _MAX_STATUSES:
-            _statuses.pop(next(iter(_statuses)))
-
-
-def _wait(pid: int) -> int:
-    while pid not in _statuses:
-        try:
-            got, status = os.waitpid(pid, 0)
-        except ChildProcessError:
-            # Reaped by the SIGCHLD handler meanwhile, or not a child of ours.
-            _reap()
-            if pid not in _statuses:
-                raise ValueError(f"pid {pid} is not a worker of this zygote") from None
-        else:
-            _statuses[got] = status
-    return _statuses.pop(pid)
 
 
 def main(fd: int) -> int:
@@ -117,18 +98,16 @@ def main(fd: int) -> int:
                     cfg["netns_fd"] = next(rest)
                 if msg.get("cgroup_fd"):
                     cfg["cgroup_fd"] = next(rest)
-                pid, pidfd, mount_ns = _core.fork_sandboxed(cfg)
+                pid, pidfd, mount_ns, status = _core.fork_sandboxed(cfg)
                 if pid == 0:
                     _serve_worker(msg.get("entry"), msg.get("data_dir"))
                 for f in fds:
                     os.close(f)
-                # The pidfd, then the mount namespace when the config held it.
-                back = [pidfd] if mount_ns < 0 else [pidfd, mount_ns]
+                # The pidfd and status pipe, then the mount namespace when the config held it.
+                back = [pidfd, status] if mount_ns < 0 else [pidfd, status, mount_ns]
                 ctl.send(ipc.ok_reply(rid, {"pid": pid}), fds=back)
                 for f in back:
                     os.close(f)
-            elif op == "wait":
-                ctl.send(ipc.ok_reply(rid, {"status": _wait(int(msg["pid"]))}))
             elif op == "ping":
                 ctl.send(ipc.ok_reply(rid, "pong"))
             else:
