@@ -264,10 +264,11 @@ class Prepared {
 // sandbox's init. Returns (pid, pidfd, mount_ns_fd, status_fd) in the parent, all of the init
 // (mount_ns_fd is -1 unless the config asks hold_mount_ns), and (0, -1, -1, -1) in the worker.
 // The caller must be single-threaded, as for os.fork().
-py::tuple fork_sandboxed(const py::dict& d) {
+py::tuple fork_sandboxed(const py::dict& d, bool sibling) {
   py::dict copy(d);
   copy["fork_mode"] = true;
   SpawnConfig cfg = to_config(copy);
+  cfg.sibling = sibling;
   Child child;
   SpawnError error;
   bool in_child = false;
@@ -326,9 +327,11 @@ int netns_create() {
 void bind_jail(py::module_& m) {
   m.def("netns_create", &netns_create,
         "A new network namespace with lo up, as a descriptor (the caller closes it).");
-  m.def("fork_sandboxed", &fork_sandboxed, py::arg("config"),
+  m.def("fork_sandboxed", &fork_sandboxed, py::arg("config"), py::kw_only(),
+        py::arg("sibling") = false,
         "Fork a worker into a fresh sandbox under its init: (pid, pidfd, mount_ns_fd, "
-        "status_fd) of the init in the parent, (0, -1, -1, -1) in the worker.");
+        "status_fd) of the init in the parent, (0, -1, -1, -1) in the worker. With sibling, "
+        "the init is a child of the caller's parent.");
   m.def("final_status", &final_status, py::arg("status_fd"), py::arg("timeout_s"),
         "The record a sandbox's init writes as it exits, or None if it was killed first; "
         "TimeoutError if it still lives after timeout_s (negative: no bound).");

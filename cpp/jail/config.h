@@ -104,6 +104,10 @@ struct SpawnConfig {
   // it. Either way pid 1 is warden-init, never the code the sandbox runs.
   bool fork_mode = false;
 
+  // Fork mode: the sandbox becomes a child of the caller's parent (clone(2), CLONE_PARENT), so
+  // that the caller, a short-lived process of its own, may exit once the sandbox is made.
+  bool sibling = false;
+
   // Exec mode: keep a reference to the sandbox's mount namespace (Child::mount_ns_fd), so
   // that the teardown of its mounts waits for the caller's close() instead of delaying the
   // exit of the sandbox's last process.

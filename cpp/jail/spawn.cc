@@ -237,6 +237,13 @@ int spawn(const SpawnConfig& cfg, Child* child, SpawnError* error, bool* in_chil
   args.flags = kNamespaces | CLONE_PIDFD;
   args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
   args.exit_signal = SIGCHLD;
+  const bool sibling = cfg.fork_mode && cfg.sibling;
+  if (sibling) {
+    // The caller's parent reaps the sandbox. The child then gets the caller's own exit signal,
+    // and clone3 wants exit_signal zero (clone(2), CLONE_PARENT).
+    args.flags |= CLONE_PARENT;
+    args.exit_signal = 0;
+  }
   if (cfg.cgroup_fd >= 0) {
     // The child starts life inside its cgroup: it never runs a single instruction outside
     // the sandbox's limits (clone(2), CLONE_INTO_CGROUP).
@@ -310,7 +317,8 @@ int spawn(const SpawnConfig& cfg, Child* child, SpawnError* error, bool* in_chil
     close_fd(&st[0]);
     close_fd(&rq[1]);
     syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
-    waitpid(static_cast<pid_t>(pid), nullptr, __WALL);
+    // A sibling is not ours to reap: the caller's parent does.
+    if (!sibling) waitpid(static_cast<pid_t>(pid), nullptr, __WALL);
     close(pidfd);
     return fail(step, err, error);
   };

@@ -30,7 +30,8 @@ struct SpawnError {
 // command (start). In fork mode returns 0 in the parent once the init reaps for the worker,
 // and in the worker, like fork(): *in_child tells which side this is; the worker is fully
 // contained, seccomp is installed, and its parent is the sandbox's init.
-// On failure returns -1 with *error set; the half-made child has been reaped.
+// On failure returns -1 with *error set; the half-made child has been killed and, unless it
+// is a sibling (SpawnConfig::sibling), reaped.
 int spawn(const SpawnConfig& cfg, Child* child, SpawnError* error, bool* in_child);
 
 // Exec mode: sends `request` (request::encode) and returns 0

@@ -26,12 +26,14 @@ class PreparedSandbox:
         """Kill and reap the sandbox if it was never started (only in the process that
         made it)."""
 
-def fork_sandboxed(config: dict[str, Any]) -> tuple[int, int, int, int]:
+def fork_sandboxed(config: dict[str, Any], *, sibling: bool = False
+                   ) -> tuple[int, int, int, int]:
     """Fork a worker into a fresh sandbox whose pid 1 is warden-init: (pid, pidfd,
     mount_ns_fd, status_fd) of the init in the parent, (0, -1, -1, -1) in the worker.
     mount_ns_fd is -1 unless config["hold_mount_ns"]: a reference to the sandbox's mount
     namespace, so that its teardown waits for the caller's close(). status_fd is the read end
-    of the init's status pipe (final_status)."""
+    of the init's status pipe (final_status). With sibling, the init is a child of the
+    caller's parent, which reaps it, so the caller may exit once it has the sandbox."""
 
 def final_status(status_fd: int, timeout_s: float) -> dict[str, Any] | None:
     """The record a sandbox's init writes as it exits: wait_status (of its command or worker,

@@ -153,8 +153,6 @@ class NativeProvider(Provider):
         cfg["ro_binds"] = binds
         cfg["writable"] = [(w, 0o755) for w in writable] + [("/tmp", 0o1777)]
         cfg["cwd"] = spec.cwd
-        cfg["argv"] = ["warden-worker"]
-        cfg["env"] = sandbox_env(spec.env)
         cfg["init_path"] = runner.INIT_PATH
         return cfg
 
@@ -202,10 +200,12 @@ class NativeProvider(Provider):
             fds = [child.fileno(), netns]
             if cg.dir_fd() is not None:
                 fds.append(cg.dir_fd())
-            result, got = self._zygote.request(
-                {"op": "spawn", "config": cfg, "entry": spec.entry_point or None,
-                 "data_dir": spec.data_dir or None, "netns": True,
-                 "cgroup_fd": cg.dir_fd() is not None}, fds)
+            chan = ipc.Channel(host)
+            # Everything of this sandbox travels on its own channel, never through the zygote.
+            setup = {"config": cfg, "env": sandbox_env(spec.env),
+                     "entry": spec.entry_point or None, "data_dir": spec.data_dir or None}
+            result, got = self._zygote.spawn(chan, setup, fds, netns=True,
+                                             cgroup_fd=cg.dir_fd() is not None)
         except BaseException:
             host.close()
             prep.release(cg)
@@ -219,7 +219,7 @@ class NativeProvider(Provider):
             id=f"native-{os.getpid()}-{next(self._seq)}", provider=self.name, spec=spec,
             labels=dict(spec.labels),
             state={"pid": result["pid"], "pidfd": got[0], "status_fd": got[1],
-                   "mount_ns": tuple(got[2:]), "chan": ipc.Channel(host),
+                   "mount_ns": tuple(got[2:]), "chan": chan,
                    "cgroup": cg, "lock": threading.Lock(), "dead": None, "host_ws": host_ws,
                    "created": time.monotonic(), "calls": 0})
         return handle

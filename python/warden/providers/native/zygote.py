@@ -7,10 +7,17 @@ back already inside a fresh sandbox (``_core.fork_sandboxed``) and serves the wo
 on the socket the host sent along.
 
 Control protocol (warden.wire.ipc frames on a unix socket, descriptors with SCM_RIGHTS):
-    {"op": "spawn", "config": {...}, "entry": path|None, "netns": bool, "cgroup_fd": bool}
+    {"op": "spawn", "netns": bool, "cgroup_fd": bool}
         + [worker socket, network namespace?, cgroup dir fd?]
         -> {"pid": n} + [pidfd, status pipe, mount namespace?]
     {"op": "ping"}             -> "pong"
+
+A spawn request carries nothing of the sandbox it is for. The zygote forks a maker at once;
+the maker reads the sandbox's setup, ``{"config", "env", "entry", "data_dir"}``, which the
+host sends as one frame on the worker socket itself, makes the sandbox, answers the host on
+the control socket and exits. So no tenant's configuration, environment or paths ever enter
+the zygote's memory, which every later sandbox would inherit: a worker starts with the clean
+zygote and its own setup, nothing of any other sandbox's request.
 
 The pid, pidfd and status pipe are those of the sandbox's init (warden-init, pid 1 inside, a
 child of the zygote), which reaps for the worker and writes how it ended to the status pipe
@@ -19,17 +26,26 @@ child of the zygote), which reaps for the worker and writes how it ended to the 
 
 from __future__ import annotations
 
+import errno
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
+from typing import TYPE_CHECKING, Any
 
-from warden.errors import ProviderUnavailable, SandboxSetupError, WardenError
+from warden.errors import ProtocolError, ProviderUnavailable, SandboxSetupError, WardenError
+
+if TYPE_CHECKING:
+    from warden.wire.ipc import Channel
 
 __all__ = ["Zygote", "main"]
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# How long a maker waits for its sandbox's setup: the host sends it right after the request.
+_SETUP_WAIT_S = 30.0
 
 
 def _no_plugin(action: str, payload: object) -> object:
@@ -37,10 +53,20 @@ def _no_plugin(action: str, payload: object) -> object:
                       "use call_fn or run_python")
 
 
-def _serve_worker(entry: str | None, data_dir: str | None) -> None:
+def _apply_env(env: list[str]) -> None:
+    """The sandbox's environment ("NAME=value" items, host/environ.sandbox_env) as the
+    worker's own: a forked worker never execs, so it would otherwise keep the zygote's."""
+    os.environ.clear()
+    for item in env:
+        name, _, value = item.partition("=")
+        os.environ[name] = value
+
+
+def _serve_worker(entry: str | None, data_dir: str | None, env: list[str]) -> None:
     """In the sandboxed child: serve the worker protocol on descriptor 3, never return."""
     code = 0
     try:
+        _apply_env(env)
         from warden.guest import toolops
         from warden.guest import worker
 
@@ -55,28 +81,122 @@ def _serve_worker(entry: str | None, data_dir: str | None) -> None:
         os._exit(code)
 
 
-# The sandboxes' inits are reaped as soon as they end (SIGCHLD): a zombie would keep its
-# cgroup from being removed. Their own statuses say nothing: the worker's comes on the status
-# pipe.
+def _error_reply(rid: Any, exc: Exception) -> dict[str, Any]:
+    from warden.wire import ipc
+
+    reply = ipc.error_reply(rid, exc, origin="zygote")
+    if isinstance(exc, SandboxSetupError):
+        reply["setup"] = {"step": exc.step, "errno": exc.errno, "detail": exc.detail}
+    return reply
+
+
+def _read_setup(fd: int) -> dict[str, Any]:
+    """The sandbox's setup: the one frame the host sends on the worker socket ``fd`` before
+    any request. Read through a copy of the descriptor, which goes on to the worker."""
+    from warden.wire import ipc
+
+    chan = ipc.Channel(os.dup(fd))
+    try:
+        setup = chan.recv(deadline=time.monotonic() + _SETUP_WAIT_S)
+    finally:
+        chan.close()
+    if not isinstance(setup, dict) or not isinstance(setup.get("config"), dict):
+        raise ProtocolError("a sandbox's setup must be a map with a 'config' map; the host "
+                            "sent something else")
+    return setup
+
+
+def _make(ctl: Channel, rid: Any, fds: list[int], msg: dict[str, Any]) -> None:
+    """In the maker, forked for one spawn request: read the sandbox's setup, make the sandbox,
+    answer the host, exit (0 once the answer is sent). Never returns; the worker forked here
+    serves and never returns either."""
+    from warden import _core
+    from warden.wire import ipc
+
+    code = 1
+    try:
+        back: list[int] = []
+        try:
+            setup = _read_setup(fds[0])
+            cfg = dict(setup["config"])
+            # Descriptors, in order: the worker's socket, then the optional ones named.
+            cfg["pass_fds"] = [fds[0]]
+            rest = iter(fds[1:])
+            if msg.get("netns"):
+                cfg["netns_fd"] = next(rest)
+            if msg.get("cgroup_fd"):
+                cfg["cgroup_fd"] = next(rest)
+            # A sibling: the zygote, not this short-lived maker, is the init's parent.
+            pid, pidfd, mount_ns, status = _core.fork_sandboxed(cfg, sibling=True)
+            if pid == 0:
+                _serve_worker(setup.get("entry"), setup.get("data_dir"), setup.get("env") or [])
+            # The pidfd and status pipe, then the mount namespace when the config held it.
+            back = [pidfd, status] if mount_ns < 0 else [pidfd, status, mount_ns]
+            reply = ipc.ok_reply(rid, {"pid": pid})
+        except Exception as exc:  # noqa: BLE001 - every failure goes back to the host as a reply
+            reply = _error_reply(rid, exc)
+        ctl.send(reply, fds=back)
+        code = 0
+    finally:
+        os._exit(code)
+
+
+# Makers the zygote waits for, and their wait statuses once reaped. Every other child is a
+# sandbox's init, reaped as soon as it ends (a zombie would keep its cgroup from being
+# removed); its own status says nothing: the worker's comes on the status pipe.
+_makers: dict[int, int | None] = {}
+
+
 def _reap(signum: int | None = None, frame: object = None) -> None:
     while True:
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
+            pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
             return
+        if pid in _makers:
+            _makers[pid] = status
+
+
+def _fork_maker() -> int:
+    # SIGCHLD waits until the maker is known, so that the handler cannot reap it unnoticed.
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+    try:
+        pid = os.fork()
+        if pid:
+            _makers[pid] = None
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    return pid
+
+
+def _wait_maker(pid: int) -> int:
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        reaped = _makers[pid]  # reaped by the SIGCHLD handler meanwhile
+        status = -1 if reaped is None else reaped
+    del _makers[pid]
+    return status
+
+
+def _close_all(fds: list[int]) -> None:
+    for f in fds:
+        try:
+            os.close(f)
+        except OSError:
+            pass
 
 
 def main(fd: int) -> int:
     # Pre-imported once here, so that no worker pays for them.
     import asyncio  # noqa: F401
-    import signal
     import subprocess  # noqa: F401
 
-    from warden import _core
+    from warden import _core  # noqa: F401
     from warden.wire import ipc
-    from warden.guest import toolops
+    from warden.guest import toolops  # noqa: F401
     from warden.guest import worker  # noqa: F401
 
     signal.signal(signal.SIGCHLD, _reap)
@@ -90,38 +210,25 @@ def main(fd: int) -> int:
         op = msg.get("op") if isinstance(msg, dict) else None
         try:
             if op == "spawn":
-                cfg = dict(msg["config"])
-                # Descriptors, in order: the worker's socket, then the optional ones named.
-                cfg["pass_fds"] = [fds[0]]
-                rest = iter(fds[1:])
-                if msg.get("netns"):
-                    cfg["netns_fd"] = next(rest)
-                if msg.get("cgroup_fd"):
-                    cfg["cgroup_fd"] = next(rest)
-                pid, pidfd, mount_ns, status = _core.fork_sandboxed(cfg)
-                if pid == 0:
-                    _serve_worker(msg.get("entry"), msg.get("data_dir"))
-                for f in fds:
-                    os.close(f)
-                # The pidfd and status pipe, then the mount namespace when the config held it.
-                back = [pidfd, status] if mount_ns < 0 else [pidfd, status, mount_ns]
-                ctl.send(ipc.ok_reply(rid, {"pid": pid}), fds=back)
-                for f in back:
-                    os.close(f)
+                maker = _fork_maker()
+                if maker == 0:
+                    _make(ctl, rid, fds, msg)
+                _close_all(fds)
+                fds = []
+                status = _wait_maker(maker)
+                if status != 0:
+                    # The maker answers before it exits 0; otherwise it never answered.
+                    raise SandboxSetupError(
+                        "handshake", errno.EPIPE,
+                        f"the zygote's maker process ended (wait status {status}) before "
+                        "answering")
             elif op == "ping":
                 ctl.send(ipc.ok_reply(rid, "pong"))
             else:
                 raise ValueError(f"unknown zygote op {op!r}")
         except Exception as exc:  # noqa: BLE001 - every failure goes back to the host as a reply
-            for f in fds:
-                try:
-                    os.close(f)
-                except OSError:
-                    pass
-            reply = ipc.error_reply(rid, exc, origin="zygote")
-            if isinstance(exc, SandboxSetupError):
-                reply["setup"] = {"step": exc.step, "errno": exc.errno, "detail": exc.detail}
-            ctl.send(reply)
+            _close_all(fds)
+            ctl.send(_error_reply(rid, exc))
 
 
 class Zygote:
@@ -153,14 +260,41 @@ class Zygote:
         self._chan = ipc.Channel(host)
 
     def request(self, msg: dict, fds: list[int] = ()) -> tuple[object, list[int]]:
-        from warden.wire import ipc
-
         with self._lock:
             if self._proc is None or self._proc.poll() is not None:
                 self._start()
             msg = dict(msg, id=self._chan.next_id())
             self._chan.send(msg, fds=fds)
             reply, got = self._chan.recv_with_fds()
+        return self._result(reply, got)
+
+    def spawn(self, worker: Channel, setup: dict[str, Any], fds: list[int], *, netns: bool,
+              cgroup_fd: bool) -> tuple[object, list[int]]:
+        """Make a sandbox: the request to the zygote names only which descriptors come along
+        (``fds``: the worker's socket, the network namespace, the cgroup directory); the
+        sandbox's ``setup`` goes on ``worker``, the worker's own channel, to the maker."""
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                self._start()
+            msg = {"op": "spawn", "id": self._chan.next_id(), "netns": netns,
+                   "cgroup_fd": cgroup_fd}
+            self._chan.send(msg, fds=fds)
+            try:
+                worker.send(setup)
+            except BaseException:
+                # The maker then sees the channel close and answers with an error, read here
+                # so that the next request gets its own answer.
+                worker.close()
+                _, got = self._chan.recv_with_fds()
+                _close_all(got)
+                raise
+            reply, got = self._chan.recv_with_fds()
+        return self._result(reply, got)
+
+    @staticmethod
+    def _result(reply: dict, got: list[int]) -> tuple[object, list[int]]:
+        from warden.wire import ipc
+
         if not reply.get("ok"):
             for f in got:
                 os.close(f)
