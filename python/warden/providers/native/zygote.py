@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -92,14 +93,22 @@ def _error_reply(rid: Any, exc: Exception) -> dict[str, Any]:
 
 def _read_setup(fd: int) -> dict[str, Any]:
     """The sandbox's setup: the one frame the host sends on the worker socket ``fd`` before
-    any request. Read through a copy of the descriptor, which goes on to the worker."""
+    any request. Read with the frame codec alone, never past the frame: the socket goes on to
+    the worker, and the maker should touch as little memory as it can (every page it writes
+    is a copy of the zygote's)."""
     from warden.wire import ipc
 
-    chan = ipc.Channel(os.dup(fd))
-    try:
-        setup = chan.recv(deadline=time.monotonic() + _SETUP_WAIT_S)
-    finally:
-        chan.close()
+    reader = ipc.FrameReader()
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    deadline = time.monotonic() + _SETUP_WAIT_S
+    while (setup := reader.read()) is ipc.INCOMPLETE:
+        if not poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
+            raise ProtocolError(f"the host sent no sandbox setup within {_SETUP_WAIT_S:g} s")
+        chunk = os.read(fd, reader.wanted())
+        if not chunk:
+            raise ProtocolError("the host closed the worker socket before sending the setup")
+        reader.feed(chunk)
     if not isinstance(setup, dict) or not isinstance(setup.get("config"), dict):
         raise ProtocolError("a sandbox's setup must be a map with a 'config' map; the host "
                             "sent something else")
