@@ -13,6 +13,10 @@ from warden.errors import WorkerCrashed
 
 from tests.plugins.test_plugins import native_ok
 
+# Also in the cgroup-v2-only guest (scripts/v2-guest): there the init is placed with
+# clone3(CLONE_INTO_CGROUP) by the zygote's maker.
+pytestmark = pytest.mark.cgroup2guest
+
 PROCS = '''
 def procs(_):
     import os

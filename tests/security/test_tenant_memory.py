@@ -13,6 +13,10 @@ import warden
 
 from tests.plugins.test_plugins import make_plugin, native_ok
 
+# Also in the cgroup-v2-only guest (scripts/v2-guest): there the init is placed with
+# clone3(CLONE_INTO_CGROUP) by the zygote's maker.
+pytestmark = pytest.mark.cgroup2guest
+
 # Scans the readable memory of process `pid` ("self" inside a sandbox) for the pieces of the
 # secrets. A piece comes as two halves and only its first is searched for: the whole piece is
 # never built here, so the scan cannot find a copy of its own making.
