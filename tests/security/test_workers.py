@@ -44,11 +44,12 @@ def test_the_zygote_is_exec_d_clean(box):
     with open(f"/proc/{zpid}/cmdline", "rb") as f:
         argv = f.read().split(b"\0")
     assert b"-I" in argv  # isolated mode: no PYTHON* variables, no user site
-    # Beyond stdio: its one control socket. Nothing of the host's descriptors (its sockets,
+    # Beyond stdio: its one control socket, and the pipe on which the maker waiting for the
+    # next request will say it answered. Nothing of the host's descriptors (its sockets,
     # pidfds, namespaces of sandboxes) came along, and nothing of a sandbox it made stayed:
     # each is made by a maker process of its own, which exits.
     rest = _fds(zpid, above=2)
-    assert sorted(t.split(":")[0] for t in rest) == ["socket"], rest
+    assert sorted(t.split(":")[0] for t in rest) == ["pipe", "socket"], rest
     host = _fds(os.getpid(), above=2)
     assert not {t for t in rest if t.startswith("socket:")} & set(host)
 

@@ -2,9 +2,9 @@
 
 The host application is never forked into a sandbox (its memory holds secrets). The zygote is
 started by exec (``Zygote.start``) with a scrubbed environment and no inherited descriptors but
-its control socket; it pre-imports the worker and then, per request, forks a child that comes
-back already inside a fresh sandbox (``_core.fork_sandboxed``) and serves the worker protocol
-on the socket the host sent along.
+its control socket; it pre-imports the worker and then forks makers, each of which takes one
+request and, for a spawn, forks a worker that comes back already inside a fresh sandbox
+(``_core.fork_sandboxed``) and serves the worker protocol on the socket the host sent along.
 
 Control protocol (warden.wire.ipc frames on a unix socket, descriptors with SCM_RIGHTS):
     {"op": "spawn", "netns": bool, "cgroup_fd": bool}
@@ -12,12 +12,14 @@ Control protocol (warden.wire.ipc frames on a unix socket, descriptors with SCM_
         -> {"pid": n} + [pidfd, status pipe, mount namespace?]
     {"op": "ping"}             -> "pong"
 
-A spawn request carries nothing of the sandbox it is for. The zygote forks a maker at once;
-the maker reads the sandbox's setup, ``{"config", "env", "entry", "data_dir"}``, which the
-host sends as one frame on the worker socket itself, makes the sandbox, answers the host on
-the control socket and exits. So no tenant's configuration, environment or paths ever enter
-the zygote's memory, which every later sandbox would inherit: a worker starts with the clean
-zygote and its own setup, nothing of any other sandbox's request.
+The zygote itself never reads a request: it forks a maker, which takes one request from the
+control socket, answers it and exits, and forks the next maker once it has answered. A spawn
+request carries nothing of the sandbox it is for; the maker reads the sandbox's setup,
+``{"config", "env", "entry", "data_dir"}``, which the host sends as one frame on the worker
+socket itself, and makes the sandbox. So no tenant's configuration, environment or paths ever
+enter the zygote's memory, which every later sandbox would inherit: a worker starts with the
+clean zygote and its own setup, nothing of any other sandbox's request. (The maker is forked
+ahead of its request, so its fork is not part of the request's wait.)
 
 The pid, pidfd and status pipe are those of the sandbox's init (warden-init, pid 1 inside, a
 child of the zygote), which reaps for the worker and writes how it ended to the status pipe
@@ -115,10 +117,10 @@ def _read_setup(fd: int) -> dict[str, Any]:
     return setup
 
 
-def _make(ctl: Channel, rid: Any, fds: list[int], msg: dict[str, Any]) -> None:
-    """In the maker, forked for one spawn request: read the sandbox's setup, make the sandbox,
-    answer the host, exit (0 once the answer is sent). Never returns; the worker forked here
-    serves and never returns either."""
+def _make(ctl: Channel, rid: Any, fds: list[int], msg: dict[str, Any], said: int) -> None:
+    """In a maker, for one spawn request: read the sandbox's setup, make the sandbox, answer
+    the host, say so on ``said``, exit. Never returns; the worker forked here serves and never
+    returns either."""
     from warden import _core
     from warden.wire import ipc
 
@@ -145,49 +147,70 @@ def _make(ctl: Channel, rid: Any, fds: list[int], msg: dict[str, Any]) -> None:
         except Exception as exc:  # noqa: BLE001 - every failure goes back to the host as a reply
             reply = _error_reply(rid, exc)
         ctl.send(reply, fds=back)
+        os.write(said, _ANSWERED)
         code = 0
     finally:
         os._exit(code)
 
 
-# Makers the zygote waits for, and their wait statuses once reaped. Every other child is a
-# sandbox's init, reaped as soon as it ends (a zombie would keep its cgroup from being
-# removed); its own status says nothing: the worker's comes on the status pipe.
-_makers: dict[int, int | None] = {}
+# What a maker tells the zygote on its pipe: it took a request from the control socket, it
+# answered it, or the host closed the control socket.
+_TOOK, _ANSWERED, _CLOSED = b"T", b"A", b"C"
 
 
+def _serve_one(ctl: Channel, said: int) -> None:
+    """In a maker: take one request from the control socket, answer it, exit; never returns."""
+    from warden.wire import ipc
+
+    code = 1
+    try:
+        try:
+            msg, fds = ctl.recv_with_fds()
+        except (ipc.ChannelClosed, WardenError):
+            os.write(said, _CLOSED)
+            return
+        os.write(said, _TOOK)
+        rid = msg.get("id") if isinstance(msg, dict) else None
+        op = msg.get("op") if isinstance(msg, dict) else None
+        if op == "spawn":
+            _make(ctl, rid, fds, msg, said)
+        _close_all(fds)
+        if op == "ping":
+            ctl.send(ipc.ok_reply(rid, "pong"))
+        else:
+            ctl.send(_error_reply(rid, ValueError(f"unknown zygote op {op!r}")))
+        os.write(said, _ANSWERED)
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def _hear(heard: int) -> bytes:
+    """What the maker says, up to its answer or its end; its exit (the teardown of a whole
+    copy of the zygote) is not waited for."""
+    got = b""
+    try:
+        while _ANSWERED not in got and _CLOSED not in got:
+            chunk = os.read(heard, 2)
+            if not chunk:
+                break
+            got += chunk
+    finally:
+        os.close(heard)
+    return got
+
+
+# Every child of the zygote is reaped as soon as it ends (SIGCHLD): a maker, or a sandbox's
+# init (a zombie would keep its cgroup from being removed). Their statuses say nothing: a
+# maker speaks on its pipe, an init writes the worker's end to its status pipe.
 def _reap(signum: int | None = None, frame: object = None) -> None:
     while True:
         try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
+            pid, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
             return
-        if pid in _makers:
-            _makers[pid] = status
-
-
-def _fork_maker() -> int:
-    # SIGCHLD waits until the maker is known, so that the handler cannot reap it unnoticed.
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
-    try:
-        pid = os.fork()
-        if pid:
-            _makers[pid] = None
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-    return pid
-
-
-def _wait_maker(pid: int) -> int:
-    try:
-        _, status = os.waitpid(pid, 0)
-    except ChildProcessError:
-        reaped = _makers[pid]  # reaped by the SIGCHLD handler meanwhile
-        status = -1 if reaped is None else reaped
-    del _makers[pid]
-    return status
 
 
 def _close_all(fds: list[int]) -> None:
@@ -211,33 +234,25 @@ def main(fd: int) -> int:
     signal.signal(signal.SIGCHLD, _reap)
     ctl = ipc.Channel(socket.socket(fileno=fd))
     while True:
+        heard, said = os.pipe()
         try:
-            msg, fds = ctl.recv_with_fds()
-        except (ipc.ChannelClosed, WardenError):
+            maker = os.fork()
+        except OSError:
+            # Out of processes for now: the request waits in the socket meanwhile.
+            _close_all([heard, said])
+            time.sleep(0.05)
+            continue
+        if maker == 0:
+            os.close(heard)
+            _serve_one(ctl, said)
+        os.close(said)
+        got = _hear(heard)
+        if _CLOSED in got:
             return 0
-        rid = msg.get("id") if isinstance(msg, dict) else None
-        op = msg.get("op") if isinstance(msg, dict) else None
-        try:
-            if op == "spawn":
-                maker = _fork_maker()
-                if maker == 0:
-                    _make(ctl, rid, fds, msg)
-                _close_all(fds)
-                fds = []
-                status = _wait_maker(maker)
-                if status != 0:
-                    # The maker answers before it exits 0; otherwise it never answered.
-                    raise SandboxSetupError(
-                        "handshake", errno.EPIPE,
-                        f"the zygote's maker process ended (wait status {status}) before "
-                        "answering")
-            elif op == "ping":
-                ctl.send(ipc.ok_reply(rid, "pong"))
-            else:
-                raise ValueError(f"unknown zygote op {op!r}")
-        except Exception as exc:  # noqa: BLE001 - every failure goes back to the host as a reply
-            _close_all(fds)
-            ctl.send(_error_reply(rid, exc))
+        if _TOOK in got and _ANSWERED not in got:
+            # The maker died between taking a request and answering it: answer for it.
+            ctl.send(_error_reply(None, SandboxSetupError(
+                "handshake", errno.EPIPE, "the zygote's maker process ended before answering")))
 
 
 class Zygote:
@@ -266,6 +281,9 @@ class Zygote:
             raise ProviderUnavailable("the zygote interpreter", str(exc)) from exc
         finally:
             child.close()
+        if self._chan is not None:
+            # A zygote that died may have left its maker waiting on the old channel.
+            self._chan.close()
         self._chan = ipc.Channel(host)
 
     def request(self, msg: dict, fds: list[int] = ()) -> tuple[object, list[int]]:
