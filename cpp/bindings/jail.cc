@@ -96,7 +96,7 @@ SpawnConfig to_config(const py::dict& d) {
   cfg.fork_mode = get(d, "fork_mode", false);
   cfg.netns_fd = get(d, "netns_fd", -1);
   cfg.hold_mount_ns = get(d, "hold_mount_ns", false);
-  if (!cfg.fork_mode) cfg.init_fd = init_fd(d["init_path"].cast<std::string>());
+  cfg.init_fd = init_fd(d["init_path"].cast<std::string>());
   cfg.last_cap = get(d, "last_cap", 40u);
   std::string prog = d["seccomp"].cast<std::string>();
   if (prog.empty() || prog.size() % sizeof(sock_filter) != 0 ||
@@ -289,14 +289,16 @@ class Prepared {
   pid_t maker_ = -1;
 };
 
-// Fork mode, for the zygote: like os.fork(), but the child comes back already inside a fresh
-// sandbox (namespaces, root, identity, no capabilities, seccomp). Returns (pid, pidfd,
-// mount_ns_fd) in the parent (mount_ns_fd is -1 unless the config asks hold_mount_ns) and
-// (0, -1, -1) in the child. The caller must be single-threaded, as for os.fork().
-py::tuple fork_sandboxed(const py::dict& d) {
+// Fork mode, for the zygote: like os.fork(), but the child (the worker) comes back already
+// inside a fresh sandbox (namespaces, root, identity, no capabilities, seccomp), under the
+// sandbox's init. Returns (pid, pidfd, mount_ns_fd, status_fd) in the parent, all of the init
+// (mount_ns_fd is -1 unless the config asks hold_mount_ns), and (0, -1, -1, -1) in the worker.
+// The caller must be single-threaded, as for os.fork().
+py::tuple fork_sandboxed(const py::dict& d, bool sibling) {
   py::dict copy(d);
   copy["fork_mode"] = true;
   SpawnConfig cfg = to_config(copy);
+  cfg.sibling = sibling;
   Child child;
   SpawnError error;
   bool in_child = false;
@@ -304,11 +306,40 @@ py::tuple fork_sandboxed(const py::dict& d) {
   int rc = spawn(cfg, &child, &error, &in_child);
   if (in_child) {
     PyOS_AfterFork_Child();
-    return py::make_tuple(0, -1, -1);
+    return py::make_tuple(0, -1, -1, -1);
   }
   PyOS_AfterFork_Parent();
   if (rc < 0) raise_setup_error(step_name(error.step), error.err);
-  return py::make_tuple(child.pid, child.pidfd, child.mount_ns_fd);
+  return py::make_tuple(child.pid, child.pidfd, child.mount_ns_fd, child.status_fd);
+}
+
+// The record a sandbox's init writes as it exits (FinalStatus), or None when it was killed
+// first; TimeoutError when the init still lives after timeout_s (negative: no bound).
+py::object final_status(int fd, double timeout_s) {
+  FinalStatus st{};
+  int rc;
+  {
+    py::gil_scoped_release nogil;
+    rc = read_final_status(fd, timeout_s < 0 ? -1 : static_cast<int>(timeout_s * 1000), &st);
+  }
+  if (rc == -ETIMEDOUT) {
+    PyErr_SetString(PyExc_TimeoutError, "the sandbox's init has not ended yet");
+    throw py::error_already_set();
+  }
+  if (rc < 0) {
+    errno = -rc;
+    PyErr_SetFromErrno(PyExc_OSError);
+    throw py::error_already_set();
+  }
+  if (rc == 0) return py::none();
+  py::dict r;
+  r["wait_status"] = st.wait_status;
+  r["disk_free_bytes"] = st.have_disk ? py::object(py::int_(st.disk_free_bytes)) : py::none();
+  r["disk_total_bytes"] = st.have_disk ? py::object(py::int_(st.disk_total_bytes)) : py::none();
+  r["cpu_user_us"] = st.cpu_user_us;
+  r["cpu_sys_us"] = st.cpu_sys_us;
+  r["max_rss_kb"] = st.max_rss_kb;
+  return r;
 }
 
 int netns_create() {
@@ -326,9 +357,14 @@ int netns_create() {
 void bind_jail(py::module_& m) {
   m.def("netns_create", &netns_create,
         "A new network namespace with lo up, as a descriptor (the caller closes it).");
-  m.def("fork_sandboxed", &fork_sandboxed, py::arg("config"),
-        "Fork into a fresh sandbox: (pid, pidfd, mount_ns_fd) in the parent, (0, -1, -1) in "
-        "the child.");
+  m.def("fork_sandboxed", &fork_sandboxed, py::arg("config"), py::kw_only(),
+        py::arg("sibling") = false,
+        "Fork a worker into a fresh sandbox under its init: (pid, pidfd, mount_ns_fd, "
+        "status_fd) of the init in the parent, (0, -1, -1, -1) in the worker. With sibling, "
+        "the init is a child of the caller's parent.");
+  m.def("final_status", &final_status, py::arg("status_fd"), py::arg("timeout_s"),
+        "The record a sandbox's init writes as it exits, or None if it was killed first; "
+        "TimeoutError if it still lives after timeout_s (negative: no bound).");
   py::class_<Prepared>(m, "PreparedSandbox",
                        "A sandbox made whole ahead of its command; started at most once.")
       .def(py::init<const py::dict&>(), py::arg("config"))

@@ -105,11 +105,17 @@ struct SpawnConfig {
   int stderr_fd = -1;
   std::vector<int> pass_fds;
 
-  // Fork mode: the child returns to the caller inside the sandbox (the zygote uses this to run
-  // a Python worker). In exec mode the child becomes a small init (pid 1 of the sandbox) that
-  // waits for its command (spawn.h, start), forks it, reaps, and reports its status: a sandbox
-  // is made whole before anyone says what will run in it.
+  // Fork mode: once contained, the child forks the worker, which returns to the caller inside
+  // the sandbox (the zygote uses this to run a Python worker), and execs warden-init as the
+  // sandbox's pid 1, which reaps every process and reports how the worker ended. In exec mode
+  // the child becomes that init at once and waits for its command (spawn.h, start), forks it,
+  // reaps, and reports its status: a sandbox is made whole before anyone says what will run in
+  // it. Either way pid 1 is warden-init, never the code the sandbox runs.
   bool fork_mode = false;
+
+  // Fork mode: the sandbox becomes a child of the caller's parent (clone(2), CLONE_PARENT), so
+  // that the caller, a short-lived process of its own, may exit once the sandbox is made.
+  bool sibling = false;
 
   // Exec mode: keep a reference to the sandbox's mount namespace (Child::mount_ns_fd), so
   // that the teardown of its mounts waits for the caller's close() instead of delaying the
@@ -119,8 +125,9 @@ struct SpawnConfig {
   // A network namespace made ahead of time (net::make_ns), or -1 for a new one at clone.
   int netns_fd = -1;
 
-  // Exec mode: an O_PATH descriptor of warden-init, which the set-up child execs as pid 1,
-  // and its argv (descriptor numbers are fixed by fds::arrange, so the parent can write them).
+  // An O_PATH descriptor of warden-init, which the set-up child execs as pid 1, and its argv
+  // (descriptor numbers are fixed by fds::arrange, so the parent can write them; in fork mode
+  // the child appends the worker's pid).
   int init_fd = -1;
   std::vector<std::string> init_argv;
   std::vector<char*> init_argv_ptrs;

@@ -11,8 +11,8 @@ namespace warden::jail {
 struct ChildFds {
   int go;       // read end: the parent's go-ahead (closed once read)
   int report;   // write end, close-on-exec: (step, errno) on failure
-  int status;   // write end: the init's FinalStatus (exec mode), else -1
-  int init;     // exec mode: warden-init, else -1
+  int status;   // write end: the init's FinalStatus
+  int init;     // warden-init (O_PATH), exec'd as the sandbox's pid 1
   int request = -1;  // exec mode: the init's end of the request socket, else -1
 };
 
@@ -20,7 +20,7 @@ struct ChildFds {
 // installed), or -errno with *step naming the failed step. Never allocates.
 int contain(const SpawnConfig& cfg, ChildFds* fds, Step* step);
 
-// Writes a report record; used for failures and, in fork mode, for success (Step::kDone).
+// Writes a report record: (step, errno) for a failure; warden-init reports success itself.
 void report(int fd, Step step, int err);
 
 }  // namespace warden::jail

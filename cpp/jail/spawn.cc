@@ -86,6 +86,60 @@ int exec_child_main(void* p) {
   return 127;
 }
 
+// Writes `v` in decimal into `buf` (at least 21 bytes): the child may not allocate.
+void format_pid(pid_t v, char* buf) {
+  char rev[24];
+  int n = 0;
+  unsigned long u = v < 0 ? 0 : static_cast<unsigned long>(v);
+  do {
+    rev[n++] = static_cast<char>('0' + u % 10);
+    u /= 10;
+  } while (u != 0);
+  for (int i = 0; i < n; ++i) buf[i] = rev[n - 1 - i];
+  buf[n] = '\0';
+}
+
+// Fork mode, in the contained child (pid 1 of the new pid namespace): forks the worker, which
+// returns to the caller, and execs warden-init in its place, which reaps every process of the
+// namespace and reports how the worker ended (init.cc). So pid 1 is never the worker: an
+// orphan is reaped, and the worker's own signals end it as they end any process (a pid
+// namespace's init ignores every signal it has no handler for). Returns only in the worker.
+void fork_worker(const SpawnConfig& cfg, const ChildFds& fds) {
+  pid_t worker = fork();
+  if (worker == 0) {
+    // The init's pipes are not the worker's: with them it could forge the set-up's outcome
+    // or its own end.
+    close(fds.report);
+    close(fds.status);
+    close(fds.init);
+    return;
+  }
+  if (worker < 0) {
+    report(fds.report, Step::kFork, errno);
+    _exit(127);
+  }
+  // The passed descriptors (the worker's channel) are the worker's alone: if the init held
+  // the channel open, the host would not see it close when the worker dies.
+  for (size_t i = 0; i < cfg.pass_fds.size(); ++i) close(3 + static_cast<int>(i));
+  fcntl(fds.report, F_SETFD, 0);
+  fcntl(fds.status, F_SETFD, 0);
+  char pid_arg[24];
+  format_pid(worker, pid_arg);
+  char* argv[8];
+  size_t n = 0;
+  for (char* a : cfg.init_argv_ptrs) {
+    if (a == nullptr || n + 2 >= sizeof argv / sizeof argv[0]) break;
+    argv[n++] = a;
+  }
+  argv[n++] = pid_arg;
+  argv[n] = nullptr;
+  char* no_env[] = {nullptr};
+  syscall(SYS_execveat, fds.init, "", argv, no_env, AT_EMPTY_PATH);
+  // Without its init the namespace dies with this process, the worker with it.
+  report(fds.report, Step::kExec, errno);
+  _exit(127);
+}
+
 // A private stack for the set-up child, with a guard page below it.
 struct ChildStack {
   static constexpr size_t kSize = 256 * 1024;
@@ -147,7 +201,7 @@ int spawn(const SpawnConfig& cfg, Child* child, SpawnError* error, bool* in_chil
   // The request travels on a socket, not a pipe, so that a write to an init that has gone
   // fails with EPIPE whatever the process does with SIGPIPE (MSG_NOSIGNAL).
   if (pipe2(go, O_CLOEXEC) != 0 || pipe2(rep, O_CLOEXEC) != 0 ||
-      (!cfg.fork_mode && pipe2(st, O_CLOEXEC) != 0) ||
+      pipe2(st, O_CLOEXEC) != 0 ||
       (waits && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, rq) != 0)) {
     int e = errno;
     for (int* p : {go, rep, st, rq}) {
@@ -157,7 +211,7 @@ int spawn(const SpawnConfig& cfg, Child* child, SpawnError* error, bool* in_chil
     return fail(Step::kPipe, e, error);
   }
 
-  if (!cfg.fork_mode && cfg.init_fd < 0) {
+  if (cfg.init_fd < 0) {
     for (int* p : {go, rep, st, rq}) {
       close_fd(&p[0]);
       close_fd(&p[1]);
@@ -182,6 +236,13 @@ int spawn(const SpawnConfig& cfg, Child* child, SpawnError* error, bool* in_chil
   args.flags = kNamespaces | CLONE_PIDFD;
   args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
   args.exit_signal = SIGCHLD;
+  const bool sibling = cfg.fork_mode && cfg.sibling;
+  if (sibling) {
+    // The caller's parent reaps the sandbox. The child then gets the caller's own exit signal,
+    // and clone3 wants exit_signal zero (clone(2), CLONE_PARENT).
+    args.flags |= CLONE_PARENT;
+    args.exit_signal = 0;
+  }
   if (cfg.cgroup_fd >= 0) {
     // The child starts life inside its cgroup: it never runs a single instruction outside
     // the sandbox's limits (clone(2), CLONE_INTO_CGROUP).
@@ -232,19 +293,18 @@ int spawn(const SpawnConfig& cfg, Child* child, SpawnError* error, bool* in_chil
   // lack privileges the caller counts on: there is no safe way to go on.
   if (pid != 0 && user::restore_creator(creator) < 0) abort();
   if (pid == 0) {
-    // Fork mode only: a private copy of the caller, which returns to it once contained.
-    ChildFds fds{go[0], rep[1], -1, -1, -1};
+    // Fork mode only: a private copy of the caller, whose worker returns to it once contained.
+    ChildFds fds{go[0], rep[1], st[1], cfg.init_fd, -1};
     close(go[1]);
     close(rep[0]);
-    if (st[0] >= 0) close(st[0]);
+    close(st[0]);
     Step step = Step::kNone;
     int rc = contain(cfg, &fds, &step);
     if (rc < 0) {
       report(fds.report, step, -rc);
       _exit(127);
     }
-    report(fds.report, Step::kDone, 0);
-    close(fds.report);
+    fork_worker(cfg, fds);
     *in_child = true;
     child->pid = 0;
     return 0;
@@ -270,7 +330,8 @@ int spawn(const SpawnConfig& cfg, Child* child, SpawnError* error, bool* in_chil
     close_fd(&st[0]);
     close_fd(&rq[1]);
     syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
-    waitpid(static_cast<pid_t>(pid), nullptr, __WALL);
+    // A sibling is not ours to reap: the caller's parent does.
+    if (!sibling) waitpid(static_cast<pid_t>(pid), nullptr, __WALL);
     close(pidfd);
     return fail(step, err, error);
   };
@@ -293,7 +354,8 @@ int spawn(const SpawnConfig& cfg, Child* child, SpawnError* error, bool* in_chil
   if (write(go[1], &c, 1) != 1) return abort_child(Step::kHandshake, errno ? errno : EPIPE);
   close_fd(&go[1]);
 
-  // The forked child, or the init once it waits for its request, reports Step::kDone.
+  // The init reports Step::kDone once it waits for its request (exec mode) or reaps for the
+  // worker (fork mode).
   Report r{};
   rc = read_report(rep[0], &r);
   if (rc < 0) return abort_child(Step::kHandshake, -rc);

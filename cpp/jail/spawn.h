@@ -11,9 +11,9 @@
 namespace warden::jail {
 
 struct Child {
-  pid_t pid = -1;       // the sandbox's init (exec mode) or the forked worker (fork mode)
+  pid_t pid = -1;       // the sandbox's init (warden-init, pid 1 inside)
   int pidfd = -1;       // for race-free signals and polling
-  int status_fd = -1;   // exec mode: read end of the init's FinalStatus pipe
+  int status_fd = -1;   // read end of the init's FinalStatus pipe: how the command or worker ended
   int mount_ns_fd = -1; // with SpawnConfig::hold_mount_ns: the sandbox's mount namespace
   // Exec mode, until start(): where the request goes, and the read end of the report pipe,
   // which tells whether the command was exec'd.
@@ -27,9 +27,11 @@ struct SpawnError {
 };
 
 // Parent: creates the sandbox. In exec mode returns 0 once the sandbox's init waits for its
-// command (start). In fork mode returns 0 in both processes, like fork(): *in_child tells
-// which side this is; in the child, the process is fully contained and seccomp is installed.
-// On failure returns -1 with *error set; the half-made child has been reaped.
+// command (start). In fork mode returns 0 in the parent once the init reaps for the worker,
+// and in the worker, like fork(): *in_child tells which side this is; the worker is fully
+// contained, seccomp is installed, and its parent is the sandbox's init.
+// On failure returns -1 with *error set; the half-made child has been killed and, unless it
+// is a sibling (SpawnConfig::sibling), reaped.
 int spawn(const SpawnConfig& cfg, Child* child, SpawnError* error, bool* in_child);
 
 // Exec mode: sends `request` (request::encode) and returns 0

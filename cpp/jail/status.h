@@ -38,7 +38,7 @@ enum class Step : int32_t {
   kRlimit,          // child: its own resource limits
   kPipe,            // parent: creating pipes
   kHandshake,       // parent: talking to the child
-  kDone,            // fork mode: the child finished set-up
+  kDone,            // the sandbox's init is ready (set-up finished)
   // Added later; appended, as the numbers are what the child and warden-init report.
   kUserLimits,      // the user namespace's own limits (/proc/sys/user)
   kNsOwner,         // parent: taking the sandbox's host id to create its user namespace

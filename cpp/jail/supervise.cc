@@ -48,6 +48,35 @@ void set_nonblock(int fd) {
 
 }  // namespace
 
+int read_final_status(int status_fd, int timeout_ms, FinalStatus* out) {
+  uint64_t deadline = timeout_ms < 0 ? 0 : monotonic_ns() + uint64_t(timeout_ms) * 1000000u;
+  char buf[sizeof(FinalStatus)];
+  size_t got = 0;
+  while (got < sizeof buf) {
+    int wait_ms = -1;
+    if (timeout_ms >= 0) {
+      uint64_t now = monotonic_ns();
+      wait_ms = now >= deadline ? 0 : static_cast<int>((deadline - now + 999999) / 1000000);
+    }
+    struct pollfd p = {status_fd, POLLIN, 0};
+    int rc = poll(&p, 1, wait_ms);
+    if (rc < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    if (rc == 0) return -ETIMEDOUT;
+    ssize_t n = read(status_fd, buf + got, sizeof buf - got);
+    if (n < 0) {
+      if (errno == EINTR || errno == EAGAIN) continue;
+      return -errno;
+    }
+    if (n == 0) return 0;
+    got += static_cast<size_t>(n);
+  }
+  memcpy(out, buf, sizeof buf);
+  return 1;
+}
+
 int supervise(Child* child, int stdin_fd, const std::string& input, int out_fd, int err_fd,
               uint64_t deadline_ns, size_t cap, Outcome* o) {
   uint64_t start = monotonic_ns();

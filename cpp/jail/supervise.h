@@ -28,6 +28,13 @@ struct Outcome {
 int supervise(Child* child, int stdin_fd, const std::string& input, int out_fd, int err_fd,
               uint64_t deadline_ns, size_t cap, Outcome* outcome);
 
+// Reads the FinalStatus record an init writes to `status_fd` (the read end of its status pipe)
+// as it exits, waiting up to `timeout_ms` (-1: no bound). Returns 1 with *out filled, 0 when
+// the pipe closed without a record (the init was killed before its child ended: a timeout, a
+// kill of the whole sandbox, an OOM kill of its cgroup), -ETIMEDOUT when neither happened in
+// time (the init, and so its child, still lives), or -errno.
+int read_final_status(int status_fd, int timeout_ms, FinalStatus* out);
+
 uint64_t monotonic_ns();
 
 }  // namespace warden::jail

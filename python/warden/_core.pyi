@@ -33,11 +33,21 @@ class PreparedSandbox:
         """Kill and reap the sandbox if it was never started (only in the process that
         made it)."""
 
-def fork_sandboxed(config: dict[str, Any]) -> tuple[int, int, int]:
-    """Fork into a fresh sandbox: (pid, pidfd, mount_ns_fd) in the parent, (0, -1, -1) in the
-    child. mount_ns_fd is -1 unless config["hold_mount_ns"]: a reference to the sandbox's
-    mount namespace, so that its teardown waits for the caller's close(). Raises ValueError,
-    before forking, for a config key it does not know."""
+def fork_sandboxed(config: dict[str, Any], *, sibling: bool = False
+                   ) -> tuple[int, int, int, int]:
+    """Fork a worker into a fresh sandbox whose pid 1 is warden-init: (pid, pidfd,
+    mount_ns_fd, status_fd) of the init in the parent, (0, -1, -1, -1) in the worker.
+    mount_ns_fd is -1 unless config["hold_mount_ns"]: a reference to the sandbox's mount
+    namespace, so that its teardown waits for the caller's close(). status_fd is the read end
+    of the init's status pipe (final_status). With sibling, the init is a child of the
+    caller's parent, which reaps it, so the caller may exit once it has the sandbox. Raises
+    ValueError, before forking, for a config key it does not know."""
+
+def final_status(status_fd: int, timeout_s: float) -> dict[str, Any] | None:
+    """The record a sandbox's init writes as it exits: wait_status (of its command or worker,
+    exactly as wait(2) gave it), disk_free_bytes, disk_total_bytes, cpu_user_us, cpu_sys_us,
+    max_rss_kb. None when the pipe closed without one (the init was killed first). Raises
+    TimeoutError when the init still lives after timeout_s (negative: no bound)."""
 
 def netns_create() -> int:
     """A new network namespace with lo up, as a descriptor (the caller closes it)."""

@@ -11,6 +11,15 @@ from warden import PathEscapeError, PluginError, TimeoutExceeded, WorkerCrashed
 from warden.providers.native.state import state_of
 
 from tests.plugins.test_plugins import native_ok
+from tests.providers.test_native_prepared import wait_for
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 @pytest.fixture
@@ -100,8 +109,9 @@ def test_closing_removes_the_sandbox():
     pid = state_of(box._handle).pid
     box.close()
     assert provider.list({"project": "p-close"}) == []
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)  # the worker is gone (the zygote reaped it)
+    # The sandbox is gone: its init, and with it the worker, exited. The zygote, its parent,
+    # reaps it on SIGCHLD, a moment after destroy() saw it exit.
+    wait_for(lambda: not _exists(pid))
     with pytest.raises(WorkerCrashed):
         box.exec(["true"])
 

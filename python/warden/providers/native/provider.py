@@ -1,10 +1,11 @@
 """The native provider: sandboxes made by warden's own C++ core, workers forked by the zygote.
 
-Each sandbox is one worker process, pid 1 of its own user, pid, mount, network, ipc, uts and
-cgroup namespaces, with its own cgroup, seccomp filter and quota'd writable area. The host
-talks to it over one socket (warden.wire.channel). A call that passes its deadline kills the
-whole sandbox (the worker is its pid 1: the kernel takes every other process with it) and the
-channel is abandoned, so a late reply can never reach another caller.
+Each sandbox is one worker process in its own user, pid, mount, network, ipc, uts and cgroup
+namespaces, with its own cgroup, seccomp filter and quota'd writable area, under warden-init
+as pid 1, which reaps orphans and reports how the worker ended. The host talks to the worker
+over one socket (warden.wire.channel). A call that passes its deadline kills the whole
+sandbox (killing its init, the kernel takes every other process with it) and the channel is
+abandoned, so a late reply can never reach another caller.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import cast
 
+from warden import _core
 from warden.errors import (
     CallFailed,
     CgroupTeardownError,
@@ -78,7 +80,17 @@ def _import_roots() -> list[str]:
                   and not r.startswith("/usr/"))
 
 
+def _signal_name(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
+
+
 _PROVIDERS = itertools.count(1)
+# How long a worker whose channel closed has to end before it is killed: its init reports the
+# end at once; a worker that closed its channel and lives on is killed after this.
+_END_REPORT_S = 2.0
 
 # The tool layer's file ops, run on the host for a read-only workspace: the same functions
 # the worker runs inside, under the same path rule.
@@ -183,19 +195,21 @@ class NativeProvider(Provider):
                 os.chmod(host_ws, 0o755)
             host_id = descriptors.at_step("host identity", identity.acquire)
             try:
-                cg = descriptors.at_step("cgroup", prep.cgroup, lim.memory_mb << 20, lim.pids,
-                                         lim.cpus)
+                # One more pid than asked for: the sandbox's init, which the caller did not
+                # start.
+                cg = descriptors.at_step("cgroup", prep.cgroup, lim.memory_mb << 20,
+                                         lim.pids + 1, lim.cpus)
             except BaseException:
                 host_id.release()
                 raise
             # The identity is handed back once the cgroup, and so everything of it, is gone.
             undo.callback(prep.release, cg, host_id=host_id)
-            pid, got, host = self._start_worker(spec, host_ws, cg, host_id, undo)
+            pid, got, chan = self._start_worker(spec, host_ws, cg, host_id, undo)
             handle = SandboxHandle(
                 id=f"native-{os.getpid()}-{next(self._seq)}", provider=self.name, spec=spec,
                 labels=dict(spec.labels),
                 _state=NativeState(
-                    pid=pid, pidfd=got[0], mount_ns=tuple(got[1:]), chan=Channel(host),
+                    pid=pid, pidfd=got[0], status_fd=got[1], mount_ns=tuple(got[2:]), chan=chan,
                     cgroup=cg, host_id=host_id, host_ws=host_ws,
                     large_dir=f"/proc/{pid}/root{spec.data_dir}" if spec.data_dir else None))
             undo.pop_all()
@@ -203,10 +217,12 @@ class NativeProvider(Provider):
 
     def _start_worker(self, spec: SandboxSpec, host_ws: str | None, cg: cgroups.SandboxCgroup,
                       host_id: identity.HostId, undo: contextlib.ExitStack,
-                      ) -> tuple[int, list[int], socket.socket]:
-        """Have the zygote fork the worker into ``cg`` as ``host_id``: (its pid, the
-        descriptors that came with the zygote's reply, the host's end of the worker's
-        socket), each closed by ``undo`` unless the sandbox is made."""
+                      ) -> tuple[int, list[int], Channel]:
+        """Have the zygote fork the sandbox into ``cg`` as ``host_id``: (its init's pid, the
+        descriptors that came with the answer — the init's pidfd, its status pipe, the mount
+        namespace —, the channel to the worker), each closed by ``undo`` unless the sandbox
+        is made. Everything of this sandbox (config, environment, entry) travels on its own
+        channel, never through the zygote."""
         with contextlib.ExitStack() as sent:  # the zygote has its own copies of these
             netns = descriptors.at_step("network namespace", prepare.preparer().netns)
             sent.callback(os.close, netns)
@@ -223,20 +239,20 @@ class NativeProvider(Provider):
             fds = [child.fileno(), netns]
             if cg.dir_fd() is not None:
                 fds.append(cg.dir_fd())
+            chan = Channel(host)
+            setup = {"config": cfg, "env": sandbox_env(spec.env),
+                     "entry": spec.entry_point or None, "data_dir": spec.data_dir or None}
             result, got = descriptors.at_step(
-                "zygote spawn", self._zygote.request,
-                {"op": "spawn", "config": cfg, "entry": spec.entry_point or None,
-                 "env": sandbox_env(spec.env),
-                 "data_dir": spec.data_dir or None, "netns": True,
-                 "cgroup_fd": cg.dir_fd() is not None}, fds)
+                "zygote spawn", self._zygote.spawn, chan, setup, fds, netns=True,
+                cgroup_fd=cg.dir_fd() is not None)
         for fd in got:
             undo.callback(os.close, fd)
-        if not got:
+        if len(got) < 2:
             # recvmsg(2) drops the descriptors that do not fit this process's table
-            # (MSG_CTRUNC). The worker lives, but unseen: closing its socket (undo) ends it,
-            # and the removal of its cgroup takes whatever is left.
-            raise descriptors.exhausted("receiving the worker's pidfd", errno.EMFILE)
-        return cast("dict[str, int]", result)["pid"], got, host  # the zygote is warden's own
+            # (MSG_CTRUNC). The sandbox lives, but unseen: closing its socket (undo) ends the
+            # worker, and the removal of its cgroup takes whatever is left.
+            raise descriptors.exhausted("receiving the sandbox's pidfd", errno.EMFILE)
+        return cast("dict[str, int]", result)["pid"], got, chan  # the zygote is warden's own
 
     @staticmethod
     def _env(handle: SandboxHandle) -> dict[str, str]:
@@ -249,23 +265,25 @@ class NativeProvider(Provider):
         except ProcessLookupError:
             pass
 
-    def _reap(self, handle: SandboxHandle) -> int | None:
-        """The worker's wait status (asks the zygote, which is its parent); once."""
-        st = state_of(handle)
-        if not st.reaped:
+    def _worker_status(self, handle: SandboxHandle) -> int | None:
+        """The worker's exact wait status, as the sandbox's init reports it when the worker
+        ends; None when the init was killed first (the whole sandbox killed, or a worker that
+        closed its channel but would not end)."""
+        try:
+            rec = _core.final_status(state_of(handle).status_fd, _END_REPORT_S)
+        except TimeoutError:
+            self._kill(handle)
             try:
-                result, _ = self._zygote.request({"op": "wait", "pid": st.pid})
-                st.status = result["status"]
-            except CallFailed:
-                st.status = None
-            st.reaped = True
-        return st.status
+                rec = _core.final_status(state_of(handle).status_fd, 5.0)
+            except TimeoutError:
+                rec = None
+        return None if rec is None else int(rec["wait_status"])
 
     def _death(self, handle: SandboxHandle, why: str) -> CallFailed:
         """Why the worker died, as the error a caller should see."""
         st = state_of(handle)
+        status = self._worker_status(handle)
         self._kill(handle)
-        status = self._reap(handle)
         stats = st.cgroup.stats()
         st.dead = why
         if stats.oom_kills:
@@ -273,14 +291,18 @@ class NativeProvider(Provider):
                 f"sandbox {handle.id} was OOM-killed at its memory limit of "
                 f"{handle.spec.limits.memory_mb} MiB (exit 137); raise the limit "
                 "(Limits.memory_mb, max_memory_mb in plugin.yaml) or use less")
-        sig = os.WTERMSIG(status) if status is not None and os.WIFSIGNALED(status) else None
-        code = os.WEXITSTATUS(status) if status is not None and os.WIFEXITED(status) else None
-        name = signal.Signals(sig).name if sig else None
-        if sig == signal.SIGSYS:
-            detail = "killed by seccomp for a forbidden system call"
-        elif sig:
-            detail = f"killed by {name}"
+        sig: int | None
+        if status is None:
+            # The init was killed before the worker ended, and the kernel killed the worker
+            # with it (pid_namespaces(7)).
+            sig, code = signal.SIGKILL, None
+            detail = "killed by SIGKILL with its whole sandbox"
+        elif os.WIFSIGNALED(status):
+            sig, code = os.WTERMSIG(status), None
+            detail = ("killed by seccomp for a forbidden system call" if sig == signal.SIGSYS
+                      else f"killed by {_signal_name(sig)}")
         else:
+            sig, code = None, os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
             detail = f"exited with status {code}"
         return WorkerCrashed(f"worker of sandbox {handle.id} died ({detail}) while {why}",
                              signal=sig, exit_code=code)
@@ -300,15 +322,17 @@ class NativeProvider(Provider):
                 return False
             st.destroyed = True
             st.dead = st.dead or "destroyed"
-            # The worker is pid 1 of the sandbox: once it has exited, so has everything in
-            # it. Its exit is seen on the pidfd; the zygote reaps it by itself, and the cgroup
-            # is removed in the background once empty: no round trip to the zygote here.
+            # The pidfd is the sandbox's init, its pid 1: once it has exited, so has
+            # everything in it. Its exit is seen on the pidfd; the zygote reaps it by itself,
+            # and the cgroup is removed in the background once empty: no round trip to the
+            # zygote here.
             self._kill(handle)
             if not self._exited(handle, timeout_s=5.0):
                 raise CgroupTeardownError(handle.id, errno.ETIMEDOUT,
-                                          "its worker did not exit within 5 s of SIGKILL")
+                                          "its init did not exit within 5 s of SIGKILL")
             st.chan.close()
             os.close(st.pidfd)
+            os.close(st.status_fd)
             prepare.preparer().release(st.cgroup, st.mount_ns, host_id=st.host_id)
             if st.host_ws:
                 shutil.rmtree(st.host_ws, ignore_errors=True)
@@ -322,7 +346,7 @@ class NativeProvider(Provider):
 
     def reconcile(self) -> ReconcileReport:
         """Drop sandboxes whose worker died, and sweep cgroups left by crashed warden
-        processes. (Sandboxes of a dead host process die with its zygote: the workers carry
+        processes. (Sandboxes of a dead host process die with its zygote: their inits carry
         PR_SET_PDEATHSIG.)"""
         report = ReconcileReport()
         for h in self.list():
@@ -375,7 +399,6 @@ class NativeProvider(Provider):
                 result = st.chan.call(op, deadline=deadline, data_dir=st.large_dir, **args)
             except TimeoutExceeded:
                 self._kill(handle)
-                self._reap(handle)
                 st.dead = "timed out"
                 raise TimeoutExceeded(
                     f"{op} in sandbox {handle.id} passed its {timeout:g}s deadline; the sandbox "

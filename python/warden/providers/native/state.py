@@ -26,13 +26,17 @@ __all__ = ["NativeState", "state_of"]
 
 @dataclass(slots=True, eq=False)
 class NativeState:
-    # The worker, pid 1 of the sandbox, as the host's pid namespace numbers it. Set by _spawn,
-    # never changed; read to ask the zygote for its wait status and to reach its root.
+    # The sandbox's init (warden-init, its pid 1; the worker is its one child), as the host's
+    # pid namespace numbers it. Set by _spawn, never changed; read to reach the root.
     pid: int
-    # A pidfd of the worker. Set by _spawn; polled by anyone who asks whether the worker has
-    # exited; signalled by the kill; closed by teardown under ``lock`` (after it, only
+    # A pidfd of the init. Set by _spawn; polled by anyone who asks whether the sandbox has
+    # ended; signalled by the kill; closed by teardown under ``lock`` (after it, only
     # ``destroyed`` may be read).
     pidfd: int
+    # The read end of the init's status pipe: the worker's exact wait status arrives here when
+    # it ends (_core.final_status). Set by _spawn; read by the death report; closed by
+    # teardown.
+    status_fd: int
     # The sandbox's mount namespace, kept open so that its mounts go away in the background.
     # Set by _spawn; handed to the preparer by teardown.
     mount_ns: tuple[int, ...]
@@ -56,11 +60,6 @@ class NativeState:
     dead: str | None = None
     # Set once, under ``lock``, by teardown; afterwards nothing but ``dead`` is used.
     destroyed: bool = False
-    # The worker's wait status, asked of the zygote (its parent) once, by the death report or
-    # a deadline's kill: ``reaped`` says it was asked, ``status`` is None when the zygote
-    # could not say.
-    reaped: bool = False
-    status: int | None = None
     # The preparer's key for this sandbox's spec, so that destroy has the next one made ahead;
     # set by create when it hands the sandbox out (None while it waits in the preparer).
     prep_key: Hashable | None = None
