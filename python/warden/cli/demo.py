@@ -146,7 +146,7 @@ def _protections(engine, transform, out: TextIO) -> list[_Outcome]:
 
     def expect(cls: type, where: str):
         def judge(result, error):
-            if isinstance(error, cls):
+            if isinstance(error, cls) and isinstance(error, BaseException):
                 return True, _short(error), where
             shown = _short(error) if error else f"returned {result!r:.80}"
             return False, shown, "nothing: the attack was not stopped"

@@ -55,7 +55,7 @@ _FILE_KINDS = frozenset([SandboxFileError.__name__,
                          *(cls.__name__ for cls in SandboxFileError.__subclasses__())])
 
 
-def ok_reply(request_id: int, result: object) -> dict[str, Any]:
+def ok_reply(request_id: int | None, result: object) -> dict[str, Any]:
     return {"id": request_id, "ok": True, "result": result}
 
 

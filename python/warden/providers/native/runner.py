@@ -77,7 +77,8 @@ def _base_config(limits: Limits, network: str) -> dict:
 
 def verdict(out: dict, stats: CgroupStats, limits: Limits) -> ExecResult:
     """Turns the native outcome and the cgroup's counters into an ExecResult."""
-    exit_code = sig = None
+    exit_code: int | None = None
+    sig: int | None = None
     if out["timed_out"]:
         sig = _signal.SIGKILL
     elif out["have_status"]:

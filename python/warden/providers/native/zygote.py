@@ -37,6 +37,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from warden.errors import ProtocolError, ProviderUnavailable, SandboxSetupError, WardenError
@@ -170,10 +171,11 @@ def _serve_one(ctl: Channel, said: int) -> None:
             os.write(said, _CLOSED)
             return
         os.write(said, _TOOK)
-        rid = msg.get("id") if isinstance(msg, dict) else None
-        op = msg.get("op") if isinstance(msg, dict) else None
+        req: dict[str, Any] = msg if isinstance(msg, dict) else {}
+        rid = req.get("id")
+        op = req.get("op")
         if op == "spawn":
-            _make(ctl, rid, fds, msg, said)
+            _make(ctl, rid, fds, req, said)
         _close_all(fds)
         if op == "ping":
             ctl.send(ok_reply(rid, "pong"))
@@ -265,8 +267,8 @@ class Zygote:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._proc: subprocess.Popen | None = None
-        self._chan = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._chan: Channel | None = None
 
     def _start(self) -> None:
         from warden.host.environ import sandbox_path
@@ -291,13 +293,19 @@ class Zygote:
             self._chan.close()
         self._chan = Channel(host)
 
-    def request(self, msg: dict, fds: list[int] = ()) -> tuple[object, list[int]]:
+    def _channel(self) -> Channel:
+        """The control channel, with a zygote started (again) when there is none."""
+        if self._proc is None or self._proc.poll() is not None or self._chan is None:
+            self._start()
+        assert self._chan is not None  # _start set it or raised
+        return self._chan
+
+    def request(self, msg: dict[str, Any], fds: Sequence[int] = ()) -> tuple[object, list[int]]:
         with self._lock:
-            if self._proc is None or self._proc.poll() is not None:
-                self._start()
-            msg = dict(msg, id=self._chan.next_id())
-            self._chan.send(msg, fds=fds)
-            reply, got = self._chan.recv_with_fds()
+            chan = self._channel()
+            msg = dict(msg, id=chan.next_id())
+            chan.send(msg, fds=fds)
+            reply, got = chan.recv_with_fds()
         return self._result(reply, got)
 
     def spawn(self, worker: Channel, setup: dict[str, Any], fds: list[int], *, netns: bool,
@@ -306,25 +314,23 @@ class Zygote:
         (``fds``: the worker's socket, the network namespace, the cgroup directory); the
         sandbox's ``setup`` goes on ``worker``, the worker's own channel, to the maker."""
         with self._lock:
-            if self._proc is None or self._proc.poll() is not None:
-                self._start()
-            msg = {"op": "spawn", "id": self._chan.next_id(), "netns": netns,
-                   "cgroup_fd": cgroup_fd}
-            self._chan.send(msg, fds=fds)
+            chan = self._channel()
+            msg = {"op": "spawn", "id": chan.next_id(), "netns": netns, "cgroup_fd": cgroup_fd}
+            chan.send(msg, fds=fds)
             try:
                 worker.send(setup)
             except BaseException:
                 # The maker then sees the channel close and answers with an error, read here
                 # so that the next request gets its own answer.
                 worker.close()
-                _, got = self._chan.recv_with_fds()
+                _, got = chan.recv_with_fds()
                 _close_all(got)
                 raise
-            reply, got = self._chan.recv_with_fds()
+            reply, got = chan.recv_with_fds()
         return self._result(reply, got)
 
     @staticmethod
-    def _result(reply: dict, got: list[int]) -> tuple[object, list[int]]:
+    def _result(reply: Any, got: list[int]) -> tuple[object, list[int]]:
         from warden.wire.replies import error_from_reply
 
         if not reply.get("ok"):
