@@ -174,7 +174,10 @@ class ManifestError(WardenError):
         self.value = value
         self.allowed = allowed
         where = f"{path}: " if path else ""
-        super().__init__(f"{where}manifest field {field!r} has value {value!r}; allowed: {allowed}")
+        # A string (a path, a name) is shown whole; anything else cut short: a value built
+        # from YAML aliases can be exponentially large when spelled out.
+        shown = repr(value) if isinstance(value, str) else _show(value, 200)
+        super().__init__(f"{where}manifest field {field!r} has value {shown}; allowed: {allowed}")
 
 
 class PathEscapeError(WardenError):

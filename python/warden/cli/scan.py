@@ -24,6 +24,7 @@ from warden.plugins.manifest import (
     MANIFEST_NAME,
     MAX_MANIFEST_BYTES,
     load_manifest,
+    read_manifest,
     scan_policy,
 )
 from warden.scan import DEFAULT_MAX_FILE_BYTES, Policy, scan_paths
@@ -62,10 +63,8 @@ def _is_manifest(path: str) -> bool:
     if path.endswith(".json"):
         return False
     try:
-        with open(path, "rb") as f:
-            data = yaml_safe.load(f.read(MAX_MANIFEST_BYTES + 1), source=path,
-                                  max_bytes=MAX_MANIFEST_BYTES)
-    except (OSError, ManifestError):
+        data = yaml_safe.load(read_manifest(path), source=path, max_bytes=MAX_MANIFEST_BYTES)
+    except ManifestError:
         return False  # Policy.load reports what is wrong with it
     return isinstance(data, dict) and "name" in data
 

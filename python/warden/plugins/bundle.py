@@ -11,9 +11,14 @@ are made from its own files only.
 Left out of the copy: ``__pycache__`` (bytecode, which Python may run instead of the scanned
 source) and the top-level ``data/`` (a tmpfs covers it in every worker). A link, or anything
 else that is not a regular file or a directory, is not copied but refused at the scan, as
-``warden scan`` refuses it (a ``file-unreadable`` finding). Snapshots are shared by the loads of equal contents and removed when
-the last is closed, keeping the few most recent unused ones for a load of the same contents
-again (its spec is then equal, so a worker made ahead for it can serve).
+``warden scan`` refuses it (a ``file-unreadable`` finding); a plugin.yaml that is one fails
+the load. The bundle is untrusted: only regular files are ever opened for reading (a FIFO or
+a device never is, even one swapped in during the copy), plugin.yaml over its size cap is
+refused by its size, unread, and the tree is bounded in files, entries, bytes and depth.
+
+Snapshots are shared by the loads of equal contents and removed when the last is closed,
+keeping the few most recent unused ones for a load of the same contents again (its spec is
+then equal, so a worker made ahead for it can serve).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import tempfile
 import threading
 
 from warden.errors import ManifestError, ProviderUnavailable, ScanRejected
+from warden.plugins import files
 from warden.plugins.manifest import (
     MANIFEST_NAME,
     MAX_MANIFEST_BYTES,
@@ -37,10 +43,12 @@ from warden.plugins.manifest import (
     scan_policy,
 )
 
-__all__ = ["MAX_BYTES", "MAX_FILES", "Snapshot", "check_entry", "give_back", "manifest_of",
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_ENTRIES", "MAX_FILES", "Snapshot", "check_entry", "give_back", "manifest_of",
            "scan", "take"]
 
 MAX_FILES = 10_000
+MAX_ENTRIES = 20_000
+MAX_DEPTH = 32
 MAX_BYTES = 256 << 20
 KEEP_UNUSED = 4
 _SKIP_DIRS = frozenset({"__pycache__"})
@@ -68,18 +76,24 @@ class _Copier:
 
     Every step goes through a descriptor of the directory above it with O_NOFOLLOW, so a
     directory swapped for a link while the copy runs is refused, never followed out of the
-    plugin (the copy is visible inside the sandbox)."""
+    plugin (the copy is visible inside the sandbox). Entries are counted as they are listed
+    and directories may nest only so deep: the tree's size bounds the work, not the other
+    way round."""
 
     def __init__(self, root: str, dest: str) -> None:
         self.root = root
         self.dest = dest
         self.hash = hashlib.sha256()
         self.files = 0
+        self.entries = 0
         self.bytes = 0
         self.refused: list[str] = []
 
-    def tree(self, dir_fd: int, rel: str = "") -> None:
-        for name in sorted(os.listdir(dir_fd)):
+    def tree(self, dir_fd: int, rel: str = "", depth: int = 0) -> None:
+        if depth > MAX_DEPTH:
+            raise _refuse(self.root, f"{rel}: directories nested more than {MAX_DEPTH} deep",
+                          f"at most {MAX_DEPTH} levels of directories")
+        for name in self.names(dir_fd):
             sub = f"{rel}/{name}" if rel else name
             st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
             if stat.S_ISLNK(st.st_mode):
@@ -94,7 +108,7 @@ class _Copier:
                 fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
                              dir_fd=dir_fd)
                 try:
-                    self.tree(fd, sub)
+                    self.tree(fd, sub, depth + 1)
                 finally:
                     os.close(fd)
             elif stat.S_ISREG(st.st_mode):
@@ -102,10 +116,39 @@ class _Copier:
             else:
                 self.refuse(sub)
 
+    def names(self, dir_fd: int) -> list[str]:
+        names = []
+        with os.scandir(dir_fd) as entries:
+            for entry in entries:
+                self.entries += 1
+                if self.entries > MAX_ENTRIES:
+                    raise _refuse(self.root, f"more than {MAX_ENTRIES} entries",
+                                  f"at most {MAX_ENTRIES} files, directories and other "
+                                  "entries (keep virtual environments, checkouts and data out "
+                                  "of the plugin directory)")
+                names.append(entry.name)
+        return sorted(names)
+
     def refuse(self, rel: str) -> None:
         # Never copied, never followed: the scan reports it (see scan()).
         self.refused.append(rel)
         self.hash.update(b"x\0" + os.fsencode(rel) + b"\0")
+
+    def open(self, dir_fd: int, name: str, rel: str) -> int:
+        """``name`` opened for reading, if it is still a regular file (else refused)."""
+        try:
+            # A file swapped for a FIFO or a device since the listing is never opened for I/O.
+            fd, st = files.open_regular(name, dir_fd=dir_fd)
+        except files.NotRegular:
+            raise _refuse(self.root, f"{rel} changed while it was copied",
+                          "a plugin directory that nobody edits during the load") from None
+        if rel == MANIFEST_NAME and st.st_size > MAX_MANIFEST_BYTES:
+            os.close(fd)
+            # Refused by its size, unread: the manifest is parsed only below the cap.
+            raise ManifestError("(document)", f"{st.st_size} bytes",
+                                f"at most {MAX_MANIFEST_BYTES} bytes",
+                                os.path.join(self.root, MANIFEST_NAME))
+        return fd
 
     def file(self, dir_fd: int, name: str, rel: str) -> None:
         self.files += 1
@@ -113,14 +156,9 @@ class _Copier:
             raise _refuse(self.root, f"more than {MAX_FILES} files",
                           f"at most {MAX_FILES} files (keep virtual environments, checkouts "
                           "and data out of the plugin directory)")
-        # O_NONBLOCK: a file swapped for a FIFO meanwhile must not hang the load.
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                     dir_fd=dir_fd)
+        fd = self.open(dir_fd, name, rel)
         with os.fdopen(fd, "rb") as src:
             st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise _refuse(self.root, f"{rel} changed while it was copied",
-                              "a plugin directory that nobody edits during the load")
             mode = 0o755 if st.st_mode & 0o111 else 0o644
             self.hash.update(b"f\0" + os.fsencode(rel) + b"\0" + oct(mode).encode() + b"\0")
             out = os.open(os.path.join(self.dest, rel),
@@ -237,8 +275,9 @@ def manifest_of(snap: Snapshot) -> Manifest:
     """The snapshot's plugin.yaml, validated; errors name the plugin's own file."""
     source = os.path.join(snap.root, MANIFEST_NAME)
     if MANIFEST_NAME in snap.refused:
-        raise ManifestError("(file)", source, f"a regular {MANIFEST_NAME}, not a link: warden "
-                            "does not follow links in plugin bundles", source)
+        raise ManifestError("(file)", source, f"a regular {MANIFEST_NAME}, not a link, a FIFO or a "
+                            "device: warden follows no links in plugin bundles and reads only "
+                            "regular files", source)
     try:
         with open(os.path.join(snap.path, MANIFEST_NAME), "rb") as f:
             data = f.read(MAX_MANIFEST_BYTES + 1)

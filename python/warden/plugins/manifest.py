@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from warden.errors import ManifestError
-from warden.plugins import yaml_safe
+from warden.plugins import files, yaml_safe
 
 if TYPE_CHECKING:
     from warden.scan import Policy
@@ -55,6 +55,7 @@ __all__ = [
     "load_manifest",
     "manifest_from_dict",
     "parse_manifest",
+    "read_manifest",
     "scan_policy",
 ]
 
@@ -391,15 +392,30 @@ def scan_policy(manifest: Manifest) -> Policy:
     return base.allow(modules=manifest.allowed_imports)
 
 
+def read_manifest(path: str) -> bytes:
+    """The bytes of the plugin.yaml at ``path`` (at most MAX_MANIFEST_BYTES + 1, so that the
+    parser refuses an oversized one): a regular file, its last component not followed. A
+    link, a FIFO, a device or a file over the cap is refused unread: the error never quotes
+    what lies outside the plugin."""
+    try:
+        fd, st = files.open_regular(path)
+    except files.NotRegular as exc:
+        raise ManifestError("(file)", path, f"a regular {MANIFEST_NAME}, not {exc.kind}: "
+                            "warden follows no links in plugin bundles and reads only "
+                            "regular files", path) from None
+    except OSError as exc:
+        raise ManifestError("(file)", path, f"a readable {MANIFEST_NAME} ({exc.strerror})",
+                            path) from exc
+    with os.fdopen(fd, "rb") as f:
+        if st.st_size > MAX_MANIFEST_BYTES:
+            raise ManifestError("(document)", f"{st.st_size} bytes",
+                                f"at most {MAX_MANIFEST_BYTES} bytes", path)
+        return f.read(MAX_MANIFEST_BYTES + 1)
+
+
 def load_manifest(path: str | os.PathLike) -> Manifest:
     """Read ``plugin.yaml`` from a plugin directory (or the file itself) and validate it."""
     path = os.fspath(path)
     if os.path.isdir(path):
         path = os.path.join(path, MANIFEST_NAME)
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_MANIFEST_BYTES + 1)
-    except OSError as exc:
-        raise ManifestError("(file)", path, f"a readable {MANIFEST_NAME} ({exc.strerror})",
-                            path) from exc
-    return parse_manifest(data, source=path)
+    return parse_manifest(read_manifest(path), source=path)

@@ -47,6 +47,12 @@ def load(text: str | bytes, *, source: str, max_bytes: int) -> Any:
         data: Any = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ManifestError("(document)", _problem(exc), "valid YAML", source) from exc
+    except (ValueError, OverflowError) as exc:
+        # A scalar YAML types that Python cannot build: an integer of over 4,300 digits, a
+        # date such as 2020-13-45.
+        raise ManifestError("(document)", f"a value Python cannot represent ({_short(exc)})",
+                            "numbers and dates in range; quote a value to keep it a string",
+                            source) from exc
     except RecursionError as exc:  # pragma: no cover - _precheck bounds the depth first
         raise ManifestError("(document)", "nesting too deep", "a shallow document",
                             source) from exc
@@ -127,6 +133,11 @@ def _after_node(stack: list[list]) -> None:
     """A whole node ended: inside a mapping, keys and values alternate."""
     if stack and stack[-1][0] is not None:
         stack[-1][1] = not stack[-1][1]
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).partition(";")[0]
+    return text if len(text) <= 100 else text[:97] + "..."
 
 
 def _problem(exc: yaml.YAMLError) -> str:
