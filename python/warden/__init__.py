@@ -33,6 +33,7 @@ _WHERE: dict[str, str] = {
     "WorkerCrashed": "warden.errors",
     "ExecResult": "warden.spec.result",
     "Limits": "warden.spec.limits",
+    "Ceilings": "warden.plugins.ceilings",
     "Engine": "warden.plugins.engine",
     "Plugin": "warden.plugins.engine",
     "run": "warden.sandboxes.run",
@@ -89,6 +90,7 @@ if TYPE_CHECKING:
         WardenError,
         WorkerCrashed,
     )
+    from warden.plugins.ceilings import Ceilings
     from warden.plugins.engine import Engine, Plugin
     from warden.sandboxes.run import run
     from warden.sandboxes.sandbox import Sandbox

@@ -32,6 +32,7 @@ import shutil
 import stat
 import tempfile
 import threading
+from typing import TYPE_CHECKING
 
 from warden.errors import ManifestError, ProviderUnavailable, ScanRejected
 from warden.plugins import files
@@ -42,6 +43,9 @@ from warden.plugins.manifest import (
     parse_manifest,
     scan_policy,
 )
+
+if TYPE_CHECKING:
+    from warden.scan import Policy
 
 __all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_ENTRIES", "MAX_FILES", "Snapshot", "check_entry", "give_back", "manifest_of",
            "scan", "take"]
@@ -295,9 +299,10 @@ def check_entry(snap: Snapshot, manifest: Manifest) -> None:
                             os.path.join(snap.root, MANIFEST_NAME))
 
 
-def scan(snap: Snapshot, manifest: Manifest) -> None:
+def scan(snap: Snapshot, manifest: Manifest, policy: Policy | None = None) -> None:
     """Refuse the plugin when the scanner finds anything in any .py file of the snapshot,
-    under the plugin's own policy (manifest.scan_policy); findings name the plugin's files."""
+    under ``policy`` (default: the plugin's own, manifest.scan_policy); findings name the
+    plugin's files."""
     try:
         from warden.scan import scan_paths
     except ImportError as exc:
@@ -305,7 +310,8 @@ def scan(snap: Snapshot, manifest: Manifest) -> None:
             "the source scanner (warden.scan)",
             f"it failed to import ({exc}); rebuild warden's native core with scripts/dev-build "
             "or reinstall warden") from exc
-    policy = scan_policy(manifest)
+    if policy is None:
+        policy = scan_policy(manifest)
     found = scan_paths([snap.path], policy=policy)
     findings = [dataclasses.replace(f, filename=snap.root + f.filename[len(snap.path):])
                 for per_file in found.values() for f in per_file]

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from warden.calls.metrics import WardenMetrics
 from warden.calls.middleware import CallContext, pipeline_for
@@ -32,14 +32,18 @@ from warden.errors import (
     PluginError,
     TimeoutExceeded,
 )
-from warden.plugins import bundle
-from warden.plugins.manifest import Manifest
+from warden.plugins import bundle, ceilings
+from warden.plugins.ceilings import Ceilings
+from warden.plugins.manifest import MANIFEST_NAME, Manifest
 from warden.plugins.pool import Pool
 from warden.providers.base import Provider, SandboxHandle
 from warden.providers.registry import get_provider
 from warden.sandboxes import checks
 from warden.spec.sandbox import SandboxSpec
 from warden.wire import large, ops
+
+if TYPE_CHECKING:
+    from warden.scan import Policy
 
 __all__ = ["DATA_INSIDE", "MOUNT_AT", "Engine", "Plugin"]
 
@@ -253,15 +257,33 @@ class Plugin:
             bundle.give_back(snapshot)
 
 
+def _policy_arg(policy: object) -> Policy | None:
+    from warden.scan import Policy
+
+    if policy is not None and not isinstance(policy, Policy):
+        raise InvalidArgument("policy", policy, "a warden.Policy (the scanner policy every "
+                              "plugin of the engine starts from), or None")
+    return policy
+
+
 class Engine:
     """Loads plugins and runs their calls in sandboxes of one provider.
 
-    ``Engine(provider="native")``; ``engine.load(path, tenant=..., labels=...)``;
-    ``engine.metrics_text()`` in the Prometheus text format; ``engine.close()`` destroys every
-    worker. Usable as a context manager.
+    ``Engine(provider="native", max_limits=None, policy=None, relaxable=None)``;
+    ``engine.load(path, tenant=..., labels=...)``; ``engine.metrics_text()`` in the Prometheus
+    text format; ``engine.close()`` destroys every worker. Usable as a context manager.
+    ``max_limits``, ``policy`` and ``relaxable`` bound what a manifest may ask for (see
+    warden.plugins.ceilings): a manifest over them is refused at load.
     """
 
-    def __init__(self, provider: str | Provider = "native", *, max_threads: int = 32) -> None:
+    def __init__(self, provider: str | Provider = "native", *, max_threads: int = 32,
+                 max_limits: Ceilings | Mapping[str, object] | None = None,
+                 policy: Policy | None = None,
+                 relaxable: Mapping[str, object] | None = None) -> None:
+        # The operator's bounds on every manifest loaded here (warden.plugins.ceilings).
+        self.max_limits = Ceilings.of(max_limits)
+        self.policy = _policy_arg(policy)
+        self.relaxable = ceilings.relaxable_map(relaxable)
         self.provider = get_provider(provider) if isinstance(provider, str) else provider
         self.metrics = WardenMetrics()
         self._plugins: list[Plugin] = []
@@ -298,7 +320,10 @@ class Engine:
         snapshot = bundle.take(root)
         try:
             manifest = bundle.manifest_of(snapshot)
-            bundle.scan(snapshot, manifest)
+            policy = ceilings.check(manifest, self.max_limits, policy=self.policy,
+                                    relaxable=self.relaxable,
+                                    source=os.path.join(root, MANIFEST_NAME))
+            bundle.scan(snapshot, manifest, policy)
             bundle.check_entry(snapshot, manifest)
             plugin = Plugin(self, manifest, snapshot, tenant=tenant, labels=labels)
         except BaseException:

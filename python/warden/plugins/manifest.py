@@ -149,6 +149,9 @@ class Manifest:
     image: str | None = None
     # The scanner's policy from the scan: section, before allowed_imports; None: default.
     scan: Policy | None = None
+    # The scan: section itself (lists as tuples), for an engine whose operator policy takes
+    # the place of warden's default (scan_policy(manifest, base=...)).
+    scan_rules: Mapping[str, object] | None = field(default=None, hash=False, compare=False)
 
     def to_limits(self) -> Limits:
         r = self.resources
@@ -327,16 +330,21 @@ _TOP = ("name", "version", "entry_point", "resources", "network", "allowed_impor
 _IMAGE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}\Z")
 
 
-def _scan_section(value: object) -> Policy | None:
+def _scan_section(value: object) -> tuple[Policy | None, Mapping[str, object] | None]:
     if value is None:
-        return None
+        return None, None
     from warden.scan import Policy
 
     try:
-        return Policy.from_dict(value)  # type: ignore[arg-type]
+        policy = Policy.from_dict(value)  # type: ignore[arg-type]
     except ManifestError as exc:
         raise _err(f"scan.{exc.field}" if exc.field != "scan" else "scan", exc.value,
                    exc.allowed) from None
+    # from_dict accepted it: a mapping of names to strings or lists of strings.
+    items = value.items() if isinstance(value, Mapping) else ()
+    rules = {k: tuple(v) if isinstance(v, (list, tuple, set, frozenset)) else v
+             for k, v in items}
+    return policy, types.MappingProxyType(rules)
 
 
 def manifest_from_dict(data: object) -> Manifest:
@@ -353,6 +361,7 @@ def manifest_from_dict(data: object) -> Manifest:
     network = d.get("network", "none")
     if network not in NETWORK_POLICIES or not isinstance(network, str):
         raise _err("network", network, " or ".join(repr(p) for p in NETWORK_POLICIES))
+    scan, scan_rules = _scan_section(d.get("scan"))
     return Manifest(
         name=name,
         version=_version(d.get("version", "1.0.0")),
@@ -367,7 +376,8 @@ def manifest_from_dict(data: object) -> Manifest:
         image=None if d.get("image") is None else _string(
             "image", d["image"], _IMAGE_RE, "a Docker image reference such as "
             "python:3.11-slim or registry/name@sha256:..."),
-        scan=_scan_section(d.get("scan")),
+        scan=scan,
+        scan_rules=scan_rules,
     )
 
 
@@ -382,14 +392,21 @@ def parse_manifest(text: str | bytes, *, source: str = MANIFEST_NAME) -> Manifes
         raise
 
 
-def scan_policy(manifest: Manifest) -> Policy:
+def scan_policy(manifest: Manifest, base: Policy | None = None) -> Policy:
     """The policy a plugin's sources are scanned with: its ``scan:`` section (warden's
     default policy without one), with ``allowed_imports`` allowed on top. Engine.load and
-    ``warden scan --policy plugin.yaml`` both judge by it."""
+    ``warden scan --policy plugin.yaml`` both judge by it. With ``base`` (an engine's
+    operator policy), ``base`` takes the place of warden's default: no section, or
+    ``extends: default``, starts from it."""
     from warden.scan import Policy
 
-    base = Policy.default() if manifest.scan is None else manifest.scan
-    return base.allow(modules=manifest.allowed_imports)
+    if base is None:
+        start = Policy.default() if manifest.scan is None else manifest.scan
+    elif manifest.scan_rules is None:
+        start = base
+    else:
+        start = Policy.from_dict(manifest.scan_rules, base=base)
+    return start.allow(modules=manifest.allowed_imports)
 
 
 def read_manifest(path: str) -> bytes:

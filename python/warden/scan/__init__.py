@@ -196,8 +196,9 @@ class Policy:
                       self.forbidden_names, self.forbidden_attributes, package)
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> Policy:
-        """Builds a policy from a manifest section::
+    def from_dict(cls, data: Mapping, *, base: Policy | None = None) -> Policy:
+        """Builds a policy from a manifest section (``extends: default`` starts from ``base``
+        when given, else from :meth:`default`)::
 
             extends: default        # or "empty"; default when absent
             forbid_modules: [requests]
@@ -214,10 +215,13 @@ class Policy:
         for key in data:
             if key not in known:
                 raise ManifestError(str(key), data[key], "one of " + ", ".join(sorted(known)))
-        base = data.get("extends", "default")
-        if base not in ("default", "empty"):
-            raise ManifestError("extends", base, "'default' or 'empty'")
-        p = cls.default() if base == "default" else cls.empty()
+        extends = data.get("extends", "default")
+        if extends not in ("default", "empty"):
+            raise ManifestError("extends", extends, "'default' or 'empty'")
+        if extends == "default":
+            p = cls.default() if base is None else base
+        else:
+            p = cls.empty()
         p = p.allow(**{k: data.get(f"allow_{k}", ()) or () for k in _KINDS})
         p = p.forbid(**{k: data.get(f"forbid_{k}", ()) or () for k in _KINDS})
         return p.with_package(data.get("package", "") or "")
