@@ -9,6 +9,10 @@ crashes for idempotent actions) to one worker that serves no other caller meanwh
 A worker whose call ended in a timeout, an OOM kill, a crash, a full disk or a broken channel
 is destroyed, never handed out again: its sandbox is gone with everything in it, so a late
 reply has nowhere to go. Workers are keyed by plugin and tenant; two tenants never share one.
+An async call runs its blocking part on the engine's threads, which all plugins and tenants
+share; each (plugin, tenant) holds at most its pool's ``max_workers`` of them, and its other
+async callers wait in their event loop (warden.plugins.gate), so no tenant's backlog starves
+another's calls.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from warden.errors import (
 )
 from warden.plugins import bundle, ceilings
 from warden.plugins.ceilings import Ceilings
+from warden.plugins.gate import Gate
 from warden.plugins.manifest import MANIFEST_NAME, Manifest
 from warden.plugins.pool import Pool
 from warden.providers.base import Provider, SandboxHandle
@@ -81,6 +86,8 @@ class Plugin:
         # The labels a call's context carries, per tenant; read-only, so one mapping serves
         # every call of that tenant.
         self._ctx_labels: dict[str | None, Mapping[str, str]] = {}
+        # Per tenant, the async callers' share of the engine's threads (see gate.py).
+        self._gates: dict[str | None, Gate] = {}
 
     def __repr__(self) -> str:
         return f"<Plugin {self.name} {self.version} at {self.root}>"
@@ -230,15 +237,38 @@ class Plugin:
 
     async def acall(self, action: str, payload: object = None, *,
                     tenant: str | None = None) -> object:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self.engine.executor, functools.partial(self.call, action, payload, tenant=tenant))
+        """``call`` for asyncio. Beyond ``pool.max_workers`` calls of one tenant at once, the
+        rest wait in the event loop, holding none of the engine's threads."""
+        return await self._threaded(
+            tenant, functools.partial(self.call, action, payload, tenant=tenant))
 
     async def acall_batch(self, action: str, items: list, *, tenant: str | None = None) -> list:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self.engine.executor,
-            functools.partial(self.call_batch, action, items, tenant=tenant))
+        """``call_batch`` for asyncio, waiting as ``acall`` does."""
+        return await self._threaded(
+            tenant, functools.partial(self.call_batch, action, items, tenant=tenant))
+
+    def _gate(self, tenant: str | None) -> Gate:
+        if tenant is not None and not isinstance(tenant, str):
+            raise InvalidArgument("tenant", tenant, "None or a string")
+        key = self.tenant if tenant is None else tenant
+        gate = self._gates.get(key)
+        if gate is None:
+            with self._lock:
+                gate = self._gates.setdefault(key, Gate(self.manifest.pool.max_workers))
+        return gate
+
+    async def _threaded(self, tenant: str | None, blocking: Any) -> Any:
+        gate = self._gate(tenant)
+        await gate.acquire()
+        try:
+            done = self.engine.executor.submit(blocking)
+        except BaseException:
+            gate.release()
+            raise
+        # The slot is the thread's, not the awaiting task's: it comes back when the call ends,
+        # even when the task was cancelled while the call ran.
+        done.add_done_callback(lambda _: gate.release())
+        return await asyncio.wrap_future(done)
 
     def reap(self) -> int:
         with self._lock:
@@ -295,7 +325,8 @@ class Engine:
 
     @property
     def executor(self) -> ThreadPoolExecutor:
-        """The threads async calls run their blocking part on."""
+        """The threads async calls run their blocking part on (each plugin and tenant holds
+        at most its pool's max_workers of them at once)."""
         with self._lock:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(self._max_threads,
