@@ -25,6 +25,7 @@ file-unreadable     (scan_paths only) the file could not be read, or was refused
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -125,6 +126,39 @@ def _check_names(field_name: str, values: Iterable[str], modules: bool) -> tuple
             raise ManifestError(field_name, v, allowed)
         out.append(v)
     return tuple(out)
+
+
+# The largest policy file Policy.load reads; a policy is a few lists of names.
+MAX_POLICY_BYTES = 1 << 20
+
+
+def _read_policy_file(p: Path) -> str:
+    """The text of a policy file, opened as untrusted input: no link followed, nothing but a
+    regular file, never more than MAX_POLICY_BYTES read."""
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError as exc:
+        why = "it is a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+        raise ManifestError("policy", str(p), f"a readable regular file ({why})") from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ManifestError("policy", str(p), "a regular file (not a FIFO, device, socket "
+                                "or directory)")
+        if st.st_size > MAX_POLICY_BYTES:
+            raise ManifestError("policy", str(p), f"a file of at most {MAX_POLICY_BYTES} "
+                                f"bytes (it has {st.st_size})")
+        data = os.read(fd, MAX_POLICY_BYTES + 1)
+    except OSError as exc:
+        raise ManifestError("policy", str(p), f"a readable file ({exc.strerror})") from exc
+    finally:
+        os.close(fd)
+    if len(data) > MAX_POLICY_BYTES:
+        raise ManifestError("policy", str(p), f"a file of at most {MAX_POLICY_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ManifestError("policy", str(p), "UTF-8 text") from exc
 
 
 @dataclass(frozen=True)
@@ -240,21 +274,26 @@ class Policy:
     @classmethod
     def load(cls, path: str | os.PathLike) -> Policy:
         """Loads a policy file (YAML or JSON). A plugin manifest with a ``scan:`` section works
-        too."""
+        too. The file may come with a plugin bundle, so it is read as untrusted input: a
+        regular file only (no link followed, a FIFO never waited on), at most
+        ``MAX_POLICY_BYTES``, and YAML without anchors or aliases."""
         p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ManifestError("policy", str(p), f"a readable file ({exc.strerror})") from exc
+        text = _read_policy_file(p)
         try:
             if p.suffix == ".json":
                 data = json.loads(text)
             else:
                 import yaml
 
+                # An alias can make a few bytes of YAML into an exponential value ("billion
+                # laughs"): a policy needs none, so none is accepted.
+                for event in yaml.parse(text, Loader=yaml.SafeLoader):
+                    if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                        raise ValueError("anchors and aliases are not allowed in a policy")
                 data = yaml.safe_load(text)
-        except (ValueError, ImportError) as exc:
-            raise ManifestError("policy", str(p), f"valid YAML or JSON ({exc})") from exc
+        except (ValueError, ImportError, RecursionError) as exc:
+            what = type(exc).__name__ if isinstance(exc, RecursionError) else str(exc)[:200]
+            raise ManifestError("policy", str(p), f"valid YAML or JSON ({what})") from exc
         if isinstance(data, Mapping) and isinstance(data.get("scan"), Mapping):
             data = data["scan"]
         return cls.from_dict(data or {})
