@@ -6,8 +6,8 @@ import os
 import sys
 import tarfile
 
-from warden.providers.docker import images
 from warden.cli import build_parser
+from warden.providers.docker import images
 
 
 def test_rootfs_has_the_interpreter_its_libraries_and_an_unprivileged_user(tmp_path):

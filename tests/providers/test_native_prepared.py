@@ -8,12 +8,11 @@ import os
 import time
 
 import pytest
+from warden.providers.base import SandboxSpec
+from warden.providers.native import NativeProvider, prepare
+from warden.providers.native.state import state_of
 
 from tests.conftest import require
-from warden.providers.native import prepare
-from warden.providers.base import SandboxSpec
-from warden.providers.native import NativeProvider
-from warden.providers.native.state import state_of
 
 COUNTER = """
 calls = 0

@@ -6,11 +6,10 @@ import os
 import signal
 
 import pytest
-
 import warden
 from warden.host import environ
-from warden.providers.native import runner
 from warden.host.cgroups import CgroupStats
+from warden.providers.native import runner
 
 
 def _out(**kw):

@@ -7,11 +7,11 @@ import os
 import time
 
 import pytest
-
 import warden
-from tests.conftest import require
 from warden.providers.native import runner
 from warden.providers.native.prepare import Preparer
+
+from tests.conftest import require
 
 LIMITS = warden.Limits(memory_mb=64, pids=8)
 KEY = ("test", LIMITS)

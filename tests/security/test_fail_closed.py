@@ -7,7 +7,6 @@ import errno
 import os
 
 import pytest
-
 import warden
 from warden import _core
 from warden.providers.native import runner

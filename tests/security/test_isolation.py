@@ -9,8 +9,8 @@ import threading
 import time
 
 import pytest
-
 import warden
+
 from tests.security.conftest import py
 
 
@@ -24,7 +24,7 @@ def test_sees_itself_as_pid_1s_child_and_no_host_process():
     assert r.ok, r.stderr
     first, second = r.stdout.decode().splitlines()
     assert first == "2 1"
-    assert eval(second) == [1, 2]  # noqa: S307 - our own output: the init and the command
+    assert eval(second) == [1, 2]
 
 
 def test_cannot_signal_host_process():
@@ -48,9 +48,10 @@ def test_runs_as_unprivileged_mapped_user():
 def test_cannot_read_root_home_or_host_tmp(tmp_path):
     secret = tmp_path / "secret.txt"
     secret.write_text("host secret")
-    probe = ("import os\nfor p in ['/root/.bashrc', '/home', %r, '/etc/shadow', '/etc/hostname']:\n"
+    probe = (f"import os\nfor p in ['/root/.bashrc', '/home', {str(secret)!r}, '/etc/shadow', "
+             "'/etc/hostname']:\n"
              "  try:\n    print(p, 'READ', open(p).read()[:20] if os.path.isfile(p) else os.listdir(p))\n"
-             "  except OSError as e:\n    print(p, 'DENIED', e.errno)\n") % str(secret)
+             "  except OSError as e:\n    print(p, 'DENIED', e.errno)\n")
     r = run(py(probe))
     out = r.stdout.decode()
     assert "host secret" not in out
@@ -162,14 +163,14 @@ def test_host_environment_is_absent(monkeypatch):
 
 
 def test_no_host_descriptor_leaks_in(tmp_path):
-    leaked = open(tmp_path / "leak", "w")  # noqa: SIM115 - held open on purpose
+    leaked = open(tmp_path / "leak", "w")
     os.set_inheritable(leaked.fileno(), True)
     try:
         r = run(py("import os; print(sorted(int(f) for f in os.listdir('/proc/self/fd')))"))
     finally:
         leaked.close()
     # 0-2 and the descriptor listdir itself opens.
-    fds = eval(r.stdout)  # noqa: S307 - our own output
+    fds = eval(r.stdout)
     assert fds[:3] == [0, 1, 2] and len(fds) == 4
 
 

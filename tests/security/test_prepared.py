@@ -11,12 +11,12 @@ import subprocess
 import time
 
 import pytest
-
 import warden
-from tests.conftest import require
 from warden import _core
 from warden.host import environ
 from warden.providers.native import runner
+
+from tests.conftest import require
 
 # jail/status.h: Step values as written to the report pipe.
 STEP_CHDIR, STEP_HANDSHAKE, STEP_DONE = 18, 27, 28

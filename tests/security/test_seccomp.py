@@ -437,8 +437,8 @@ def docker_run(bins, tmp_path_factory):
         "dockerd (scripts/dockerd-start)",
     )
     import docker
-    from warden.providers.docker import images
     from warden.host.seccomp_profile import docker_security_opt
+    from warden.providers.docker import images
 
     image = images.ensure_image()
     d = tmp_path_factory.mktemp("seccomp-docker")

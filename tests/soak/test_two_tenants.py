@@ -137,7 +137,7 @@ def test_a_hostile_tenant_does_not_reach_a_benign_one(tmp_path):
             def run() -> None:
                 try:
                     body()
-                except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                except BaseException as exc:
                     wrong.append(f"{body.__name__} stopped: {exc!r}")
             return run
 

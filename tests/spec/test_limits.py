@@ -3,10 +3,9 @@ from __future__ import annotations
 import math
 
 import pytest
+import warden
 from hypothesis import given
 from hypothesis import strategies as st
-
-import warden
 from warden.spec.limits import parse_size
 
 

@@ -20,7 +20,16 @@ from warden.errors import (
     sandbox_file_error,
 )
 from warden.wire.codec import decode_body, encode
-from warden.wire.replies import error_fields, error_from_reply, error_reply, ok_reply, parse_error
+from warden.wire.replies import (
+    error_fields,
+    error_from_reply,
+    error_reply,
+    ok_reply,
+    parse_bytes,
+    parse_entries,
+    parse_error,
+    parse_exec,
+)
 
 
 def raised(exc: BaseException) -> BaseException:
@@ -171,3 +180,47 @@ def test_any_error_map_gives_an_exception_and_never_raises(error):
     got = error_from_reply(error)
     assert isinstance(got, Exception)
     str(got)  # and its message can be made
+
+
+# -- tool results from a hostile worker are checked, field by field ---------------------------
+
+
+_GOOD_EXEC = {"exit_code": 0, "signal": None, "stdout": b"o", "stderr": b"", "timed_out": False,
+              "disk_full": False, "stdout_truncated": False, "stderr_truncated": False}
+
+
+def test_parse_exec_takes_a_well_formed_result():
+    r = parse_exec(_GOOD_EXEC)
+    assert (r.exit_code, r.signal, r.stdout, r.timed_out) == (0, None, b"o", False)
+
+
+@pytest.mark.parametrize("bad", [
+    [], "x", None,
+    {**_GOOD_EXEC, "stdout": "text"},
+    {**_GOOD_EXEC, "exit_code": True},
+    {**_GOOD_EXEC, "exit_code": None},                 # neither exit code nor signal
+    {**_GOOD_EXEC, "signal": 9},                       # both
+    {**_GOOD_EXEC, "exit_code": None, "signal": 999},  # no such signal
+    {**_GOOD_EXEC, "timed_out": 1},
+    {k: v for k, v in _GOOD_EXEC.items() if k != "stderr"},
+])
+def test_parse_exec_refuses_what_a_worker_cannot_mean(bad):
+    with pytest.raises(ProtocolError, match="broken or hostile"):
+        parse_exec(bad)
+
+
+@pytest.mark.parametrize("bad", [
+    {"name": "a"}, [{"name": "../x", "type": "file", "size": 1}],
+    [{"name": "a/b", "type": "file", "size": 1}], [{"name": "a", "type": "file", "size": "1"}],
+    [7],
+])
+def test_parse_entries_refuses_malformed_listings(bad):
+    with pytest.raises(ProtocolError):
+        parse_entries(bad)
+    assert parse_entries([{"name": "a", "type": "file", "size": 3}])[0]["name"] == "a"
+
+
+def test_parse_bytes_refuses_other_types():
+    with pytest.raises(ProtocolError):
+        parse_bytes({"x": 1}, "the file's content")
+    assert parse_bytes(b"ok", "the file's content") == b"ok"

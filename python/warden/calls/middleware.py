@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Collection, Hashable, Mapping, 
 from dataclasses import dataclass, field
 from typing import Any
 
+from warden.calls.metrics import WardenMetrics
 from warden.errors import (
     DiskQuotaExceeded,
     MemoryLimitExceeded,
@@ -23,7 +24,6 @@ from warden.errors import (
     TimeoutExceeded,
     WorkerCrashed,
 )
-from warden.calls.metrics import WardenMetrics
 
 __all__ = [
     "LIMIT_OF_ERROR",

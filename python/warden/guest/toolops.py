@@ -98,7 +98,7 @@ def op_call_fn(msg: dict, fds: list[int], used: set[int]) -> Any:
         if not isinstance(source, str):
             raise ProtocolError("call_fn 'source' must be a string")
         before = dict(_FUNCTIONS)
-        exec(compile(source, "<warden call>", "exec"), _FUNCTIONS)  # noqa: S102 - sandboxed
+        exec(compile(source, "<warden call>", "exec"), _FUNCTIONS)
         if name is None:
             # What the source bound anew, redefinitions of an earlier name included.
             new = [k for k, v in _FUNCTIONS.items() if before.get(k) is not v and callable(v)

@@ -138,7 +138,7 @@ class _Worker:
         self.load_error: BaseException | None = None
         try:
             self.handler = Handler.from_object(handler_factory())
-        except Exception as exc:  # noqa: BLE001 - any plugin import failure is reported
+        except Exception as exc:
             # Every call then answers with the load error, so the host sees the plugin's
             # import traceback instead of a worker that died without a word.
             self.load_error = exc
@@ -197,7 +197,7 @@ class _Worker:
         try:
             compiled = compile(code, "<warden>", "exec")
             # Running the caller's code is this op's purpose; the sandbox is the boundary.
-            exec(compiled, {"__name__": "__main__", "__builtins__": builtins})  # noqa: S102  # nosec B102
+            exec(compiled, {"__name__": "__main__", "__builtins__": builtins})  # nosec B102
         except SystemExit as exc:
             code_ = exc.code
             if code_ is None:
@@ -207,7 +207,7 @@ class _Worker:
             else:
                 err.write(f"{code_}\n")
                 exit_code = 1
-        except Exception:  # noqa: BLE001 - user code: its traceback is its output
+        except Exception:
             err.write(traceback.format_exc())
             exit_code = 1
         finally:
@@ -260,7 +260,10 @@ class _Worker:
             except ProtocolError as exc:
                 log.error("%s", exc)
                 return 2
-            request_id = msg.get("id") if type(msg) is dict else None
+            if not isinstance(msg, dict):
+                log.error("request is a %s, not a map", type(msg).__name__)
+                return 2
+            request_id = msg.get("id")
             if not isinstance(request_id, int) or isinstance(request_id, bool):
                 log.error("request without an integer id: %s", type(msg).__name__)
                 return 2
@@ -268,7 +271,7 @@ class _Worker:
             if op == op_names.SHUTDOWN:
                 channel.send(ok_reply(request_id, None))
                 return 0
-            fn = ops.get(op)  # type: ignore[arg-type]
+            fn = ops.get(op) if isinstance(op, str) else None
             used: set[int] = set()
             try:
                 if fn is None:
@@ -285,7 +288,7 @@ class _Worker:
                 # The worker's own refusal: a bad request, a frame over a cap, a path out of
                 # its area, a file operation that failed.
                 reply = error_reply(request_id, exc, origin="warden")
-            except (Exception, SystemExit) as exc:  # noqa: BLE001 - the plugin's answer
+            except (Exception, SystemExit) as exc:
                 # SystemExit too: a plugin calling sys.exit() fails its call, not the worker.
                 reply = error_reply(request_id, exc, origin="plugin")
             finally:

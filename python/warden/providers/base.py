@@ -144,5 +144,5 @@ class Provider(abc.ABC):
         finally:
             self.destroy(handle)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 -- a hook: most providers hold nothing to release
         """Release the provider's own resources (not the sandboxes of other processes)."""

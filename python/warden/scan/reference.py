@@ -22,8 +22,8 @@ import io
 import re
 import tokenize
 import warnings
-from typing import Any
 from encodings.aliases import aliases as _ALIASES
+from typing import Any
 
 from warden.scan import Finding, Policy
 

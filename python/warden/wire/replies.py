@@ -42,8 +42,8 @@ from warden.errors import (
     sandbox_file_error,
 )
 
-__all__ = ["ErrorFields", "error_fields", "error_from_reply", "error_reply", "ok_reply",
-           "parse_error"]
+__all__ = ["ErrorFields", "ExecReply", "error_fields", "error_from_reply", "error_reply",
+           "ok_reply", "parse_bytes", "parse_entries", "parse_error", "parse_exec"]
 
 # Bounds on what a hostile worker can make the host keep: a message or traceback longer than
 # this is cut, a name or path longer is refused.
@@ -225,3 +225,73 @@ def error_from_reply(error: object) -> Exception:
             return sandbox_file_error(f.errno, f.path)
     return PluginError(f.kind, f.message, f.traceback, errno=f.errno, path=f.path,
                        resource=f.resource)
+
+
+# -- results of the tool operations, checked field by field ----------------------------------
+
+
+def _hostile(what: str, why: str) -> ProtocolError:
+    return ProtocolError(f"{what} {why}; the worker is broken or hostile")
+
+
+def parse_bytes(value: object, what: str) -> bytes:
+    """A result that must be bytes (a file's content)."""
+    if not isinstance(value, bytes):
+        raise _hostile(what, f"is a {type(value).__name__}, not bytes")
+    return value
+
+
+def _field(reply: dict[Any, Any], key: str, kinds: tuple[type, ...], what: str) -> Any:
+    value = reply.get(key)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        raise _hostile(what, f"field {key!r} is a {type(value).__name__}")
+    return value
+
+
+def parse_entries(value: object, what: str = "the listing") -> list[dict[str, Any]]:
+    """A directory listing: a list of maps with a string "name", "type" and an int "size"."""
+    if not isinstance(value, list):
+        raise _hostile(what, f"is a {type(value).__name__}, not a list")
+    entries = []
+    for entry in value:
+        if not isinstance(entry, dict):
+            raise _hostile(what, f"holds a {type(entry).__name__}, not a map")
+        name = _field(entry, "name", (str,), what)
+        if not name or len(name) > _MAX_NAME * 2 or "/" in name or name in (".", ".."):
+            raise _hostile(what, "holds an entry name that no directory can hold")
+        entries.append({"name": name, "type": _field(entry, "type", (str,), what),
+                        "size": _field(entry, "size", (int,), what)})
+    return entries
+
+
+@dataclass(frozen=True)
+class ExecReply:
+    """What the worker reports of one command (the host adds its own counters)."""
+
+    exit_code: int | None
+    signal: int | None
+    stdout: bytes
+    stderr: bytes
+    timed_out: bool
+    disk_full: bool
+    stdout_truncated: bool
+    stderr_truncated: bool
+
+
+def parse_exec(value: object) -> ExecReply:
+    what = "the exec result"
+    if not isinstance(value, dict):
+        raise _hostile(what, f"is a {type(value).__name__}, not a map")
+    flags = {k: _field(value, k, (bool,), what)
+             for k in ("timed_out", "stdout_truncated", "stderr_truncated")}
+    reply = ExecReply(
+        exit_code=_field(value, "exit_code", (int, type(None)), what),
+        signal=_field(value, "signal", (int, type(None)), what),
+        stdout=_field(value, "stdout", (bytes,), what),
+        stderr=_field(value, "stderr", (bytes,), what),
+        disk_full=bool(_field(value, "disk_full", (bool,), what)), **flags)
+    if (reply.exit_code is None) == (reply.signal is None):
+        raise _hostile(what, "has both or neither of an exit code and a signal")
+    if reply.signal is not None and not 0 < reply.signal < 65:
+        raise _hostile(what, f"names signal {reply.signal}")
+    return reply

@@ -51,10 +51,11 @@ from warden.providers.base import (
 )
 from warden.providers.errors import sandbox_error
 from warden.spec.result import ExecResult
+from warden.spec.verdict import Ending, judge
 from warden.wire import ops
 from warden.wire.codec import DEFAULT_MAX_FRAME, encode
 from warden.wire.paths import check_relative
-from warden.wire.replies import error_from_reply
+from warden.wire.replies import error_from_reply, parse_bytes, parse_entries, parse_exec
 
 try:
     import docker
@@ -389,45 +390,28 @@ class DockerProvider(Reconciling, Provider):
             # The worker enforces the command's deadline (it kills the command's process
             # group); the call's own deadline is a little longer, as a backstop that kills
             # the container when the worker cannot answer.
-            r = self.call(handle, ops.EXEC, {"argv": argv, "stdin": stdin, "timeout": limit},
-                          timeout=limit + _EXEC_GRACE_S)
+            reply = self.call(handle, ops.EXEC, {"argv": argv, "stdin": stdin,
+                                                 "timeout": limit},
+                              timeout=limit + _EXEC_GRACE_S)
         except MemoryLimitExceeded:
             return ExecResult(None, signal.SIGKILL, b"", b"", "memory", frozenset({"memory"}),
                               time.monotonic() - t0)
         except TimeoutExceeded:
             return ExecResult(None, signal.SIGKILL, b"", b"", "timeout", frozenset(),
                               time.monotonic() - t0)
-        before, after = r.get("cg_before") or {}, r.get("cg_after") or {}
+        r = parse_exec(reply)
+        before, after = _counters(reply, "cg_before"), _counters(reply, "cg_after")
 
         def grew(key: str) -> bool:
             return after.get(key, 0) > before.get(key, 0)
 
-        hit = set()
-        oom = grew("oom_kills")
-        if oom or grew("memory_max"):
-            hit.add("memory")
-        if grew("pids_max"):
-            hit.add("pids")
-        if r.get("disk_full"):
-            hit.add("disk")
-        sig = r["signal"]
-        if sig == signal.SIGXFSZ:
-            hit.add("file_size")
-        if sig == signal.SIGXCPU:
-            hit.add("cpu_time")
-        if r["timed_out"]:
-            reason = "timeout"
-        elif sig == signal.SIGSYS:
-            reason = "seccomp"
-        elif sig == signal.SIGKILL and oom:
-            reason = "memory"
-        elif sig:
-            reason = "signaled"
-        else:
-            reason = "exited"
-        return ExecResult(r["exit_code"], sig, r["stdout"], r["stderr"], reason, frozenset(hit),
+        reason, hit = judge(Ending(
+            signal=r.signal, timed_out=r.timed_out, oom_killed=grew("oom_kills"),
+            memory_limit_hit=grew("memory_max"), pids_limit_hit=grew("pids_max"),
+            disk_full=r.disk_full))
+        return ExecResult(r.exit_code, r.signal, r.stdout, r.stderr, reason, hit,
                           time.monotonic() - t0, after.get("peak", 0),
-                          r["stdout_truncated"], r["stderr_truncated"])
+                          r.stdout_truncated, r.stderr_truncated)
 
     # -- files: through the worker, whose tool ops confine paths to the workspace --------------
 
@@ -440,10 +424,24 @@ class DockerProvider(Reconciling, Provider):
         self._file_op(handle, ops.WRITE_FILE, path, data=bytes(data))
 
     def read_file(self, handle: SandboxHandle, path: str) -> bytes:
-        return self._file_op(handle, ops.READ_FILE, path)
+        return parse_bytes(self._file_op(handle, ops.READ_FILE, path), "the file's content")
 
     def list_files(self, handle: SandboxHandle, path: str = ".") -> list[str]:
-        return [e["name"] for e in self._file_op(handle, ops.LIST_FILES, path)]
+        return [e["name"] for e in parse_entries(self._file_op(handle, ops.LIST_FILES, path))]
 
     def remove_file(self, handle: SandboxHandle, path: str) -> None:
         self._file_op(handle, ops.REMOVE_FILE, path)
+
+
+def _counters(reply: object, key: str) -> dict[str, int]:
+    """The container's cgroup counters as the worker read them: a small map of names to
+    non-negative ints, else a hostile reply."""
+    value = reply.get(key) if isinstance(reply, dict) else None
+    if value is None:
+        return {}
+    if (not isinstance(value, dict) or len(value) > 16
+            or not all(isinstance(k, str) and type(v) is int and v >= 0
+                       for k, v in value.items())):
+        raise ProtocolError(f"the exec result's {key!r} is not a map of counters; the worker "
+                            "is broken or hostile")
+    return value

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 from functools import partial
-from typing import Protocol
+from typing import Protocol, TypeVar, cast
 
 from warden import _core
 from warden.host import cgroups, identity
@@ -57,6 +57,9 @@ class Made(Protocol):
 
     def ready(self) -> bool: ...
     def close(self) -> None: ...
+
+
+M = TypeVar("M", bound=Made)
 
 
 class Ready:
@@ -100,7 +103,7 @@ class Preparer:
 
     # -- caller side ---------------------------------------------------------------------------
 
-    def sandbox(self, key: Hashable, make: Callable[[], Made]) -> Made:
+    def sandbox(self, key: Hashable, make: Callable[[], M]) -> M:
         """A sandbox of shape ``key``, ready for its command: one made ahead, or ``make()``.
         Say finished(key) once it is gone (done() does that for a Ready), so that the next
         one of its shape is made."""
@@ -120,7 +123,8 @@ class Preparer:
             got = make()
         if isinstance(got, Ready):
             got.key = key if pooled else None
-        return got
+        # What is kept under a key was made by that key's make(): of make's type.
+        return cast(M, got)
 
     def done(self, ready: Ready, fds: tuple[int, ...] = ()) -> None:
         """The command in ``ready`` has ended (or will never start): remove it, with ``fds``,
@@ -252,7 +256,7 @@ class Preparer:
                             self._ready.setdefault(key, collections.deque()).append(r)
                         else:
                             self._doomed.append(r.close)
-            except BaseException as exc:  # noqa: BLE001 - kept and raised to the next drain()
+            except BaseException as exc:
                 with self._cond:
                     if kind == "make":
                         # The caller makes its own and sees the error itself; stop trying.

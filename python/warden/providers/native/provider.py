@@ -10,6 +10,7 @@ abandoned, so a late reply can never reach another caller.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import errno
 import itertools
@@ -56,6 +57,7 @@ from warden.spec.verdict import Ending, judge
 from warden.wire import ops
 from warden.wire.channel import Channel, ChannelClosed
 from warden.wire.paths import check_relative
+from warden.wire.replies import parse_bytes, parse_entries, parse_exec
 
 __all__ = ["NativeProvider"]
 
@@ -72,6 +74,7 @@ def _import_roots() -> list[str]:
 
     roots = set()
     for mod in (sys.modules["warden"], msgpack, yaml):
+        assert mod.__file__ is not None  # all three are regular packages
         pkg_dir = os.path.dirname(os.path.abspath(mod.__file__))
         roots.add(os.path.dirname(pkg_dir))
     bound = python_paths()
@@ -237,8 +240,9 @@ class NativeProvider(Provider):
             # worker is gone, in the background: its mounts' teardown is not destroy()'s wait.
             cfg["hold_mount_ns"] = True
             fds = [child.fileno(), netns]
-            if cg.dir_fd() is not None:
-                fds.append(cg.dir_fd())
+            cg_fd = cg.dir_fd()
+            if cg_fd is not None:
+                fds.append(cg_fd)
             chan = Channel(host)
             setup = {"config": cfg, "env": sandbox_env(spec.env),
                      "entry": spec.entry_point or None, "data_dir": spec.data_dir or None}
@@ -375,7 +379,8 @@ class NativeProvider(Provider):
         return not cls._exited(h)
 
     def close(self) -> None:
-        prepare.preparer().retire(lambda key: key[0] == self._token)
+        prepare.preparer().retire(
+            lambda key: isinstance(key, tuple) and key[0] == self._token)
         for h in self.list():
             self.destroy(h)
         self._zygote.close()
@@ -418,22 +423,21 @@ class NativeProvider(Provider):
         try:
             # The worker enforces the command's own deadline; the call's deadline is a little
             # longer so the worker can report it instead of being killed.
-            r = self.call(handle, ops.EXEC, {"argv": [os.fsdecode(a) for a in argv],
-                                           "stdin": stdin, "timeout": limit,
-                                           "env": self._env(handle)},
-                          timeout=limit + 5.0)
+            r = parse_exec(self.call(handle, ops.EXEC, {"argv": [os.fsdecode(a) for a in argv],
+                                                        "stdin": stdin, "timeout": limit,
+                                                        "env": self._env(handle)},
+                                     timeout=limit + 5.0))
         except MemoryLimitExceeded:
             return ExecResult(None, signal.SIGKILL, b"", b"", "memory",
                               frozenset({"memory"}), time.monotonic() - t0)
         stats = state_of(handle).cgroup.stats()
-        sig = r["signal"]
         reason, hit = judge(Ending(
-            signal=sig, timed_out=r["timed_out"], oom_killed=bool(stats.oom_kills),
+            signal=r.signal, timed_out=r.timed_out, oom_killed=bool(stats.oom_kills),
             memory_limit_hit=stats.memory_limit_hit, pids_limit_hit=stats.pids_limit_hit,
-            disk_full=bool(r.get("disk_full"))))
-        return ExecResult(r["exit_code"], sig, r["stdout"], r["stderr"], reason, hit,
+            disk_full=r.disk_full))
+        return ExecResult(r.exit_code, r.signal, r.stdout, r.stderr, reason, hit,
                           time.monotonic() - t0, stats.peak_memory_bytes,
-                          r["stdout_truncated"], r["stderr_truncated"])
+                          r.stdout_truncated, r.stderr_truncated)
 
     # -- files ---------------------------------------------------------------------------------
 
@@ -455,10 +459,10 @@ class NativeProvider(Provider):
         self._files(handle, ops.WRITE_FILE, path, data=bytes(data))
 
     def read_file(self, handle: SandboxHandle, path: str) -> bytes:
-        return self._files(handle, ops.READ_FILE, path)
+        return parse_bytes(self._files(handle, ops.READ_FILE, path), "the file's content")
 
-    def list_files(self, handle: SandboxHandle, path: str = ".") -> list[str]:
-        return [e["name"] for e in self._files(handle, ops.LIST_FILES, path)]
+    def list_files(self, handle: SandboxHandle, path: str = ".") -> builtins.list[str]:
+        return [e["name"] for e in parse_entries(self._files(handle, ops.LIST_FILES, path))]
 
     def remove_file(self, handle: SandboxHandle, path: str) -> None:
         self._files(handle, ops.REMOVE_FILE, path)

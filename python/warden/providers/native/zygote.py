@@ -73,12 +73,10 @@ def _serve_worker(entry: str | None, data_dir: str | None, env: list[str]) -> No
         _apply_env(env)
         from warden.guest import toolops, worker
 
-        if entry:
-            factory = lambda: worker.load_entry(entry)
-        else:
-            factory = lambda: worker.Handler(_no_plugin)
+        def factory() -> object:
+            return worker.load_entry(entry) if entry else worker.Handler(_no_plugin)
         code = worker.serve(3, factory, data_dir=data_dir, extra_ops=toolops.OPS) or 0
-    except BaseException:  # noqa: BLE001 - the child must never return into the zygote's loop
+    except BaseException:
         code = 70
     finally:
         os._exit(code)
@@ -144,7 +142,7 @@ def _make(ctl: Channel, rid: Any, fds: list[int], msg: dict[str, Any], said: int
             # The pidfd and status pipe, then the mount namespace when the config held it.
             back = [pidfd, status] if mount_ns < 0 else [pidfd, status, mount_ns]
             reply = ok_reply(rid, {"pid": pid})
-        except Exception as exc:  # noqa: BLE001 - every failure goes back to the host as a reply
+        except Exception as exc:
             reply = _error_reply(rid, exc)
         ctl.send(reply, fds=back)
         os.write(said, _ANSWERED)
