@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TextIO
 
 from warden.errors import (
@@ -127,96 +128,111 @@ def _attack(engine, name: str, action: str, payload: object,
     return held, shown, where, served
 
 
-def _protections(engine, transform, out: TextIO) -> list[_Outcome]:
-    outcomes: list[_Outcome] = []
+def _expect(cls: type, where: str):
+    def judge(result, error):
+        if isinstance(error, cls) and isinstance(error, BaseException):
+            return True, _short(error), where
+        shown = _short(error) if error else f"returned {result!r:.80}"
+        return False, shown, "nothing: the attack was not stopped"
+    return judge
 
-    def record(label: str, fn: Callable[[], tuple[bool, str, str, bool]]) -> None:
+
+class _Attacks:
+    """The hostile plugins one after another, each recorded with whether it was refused and
+    whether the engine's own plugin answered after it."""
+
+    def __init__(self, engine, transform, out: TextIO) -> None:
+        self.engine, self.transform, self.out = engine, transform, out
+        self.outcomes: list[_Outcome] = []
+
+    def record(self, label: str, fn: Callable[[], tuple[bool, str, str, bool]]) -> None:
         try:
             held, shown, where, served = fn()
         except WardenError as exc:
             held, shown, where, served = False, _short(exc), "unexpected error", False
         # The engine's own plugin answers after every attack: nothing leaked into it.
-        served = served and transform.call("ping") == "pong"
-        outcomes.append(_Outcome(label, held, shown, where, served))
+        served = served and self.transform.call("ping") == "pong"
+        self.outcomes.append(_Outcome(label, held, shown, where, served))
         mark = "refused" if held else "NOT REFUSED"
-        out.write(f"  {label:<22} {mark:<11} {shown}\n")
-        out.write(f"  {'':<22} {'':<11} by the {where}; next call: "
-                  f"{'ok' if served else 'FAILED'}\n")
-        out.flush()
+        self.out.write(f"  {label:<22} {mark:<11} {shown}\n")
+        self.out.write(f"  {'':<22} {'':<11} by the {where}; next call: "
+                       f"{'ok' if served else 'FAILED'}\n")
+        self.out.flush()
 
-    def expect(cls: type, where: str):
-        def judge(result, error):
-            if isinstance(error, cls) and isinstance(error, BaseException):
-                return True, _short(error), where
-            shown = _short(error) if error else f"returned {result!r:.80}"
-            return False, shown, "nothing: the attack was not stopped"
-        return judge
+    def limits(self) -> None:
+        for label, plugin, fn, cls, where in (
+                ("memory bomb", "memory_bomb", "bomb", MemoryLimitExceeded,
+                 "kernel: memory cgroup OOM kill, confirmed from the cgroup"),
+                ("disk filler", "disk_filler", "fill", DiskQuotaExceeded,
+                 "kernel: ENOSPC at the data/ quota (max_disk_mb)"),
+                ("infinite loop", "infinite_loop", "spin", TimeoutExceeded,
+                 "engine: deadline passed, sandbox killed and replaced"),
+                ("fork bomb", "fork_bomb", "bomb", PidsLimitExceeded,
+                 "kernel: pids cgroup refused the fork, confirmed from the cgroup")):
+            self.record(label, partial(_attack, self.engine, plugin, fn, None,
+                                       _expect(cls, where)))
 
-    record("memory bomb", lambda: _attack(
-        engine, "memory_bomb", "bomb", None,
-        expect(MemoryLimitExceeded, "kernel: memory cgroup OOM kill, confirmed from the cgroup")))
-    record("disk filler", lambda: _attack(
-        engine, "disk_filler", "fill", None,
-        expect(DiskQuotaExceeded, "kernel: ENOSPC at the data/ quota (max_disk_mb)")))
-    record("infinite loop", lambda: _attack(
-        engine, "infinite_loop", "spin", None,
-        expect(TimeoutExceeded, "engine: deadline passed, sandbox killed and replaced")))
+    def host_file(self) -> None:
+        with tempfile.TemporaryDirectory(prefix="warden-demo-") as tmp:
+            secret = os.path.join(tmp, "host-secret.txt")
+            with open(secret, "w") as f:
+                f.write("the host's secret\n")
 
-    record("fork bomb", lambda: _attack(
-        engine, "fork_bomb", "bomb", None,
-        expect(PidsLimitExceeded, "kernel: pids cgroup refused the fork, confirmed from the "
-                                  "cgroup")))
+            def judge(result, error):
+                if isinstance(error, PluginError) and error.type in ("FileNotFoundError",
+                                                                     "PermissionError"):
+                    return (True, _short(error),
+                            "kernel: the host's file system is not mounted in the sandbox")
+                return False, _short(error) if error else f"READ {result!r:.60}", "nothing"
 
-    with tempfile.TemporaryDirectory(prefix="warden-demo-") as tmp:
-        secret = os.path.join(tmp, "host-secret.txt")
-        with open(secret, "w") as f:
-            f.write("the host's secret\n")
+            self.record("read a host file",
+                        lambda: _attack(self.engine, "host_file", "read", secret, judge))
 
-        def file_judge(result, error):
-            if isinstance(error, PluginError) and error.type in ("FileNotFoundError",
-                                                                 "PermissionError"):
-                return (True, _short(error),
-                        "kernel: the host's file system is not mounted in the sandbox")
-            return False, _short(error) if error else f"READ {result!r:.60}", "nothing"
-
-        record("read a host file", lambda: _attack(engine, "host_file", "read", secret,
-                                                   file_judge))
-
-    def scanned() -> tuple[bool, str, str, bool]:
-        try:
-            engine.load(os.path.join(EXAMPLES, "hostile", "socket_scanned"))
-        except ScanRejected as exc:
-            return True, _short(exc), "scanner, at load (import socket not allowed)", True
-        return False, "loaded", "nothing", True
-
-    record("socket (no allowance)", scanned)
-
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
-        listener.setblocking(False)
-        port = listener.getsockname()[1]
-
-        def net_judge(result, error):
+    def scanned(self) -> None:
+        def load() -> tuple[bool, str, str, bool]:
             try:
-                conn, _ = listener.accept()
-            except BlockingIOError:
-                reached = False
-            else:
-                conn.close()
-                reached = True
-            if not reached and isinstance(error, PluginError):
-                where = (f"kernel: own network namespace, host port {port} unreachable (only "
-                         "the sandbox's loopback exists)")
-                return True, _short(error), where
-            return False, _short(error) if error else f"returned {result!r:.60}", "nothing"
+                self.engine.load(os.path.join(EXAMPLES, "hostile", "socket_scanned"))
+            except ScanRejected as exc:
+                return True, _short(exc), "scanner, at load (import socket not allowed)", True
+            return False, "loaded", "nothing", True
 
-        record("socket to a host port", lambda: _attack(engine, "socket_kernel", "connect",
-                                                       port, net_judge))
-    finally:
-        listener.close()
-    return outcomes
+        self.record("socket (no allowance)", load)
+
+    def host_port(self) -> None:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(1)
+            listener.setblocking(False)
+            port = listener.getsockname()[1]
+
+            def judge(result, error):
+                try:
+                    conn, _ = listener.accept()
+                except BlockingIOError:
+                    reached = False
+                else:
+                    conn.close()
+                    reached = True
+                if not reached and isinstance(error, PluginError):
+                    where = (f"kernel: own network namespace, host port {port} unreachable "
+                             "(only the sandbox's loopback exists)")
+                    return True, _short(error), where
+                return False, _short(error) if error else f"returned {result!r:.60}", "nothing"
+
+            self.record("socket to a host port",
+                        lambda: _attack(self.engine, "socket_kernel", "connect", port, judge))
+        finally:
+            listener.close()
+
+
+def _protections(engine, transform, out: TextIO) -> list[_Outcome]:
+    attacks = _Attacks(engine, transform, out)
+    attacks.limits()
+    attacks.host_file()
+    attacks.scanned()
+    attacks.host_port()
+    return attacks.outcomes
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -257,14 +273,8 @@ def main(records: int = 1_000_000, batch: int = 10_000, *, out: TextIO | None = 
             return 1
 
 
-def _run(engine, records: int, batch: int, out: TextIO, err: TextIO, t_start: float) -> int:
-    out.write(f"warden demo: the transformation engine ({EXAMPLES}/transform)\n")
-    transform = engine.load(os.path.join(EXAMPLES, "transform"), tenant="demo")
-    out.write(f"  loaded {transform.name} {transform.version}: scanned, "
-              f"{transform.manifest.pool.min_workers} warm worker(s) in their own sandboxes\n")
-    out.flush()
-
-    # 1. Throughput: records in batches, each checked against the host's own transformation.
+def _push(transform, records: int, batch: int, out: TextIO, err: TextIO) -> float | None:
+    """Seconds to push ``records`` through in batches; None when a result is wrong."""
     out.write(f"pushing {records:,} records in batches of {batch:,}\n")
     out.flush()
     bar = _Progress(records, err)
@@ -277,13 +287,15 @@ def _run(engine, records: int, batch: int, out: TextIO, err: TextIO, t_start: fl
         if len(result) != n or result[0] != expected(items[0]) or result[-1] != expected(items[-1]):
             err.write("\n")
             out.write(f"  WRONG RESULT for records {done}..{done + n - 1}\n")
-            return 1
+            return None
         done += n
         bar.update(done)
-    push_s = time.perf_counter() - t0
     bar.finish()
+    return time.perf_counter() - t0
 
-    # 2. A payload over the frame cap goes as a sealed memfd; the result comes back as a file.
+
+def _large(transform, out: TextIO) -> tuple[float, float, bool]:
+    """(MiB sent, seconds, right) for one payload over the frame cap."""
     note = b"lorem ipsum " * 80
     n_large = 20_000
     lines = b"".join(b'{"id":%d,"name":"ada  LOVELACE","email":"A@B.ORG","amount":"%d.50",'
@@ -296,8 +308,10 @@ def _run(engine, records: int, batch: int, out: TextIO, err: TextIO, t_start: fl
     out.write(f"large payload: {len(lines) / 2**20:.1f} MiB in (memfd, over the frame cap) -> "
               f"{len(exported) / 2**20 if n_out >= 0 else 0:.1f} MiB out (data/export.jsonl) "
               f"{'ok' if large_ok else 'WRONG'}\n")
+    return len(lines) / 2**20, large_s, large_ok
 
-    # 3. Warm call latency, one call at a time.
+
+def _latencies(transform) -> list[float]:
     lat = []
     for _ in range(200):
         transform.call("ping")
@@ -306,6 +320,24 @@ def _run(engine, records: int, batch: int, out: TextIO, err: TextIO, t_start: fl
         transform.call("ping")
         lat.append(time.perf_counter() - t0)
     lat.sort()
+    return lat
+
+
+def _run(engine, records: int, batch: int, out: TextIO, err: TextIO, t_start: float) -> int:
+    out.write(f"warden demo: the transformation engine ({EXAMPLES}/transform)\n")
+    transform = engine.load(os.path.join(EXAMPLES, "transform"), tenant="demo")
+    out.write(f"  loaded {transform.name} {transform.version}: scanned, "
+              f"{transform.manifest.pool.min_workers} warm worker(s) in their own sandboxes\n")
+    out.flush()
+
+    # 1. Throughput: records in batches, each checked against the host's own transformation.
+    push_s = _push(transform, records, batch, out, err)
+    if push_s is None:
+        return 1
+    # 2. A payload over the frame cap goes as a sealed memfd; the result comes back as a file.
+    large_mib, large_s, large_ok = _large(transform, out)
+    # 3. Warm call latency, one call at a time.
+    lat = _latencies(transform)
 
     # 4. The protections.
     out.write("protections (each attack is a plugin of warden/examples/hostile):\n")
@@ -318,7 +350,7 @@ def _run(engine, records: int, batch: int, out: TextIO, err: TextIO, t_start: fl
         ("throughput", f"{records / push_s:,.0f} records/s"),
         ("warm call p50", f"{_percentile(lat, 0.50) * 1e6:,.0f} µs"),
         ("warm call p99", f"{_percentile(lat, 0.99) * 1e6:,.0f} µs"),
-        ("large payload", f"{len(lines) / 2**20:.1f} MiB round trip in {large_s:.2f} s"),
+        ("large payload", f"{large_mib:.1f} MiB round trip in {large_s:.2f} s"),
         ("protections held", f"{sum(o.held for o in outcomes)}/{len(outcomes)}"),
         ("served after each", f"{sum(o.served_after for o in outcomes)}/{len(outcomes)}"),
         ("demo wall time", f"{total_s:.1f} s"),
