@@ -46,7 +46,7 @@ BENIGN = """
 
 
 def _host_state() -> dict[str, object]:
-    from warden.host import cgroups
+    from warden.host import cgroups, identity
 
     drv = cgroups.driver()
     roots = {h.own for h in drv._h.values()} if drv.version == 1 else {drv.base}
@@ -65,8 +65,31 @@ def _host_state() -> dict[str, object]:
         int(p) for p in os.listdir("/proc") if p.isdigit() and _ppid(int(p)) == os.getpid()
     )
     tmp = sorted(n for n in os.listdir("/tmp") if n.startswith("warden-"))
+    # Host ids this process holds, and processes anywhere on the host still running as one of
+    # the ids this process handed out: a sandbox's kernel charges live as long as they do.
+    held = identity.pool().held()
     return {"cgroups": leaves, "mounts": mounts, "children": children,
-            "fds": len(os.listdir("/proc/self/fd")), "tmp": tmp}
+            "fds": len(os.listdir("/proc/self/fd")), "tmp": tmp, "ids": sorted(held),
+            "id_processes": sorted(p for p in _pids_running_as(_ids_seen) if p)}
+
+
+# Every host id this test saw held, so that afterwards no process still runs as one of them.
+_ids_seen: set[int] = set()
+
+
+def _pids_running_as(ids: set[int]) -> list[int]:
+    found = []
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open(f"/proc/{p}/status") as f:
+                uid_line = next(line for line in f if line.startswith("Uid:"))
+        except (OSError, StopIteration):
+            continue
+        if any(int(u) in ids for u in uid_line.split()[1:]):
+            found.append(int(p))
+    return found
 
 
 def _ppid(pid: int) -> int:
@@ -103,6 +126,7 @@ def test_a_hostile_tenant_does_not_reach_a_benign_one(tmp_path):
     try:
         # The steady state both tenants work in: their pools and sandboxes exist.
         before = _host_state()
+        _ids_seen.update(set(before["ids"]) - set(baseline["ids"]))
 
         def mallory() -> None:
             for i in range(OPS // 2):
@@ -124,6 +148,8 @@ def test_a_hostile_tenant_does_not_reach_a_benign_one(tmp_path):
 
         def alice() -> None:
             for i in range(OPS // 2):
+                if i % 50 == 0:
+                    _ids_seen.update(identity_held())
                 if i % 5 == 0:
                     r = benign_box.exec(["sh", "-c", f"echo {i}"])
                     if (r.exit_code, r.stdout, r.reason) != (0, f"{i}\n".encode(), "exited"):
@@ -167,6 +193,15 @@ def test_a_hostile_tenant_does_not_reach_a_benign_one(tmp_path):
     assert after["fds"] <= before["fds"], (before, after)
     assert set(after["tmp"]) <= set(before["tmp"]), after
     assert after["mounts"] <= before["mounts"]
+    # Every sandbox's host id is given back, and nothing runs as one any more.
+    assert set(after["ids"]) <= set(baseline["ids"]), after["ids"]
+    assert _ids_seen and not after["id_processes"], (sorted(_ids_seen)[:5], after)
+
+
+def identity_held() -> frozenset[int]:
+    from warden.host import identity
+
+    return identity.pool().held()
 
 
 def _wait_for_quiet(before: dict[str, object]) -> dict[str, object]:
@@ -176,6 +211,8 @@ def _wait_for_quiet(before: dict[str, object]) -> dict[str, object]:
     deadline = time.monotonic() + 30
     while True:
         now = _host_state()
-        if set(now["cgroups"]) <= set(before["cgroups"]) or time.monotonic() > deadline:
+        quiet = (set(now["cgroups"]) <= set(before["cgroups"])
+                 and set(now["ids"]) <= set(before["ids"]) and not now["id_processes"])
+        if quiet or time.monotonic() > deadline:
             return now
         time.sleep(0.2)
