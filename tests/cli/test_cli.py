@@ -38,7 +38,9 @@ def root():
 def test_version_is_the_one_written_in_pyproject():
     r = warden_cli("--version")
     assert r.returncode == 0 and r.stdout == f"warden {version()}\n".encode()
-    with open(os.path.join(os.path.dirname(PYTHON_DIR), "pyproject.toml")) as f:
+    # The repository's pyproject, whether warden is imported from the tree or installed.
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "pyproject.toml")) as f:
         assert f'version = "{version()}"' in f.read()
 
 

@@ -11,10 +11,13 @@ import subprocess
 import sys
 
 import pytest
+import warden
 from warden.errors import HostResourceExhausted, SandboxSetupError
 from warden.host import descriptors
 
-PYTHONPATH = os.path.join(os.path.dirname(__file__), "..", "..", "python")
+# The warden these tests import (the tree's or the installed one), for their subprocesses.
+PYTHONPATH = os.path.dirname(os.path.dirname(os.path.abspath(warden.__file__)))
+
 
 
 def limits_after(code: str, env: dict | None = None) -> list[int]:

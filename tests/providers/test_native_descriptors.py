@@ -11,9 +11,12 @@ import os
 import subprocess
 import sys
 
+import warden
+
 from tests.plugins.test_plugins import native_ok
 
-PYTHONPATH = os.path.join(os.path.dirname(__file__), "..", "..", "python")
+# The warden these tests import (the tree's or the installed one), for their subprocesses.
+PYTHONPATH = os.path.dirname(os.path.dirname(os.path.abspath(warden.__file__)))
 
 # Runs in its own process, whose descriptor table it shrinks to 64. Each round holds a few
 # more descriptors of its own (``pad``), so that descriptors run out at different steps.
