@@ -135,6 +135,9 @@ def run(argv: list[str], *, stdin: bytes | None, cwd: str, env: dict | None,
     finally:
         if pidfd is not None:
             os.close(pidfd)
+        if proc.returncode is None:  # the wait itself failed: leave no command behind
+            _kill_group(proc.pid)
+            _reap(proc, block=True)
         feed.close()
         for s in (out, err):
             s.drain_and_close()
@@ -191,10 +194,7 @@ def _wait(proc: subprocess.Popen, pidfd: int | None, out: _Stream, err: _Stream,
             return (*ended, False)
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass  # it ended just now; the wait below reaps it
+            _kill_group(proc.pid)
             ended = _reap(proc, block=True)
             assert ended is not None
             return (*ended, True)
@@ -211,6 +211,13 @@ def _wait(proc: subprocess.Popen, pidfd: int | None, out: _Stream, err: _Stream,
                     s.pump(None)
                     if not s.open:
                         poller.unregister(fd)
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # the group is gone already; the wait that follows reaps the command
 
 
 def _reap(proc: subprocess.Popen, *, block: bool) -> tuple[int, int] | None:
