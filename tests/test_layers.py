@@ -19,7 +19,8 @@ PARENT = str(PACKAGE.parent)
 # sandbox runs, so the list changes only on purpose.
 GUEST_MODULES = {
     "warden", "warden._core", "warden.errors",
-    "warden.guest", "warden.guest.files", "warden.guest.toolops", "warden.guest.worker",
+    "warden.guest", "warden.guest.command", "warden.guest.files", "warden.guest.toolops",
+    "warden.guest.worker",
     "warden.wire", "warden.wire.channel", "warden.wire.codec", "warden.wire.large",
     "warden.wire.ops", "warden.wire.paths", "warden.wire.replies",
 }

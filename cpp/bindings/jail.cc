@@ -147,6 +147,8 @@ py::dict outcome_dict(const Outcome& o, int mnt_ns, pid_t pid) {
   r["stderr"] = py::bytes(o.err);
   r["stdout_truncated"] = o.out_truncated;
   r["stderr_truncated"] = o.err_truncated;
+  r["stdout_dropped"] = o.out_dropped;
+  r["stderr_dropped"] = o.err_dropped;
   r["duration_s"] = o.duration_s;
   r["disk_free_bytes"] = o.status.have_disk ? py::object(py::int_(o.status.disk_free_bytes))
                                              : py::object(py::none());

@@ -24,8 +24,8 @@ uint64_t monotonic_ns() {
 namespace {
 
 // Appends what is readable; past the cap the bytes are read and dropped so the writer never
-// blocks on a full pipe. Returns false at end of file.
-bool drain(int fd, std::string* buf, size_t cap, bool* truncated) {
+// blocks on a full pipe; *dropped counts them. Returns false at end of file.
+bool drain(int fd, std::string* buf, size_t cap, bool* truncated, uint64_t* dropped) {
   char chunk[65536];
   for (;;) {
     ssize_t n = read(fd, chunk, sizeof chunk);
@@ -33,7 +33,10 @@ bool drain(int fd, std::string* buf, size_t cap, bool* truncated) {
       size_t room = buf->size() < cap ? cap - buf->size() : 0;
       size_t take = static_cast<size_t>(n) < room ? static_cast<size_t>(n) : room;
       buf->append(chunk, take);
-      if (take < static_cast<size_t>(n)) *truncated = true;
+      if (take < static_cast<size_t>(n)) {
+        *truncated = true;
+        *dropped += static_cast<size_t>(n) - take;
+      }
       continue;
     }
     if (n == 0) return false;
@@ -139,11 +142,11 @@ int supervise(Child* child, int stdin_fd, const std::string& input, int out_fd, 
         stdin_fd = -1;
       }
     }
-    if (i_out >= 0 && p[i_out].revents && !drain(out_fd, &o->out, cap, &o->out_truncated)) {
+    if (i_out >= 0 && p[i_out].revents && !drain(out_fd, &o->out, cap, &o->out_truncated, &o->out_dropped)) {
       close(out_fd);
       out_fd = -1;
     }
-    if (i_err >= 0 && p[i_err].revents && !drain(err_fd, &o->err, cap, &o->err_truncated)) {
+    if (i_err >= 0 && p[i_err].revents && !drain(err_fd, &o->err, cap, &o->err_truncated, &o->err_dropped)) {
       close(err_fd);
       err_fd = -1;
     }

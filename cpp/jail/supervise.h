@@ -18,6 +18,7 @@ struct Outcome {
   int init_wait_status = 0;   // how the init itself ended
   std::string out, err;
   bool out_truncated = false, err_truncated = false;
+  uint64_t out_dropped = 0, err_dropped = 0;  // bytes read past the cap and thrown away
   double duration_s = 0;
   bool disk_full_at_kill = false;  // statfs of the writable area just before a kill
 };

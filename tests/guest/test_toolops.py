@@ -49,3 +49,28 @@ def test_a_missing_working_directory_is_still_an_error(tmp_path):
     a failure of the request, not something the command did."""
     with pytest.raises(FileNotFoundError):
         exec_in(tmp_path / "gone", ["true"])
+
+
+def test_both_streams_at_their_cap_still_fit_one_reply_frame(tmp_path):
+    """The default cap of each stream leaves room for the other and the envelope: an exec
+    is never answered with PayloadTooLarge."""
+    from warden.wire.codec import DEFAULT_MAX_FRAME, FrameReader, encode
+    from warden.wire.replies import ok_reply, parse_exec
+
+    r = exec_in(tmp_path, ["sh", "-c", "head -c 20000000 /dev/zero; head -c 20000000 /dev/zero >&2"])
+    reader = FrameReader(DEFAULT_MAX_FRAME)
+    reader.feed(encode(ok_reply(7, r), DEFAULT_MAX_FRAME))
+    got = parse_exec(reader.read()["result"])
+    assert got.stdout_truncated and got.stderr_truncated
+    assert len(got.stdout) + got.stdout_dropped == 20_000_000
+    assert len(got.stderr) + got.stderr_dropped == 20_000_000
+
+
+def test_the_cap_asked_for_is_kept_and_a_bad_one_refused(tmp_path):
+    from warden.errors import ProtocolError
+
+    r = exec_in(tmp_path, ["sh", "-c", "head -c 1000 /dev/zero"], max_output=10)
+    assert (bytes(r["stdout"]), r["stdout_dropped"], r["stdout_truncated"]) == (b"\0" * 10, 990, True)
+    for bad in (-1, "10", True, 1.5):
+        with pytest.raises(ProtocolError):
+            exec_in(tmp_path, ["true"], max_output=bad)

@@ -373,3 +373,59 @@ def test_sweep_removes_only_dead_owners_empty_dirs(drv, cg):
         for p in (os.path.join(leftover, "sb-1"), leftover):
             if os.path.exists(p):
                 os.rmdir(p)
+
+
+# --- one command's share of a long-lived cgroup ---------------------------------------------------
+
+def test_since_gives_what_happened_between_two_readings():
+    before = cgroups.CgroupStats(oom_kills=1, memory_limit_hit=True, pids_limit_hit=True,
+                                 peak_memory_bytes=90 * MiB, cpu_usage_ns=1000,
+                                 memory_max_events=7, pids_max_events=2)
+    same = before.since(before)
+    assert (same.oom_kills, same.memory_limit_hit, same.pids_limit_hit) == (0, False, False)
+    assert same.cpu_usage_ns == 0
+    later = cgroups.CgroupStats(oom_kills=2, memory_limit_hit=True, pids_limit_hit=True,
+                                peak_memory_bytes=95 * MiB, cpu_usage_ns=None,
+                                memory_max_events=9, pids_max_events=2)
+    d = later.since(before)
+    assert (d.oom_kills, d.memory_limit_hit, d.pids_limit_hit) == (1, True, False)
+    assert (d.memory_max_events, d.cpu_usage_ns, d.peak_memory_bytes) == (2, None, 95 * MiB)
+
+
+def _run_in(c: cgroups.SandboxCgroup, code: str) -> None:
+    p = _child(code)
+    c.attach(p.pid)
+    _go(p)
+    p.communicate(timeout=120)
+    assert p.returncode == 0
+
+
+def test_an_oom_is_counted_once_not_for_every_later_reading(cg):
+    c = cg(48 * MiB, 16, None)
+    p = _child("chunks = []\nwhile True:\n    chunks.append(b'x' * (1 << 20))\n")
+    c.attach(p.pid)
+    _go(p)
+    p.communicate(timeout=120)
+    before = c.stats()
+    assert before.oom_kills >= 1
+    _run_in(c, "pass")
+    d = c.stats().since(before)
+    assert (d.oom_kills, d.memory_limit_hit) == (0, False)
+
+
+def test_a_peak_window_measures_from_its_start_where_the_kernel_can(cg):
+    """v1 resets memory.max_usage_in_bytes; v2 memory.peak per open file from Linux 6.12;
+    before that there is no window, and the caller says so (peak_memory_source)."""
+    c = cg(256 * MiB, 16, None)
+    _run_in(c, "x = bytearray(96 << 20)\nfor i in range(0, len(x), 4096): x[i] = 1\n")
+    lifetime = c.stats().peak_memory_bytes
+    window = c.peak_window()
+    if window is None:
+        release = tuple(int(n) for n in os.uname().release.split(".")[:2])
+        assert c.stats().peak_memory_bytes == 0 or release < (6, 12), os.uname().release
+        assert isinstance(c, cgroups.V2Cgroup)
+        return
+    _run_in(c, "x = bytearray(8 << 20)\nfor i in range(0, len(x), 4096): x[i] = 1\n")
+    peak = window.finish()
+    assert lifetime >= 96 * MiB
+    assert peak is not None and 8 * MiB <= peak < 64 * MiB, (peak, lifetime)

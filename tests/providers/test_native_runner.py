@@ -15,6 +15,7 @@ from warden.providers.native import runner
 def _out(**kw):
     base = dict(timed_out=False, have_status=True, wait_status=0, init_wait_status=0,
                 stdout=b"", stderr=b"", stdout_truncated=False, stderr_truncated=False,
+                stdout_dropped=0, stderr_dropped=0,
                 duration_s=0.01, disk_free_bytes=1 << 20, disk_total_bytes=1 << 26,
                 disk_full_at_kill=False, cpu_user_us=0, cpu_sys_us=0, max_rss_kb=100, pid=1)
     base.update(kw)

@@ -217,6 +217,54 @@ def test_host_environment_does_not_leak_in(provider, fresh, monkeypatch):
     assert b"('GIVEN', 'yes')" in r.stdout
 
 
+def test_exec_returns_when_its_command_exits_though_a_background_process_holds_stdout(
+        provider, fresh):
+    """The exec ends with the command's own process; the background process keeps running
+    in the sandbox, and the sandbox serves on."""
+    h = fresh(SandboxSpec(limits=warden.Limits(wall_time_s=20)))
+    r = provider.exec(h, ["sh", "-c", "sleep 30 & echo $! > /workspace/bg.pid; echo hi"])
+    assert (r.reason, r.exit_code, r.stdout) == ("exited", 0, b"hi\n")
+    r = provider.exec(h, ["sh", "-c", "p=$(cat /workspace/bg.pid); kill -0 $p && cat /proc/$p/comm"])
+    assert (r.exit_code, r.stdout) == (0, b"sleep\n"), r.stderr
+    provider.exec(h, ["sh", "-c", "kill $(cat /workspace/bg.pid)"])
+
+
+def test_output_past_its_cap_is_counted_not_kept_and_never_exhausts_the_sandbox(
+        provider, fresh):
+    """300 MB of output in a 64 MiB sandbox: truncated and counted, not an OOM."""
+    h = fresh(SandboxSpec(limits=warden.Limits(memory_mb=64, wall_time_s=60)))
+    r = provider.exec(h, ["sh", "-c", "head -c 200000000 /dev/zero; head -c 100000000 /dev/zero >&2"])
+    assert (r.reason, r.exit_code, r.limits_hit) == ("exited", 0, frozenset()), r.limits_hit
+    assert r.stdout_truncated and r.stderr_truncated
+    assert 0 < len(r.stdout) <= 4 << 20
+    assert (len(r.stdout) + r.stdout_dropped, len(r.stderr) + r.stderr_dropped) == (
+        200_000_000, 100_000_000)
+    r = provider.exec(h, ["sh", "-c", "head -c 1000 /dev/zero"], max_output_bytes=10)
+    assert (r.stdout, r.stdout_dropped, r.stdout_truncated) == (b"\0" * 10, 990, True)
+
+
+def test_both_streams_at_their_cap_are_one_reply_not_payload_too_large(provider, fresh):
+    h = fresh(SandboxSpec(limits=warden.Limits(memory_mb=512, wall_time_s=60)))
+    r = provider.exec(h, ["sh", "-c", "head -c 20000000 /dev/zero; head -c 20000000 /dev/zero >&2"])
+    assert (r.reason, r.exit_code) == ("exited", 0)
+    assert len(r.stdout) == len(r.stderr) > 4 << 20
+    assert len(r.stdout) + r.stdout_dropped == 20_000_000
+
+
+def test_each_exec_reports_itself_not_the_sandbox_history(provider, fresh):
+    """After an OOM, a normal command exits with no limit hit and its own peak; a SIGKILL a
+    command sends itself is a signal, not memory."""
+    h = fresh(SandboxSpec(limits=warden.Limits(memory_mb=96, wall_time_s=60)))
+    r = provider.exec(h, py("x=[]\nwhile True: x.append(bytearray(8<<20))"))
+    assert r.reason == "memory", (r.reason, r.stderr[-300:])
+    r = provider.exec(h, ["sh", "-c", "echo fine"])
+    assert (r.reason, r.exit_code, r.limits_hit) == ("exited", 0, frozenset())
+    assert 0 < r.peak_memory_bytes < 48 << 20, (r.peak_memory_bytes, r.peak_memory_source)
+    assert r.peak_memory_source in ("exec", "process")
+    r = provider.exec(h, ["sh", "-c", "kill -9 $$"])
+    assert (r.reason, r.signal, r.limits_hit) == ("signaled", 9, frozenset())
+
+
 # -- limits --------------------------------------------------------------------------------------
 
 

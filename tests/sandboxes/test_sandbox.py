@@ -128,3 +128,20 @@ def test_a_readonly_workspace_is_written_only_from_outside():
         assert r.exit_code != 0
         assert box.files.read("in.txt") == b"given"
         assert box.exec(["sh", "-c", "echo t > /tmp/t && cat /tmp/t"]).stdout == b"t\n"
+
+
+def test_exec_returns_with_its_command_and_the_background_process_lives_on(sb):
+    r = sb.exec(["sh", "-c", "sleep 30 & echo hi"])
+    assert (r.reason, r.exit_code, r.stdout) == ("exited", 0, b"hi\n")
+    # The sandbox serves on, and the sleep still runs in it.
+    r = sb.exec(["ps", "-eo", "comm"])
+    assert r.exit_code == 0 and b"sleep" in r.stdout.split(), r.stdout
+    sb.exec(["sh", "-c", "kill $(pidof sleep)"])
+
+
+def test_max_output_bytes_is_checked_and_kept(sb):
+    r = sb.exec(["sh", "-c", "printf 0123456789abc"], max_output_bytes=10)
+    assert (r.stdout, r.stdout_truncated, r.stdout_dropped) == (b"0123456789", True, 3)
+    for bad in (-1, "10", 1.5, True):
+        with pytest.raises(warden.InvalidArgument, match="max_output_bytes"):
+            sb.exec(["true"], max_output_bytes=bad)

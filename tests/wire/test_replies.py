@@ -186,7 +186,8 @@ def test_any_error_map_gives_an_exception_and_never_raises(error):
 
 
 _GOOD_EXEC = {"exit_code": 0, "signal": None, "stdout": b"o", "stderr": b"", "timed_out": False,
-              "disk_full": False, "stdout_truncated": False, "stderr_truncated": False}
+              "disk_full": False, "stdout_truncated": False, "stderr_truncated": False,
+              "stdout_dropped": 0, "stderr_dropped": 0, "max_rss_bytes": 4096}
 
 
 def test_parse_exec_takes_a_well_formed_result():
@@ -203,10 +204,35 @@ def test_parse_exec_takes_a_well_formed_result():
     {**_GOOD_EXEC, "exit_code": None, "signal": 999},  # no such signal
     {**_GOOD_EXEC, "timed_out": 1},
     {k: v for k, v in _GOOD_EXEC.items() if k != "stderr"},
+    {k: v for k, v in _GOOD_EXEC.items() if k != "stdout_dropped"},
+    {**_GOOD_EXEC, "stdout_dropped": -1},
+    {**_GOOD_EXEC, "stderr_dropped": True},
+    {**_GOOD_EXEC, "max_rss_bytes": 1 << 70},
+    {**_GOOD_EXEC, "stdout_dropped": 5},               # dropped, yet not truncated
+    {**_GOOD_EXEC, "stderr_truncated": True},          # truncated, yet nothing dropped
+    {**_GOOD_EXEC, "stdout": b"o" * 11},               # over the cap the host asked for
 ])
 def test_parse_exec_refuses_what_a_worker_cannot_mean(bad):
     with pytest.raises(ProtocolError, match="broken or hostile"):
-        parse_exec(bad)
+        parse_exec(bad, 10)
+
+
+def test_parse_exec_takes_the_counts_of_what_was_dropped():
+    r = parse_exec({**_GOOD_EXEC, "stdout": b"o" * 10, "stdout_truncated": True,
+                    "stdout_dropped": 990}, 10)
+    assert (len(r.stdout), r.stdout_dropped, r.stderr_dropped, r.max_rss_bytes) == (
+        10, 990, 0, 4096)
+
+
+def test_exec_output_cap_leaves_room_for_both_streams_and_the_envelope():
+    from warden.wire.codec import DEFAULT_MAX_FRAME
+    from warden.wire.replies import EXEC_ENVELOPE, exec_output_cap
+
+    fit = exec_output_cap(DEFAULT_MAX_FRAME)
+    assert 2 * fit + EXEC_ENVELOPE <= DEFAULT_MAX_FRAME
+    assert exec_output_cap(DEFAULT_MAX_FRAME, 1 << 40) == fit
+    assert exec_output_cap(DEFAULT_MAX_FRAME, 5) == 5
+    assert exec_output_cap(1000, None) == 0
 
 
 @pytest.mark.parametrize("bad", [

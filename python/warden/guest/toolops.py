@@ -12,50 +12,47 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
-import subprocess
 from typing import Any
 
 from warden.errors import ProtocolError
-from warden.guest import files
+from warden.guest import command, files
 from warden.wire import ops
+from warden.wire.codec import DEFAULT_MAX_FRAME
+from warden.wire.replies import exec_output_cap
 
 __all__ = ["OPS", "WORKSPACE"]
 
 WORKSPACE = "/workspace"
-OUTPUT_CAP = 8 << 20
 
 
 def op_exec(msg: dict, fds: list[int], used: set[int]) -> dict:
+    """Run a command until its own process exits (warden.guest.command). Each of stdout and
+    stderr keeps at most ``max_output`` bytes (clamped so that both fit one reply frame);
+    the rest is counted in ``*_dropped``."""
     argv = msg.get("argv")
     if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
         raise ProtocolError("exec needs 'argv', a non-empty list of strings")
-    timeout = msg.get("timeout")
-    stdin = msg.get("stdin")
-    cwd = msg.get("cwd") or WORKSPACE
-    env = msg.get("env")
-    # A new session, so that a timeout kills the whole group the command started.
+    asked = msg.get("max_output")
+    if asked is not None and (type(asked) is not int or asked < 0):
+        raise ProtocolError("exec 'max_output' must be a whole number of bytes or nil")
+    cap = exec_output_cap(DEFAULT_MAX_FRAME, asked)
     try:
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, cwd=cwd, env=env, start_new_session=True)
+        done = command.run(argv, stdin=msg.get("stdin"), cwd=msg.get("cwd") or WORKSPACE,
+                           env=msg.get("env"), timeout=msg.get("timeout"), cap=cap)
     except OSError as exc:
         if exc.filename != argv[0] or exc.errno is None:
             raise  # not the command's exec (a missing working directory): a real failure
         return _not_executed(argv[0], exc.errno)
-    timed_out = False
-    try:
-        out, err = proc.communicate(stdin or b"", timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-    rc = proc.returncode
+    rc = os.waitstatus_to_exitcode(done.wait_status)
     # The writable area is one tmpfs: full means the quota was reached.
     st = os.statvfs(WORKSPACE if os.path.isdir(WORKSPACE) else "/tmp")
     return {"exit_code": rc if rc >= 0 else None, "signal": -rc if rc < 0 else None,
-            "disk_full": st.f_bfree == 0,
-            "stdout": out[:OUTPUT_CAP], "stderr": err[:OUTPUT_CAP], "timed_out": timed_out,
-            "stdout_truncated": len(out) > OUTPUT_CAP, "stderr_truncated": len(err) > OUTPUT_CAP}
+            "disk_full": st.f_bfree == 0, "timed_out": done.timed_out,
+            "stdout": done.stdout, "stderr": done.stderr,
+            "stdout_truncated": done.stdout_dropped > 0,
+            "stderr_truncated": done.stderr_dropped > 0,
+            "stdout_dropped": done.stdout_dropped, "stderr_dropped": done.stderr_dropped,
+            "max_rss_bytes": done.max_rss_bytes}
 
 
 def _not_executed(name: str, err: int) -> dict:
@@ -65,7 +62,8 @@ def _not_executed(name: str, err: int) -> dict:
     why = "command not found" if missing and "/" not in name else os.strerror(err)
     return {"exit_code": 127 if missing else 126, "signal": None, "disk_full": False,
             "stdout": b"", "stderr": os.fsencode(f"warden: {name}: {why}\n"),
-            "timed_out": False, "stdout_truncated": False, "stderr_truncated": False}
+            "timed_out": False, "stdout_truncated": False, "stderr_truncated": False,
+            "stdout_dropped": 0, "stderr_dropped": 0, "max_rss_bytes": 0}
 
 
 def op_write_file(msg: dict, fds: list[int], used: set[int]) -> None:

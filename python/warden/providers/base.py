@@ -96,8 +96,11 @@ class Provider(abc.ABC):
 
     @abc.abstractmethod
     def exec(self, handle: SandboxHandle, argv: Sequence[str], *, stdin: bytes | None = None,
-             timeout: float | None = None) -> ExecResult:
-        """Run a command inside the sandbox and wait for it."""
+             timeout: float | None = None, max_output_bytes: int | None = None) -> ExecResult:
+        """Run a command inside the sandbox and wait for its process to exit (not for
+        background processes it started, which live on). Each of stdout and stderr keeps at
+        most ``max_output_bytes`` (None: all that fits one reply; see providers.execs), the
+        rest counted as dropped. The result describes this command alone."""
 
     @abc.abstractmethod
     def call(self, handle: SandboxHandle, op: str, args: dict, *,
@@ -140,7 +143,8 @@ class Provider(abc.ABC):
         self.check(spec)
         handle = self.create(spec)
         try:
-            return self.exec(handle, argv, stdin=stdin, timeout=spec.limits.wall_time_s)
+            return self.exec(handle, argv, stdin=stdin, timeout=spec.limits.wall_time_s,
+                             max_output_bytes=max_output_bytes)
         finally:
             self.destroy(handle)
 

@@ -75,12 +75,20 @@ class Sandbox:
         return dict(self._handle.labels)
 
     def exec(self, argv: Sequence[str], stdin: bytes | str | None = None,
-             timeout: float | None = None) -> ExecResult:
-        """Run ``argv`` (a list: ``["sh", "-c", line]`` for a shell line) and wait for it."""
+             timeout: float | None = None, max_output_bytes: int | None = None) -> ExecResult:
+        """Run ``argv`` (a list: ``["sh", "-c", line]`` for a shell line) and wait for its
+        process to exit. A background process it started keeps running in the sandbox; the
+        exec does not wait for it. Each of stdout and stderr keeps at most
+        ``max_output_bytes``, and never more than a sixteenth of the memory limit or what
+        fits one reply (None: that much); the rest is read and counted in
+        ``stdout_dropped``/``stderr_dropped``. The result describes this command
+        alone: its reason, limits reached and peak memory (``peak_memory_source``)."""
         args = checks.argv_list(argv)
         data = checks.stdin_bytes(stdin)
         limit = checks.timeout_s(timeout)
-        return self._provider.exec(self._handle, args, stdin=data, timeout=limit)
+        cap = checks.output_cap(max_output_bytes)
+        return self._provider.exec(self._handle, args, stdin=data, timeout=limit,
+                                   max_output_bytes=cap)
 
     def run_python(self, code: str, timeout: float | None = None) -> ExecResult:
         """Run ``code`` in a fresh interpreter inside the sandbox: a timeout or a crash ends

@@ -10,7 +10,7 @@ from __future__ import annotations
 import signal as _signal
 from dataclasses import dataclass
 
-__all__ = ["Ending", "judge"]
+__all__ = ["Ending", "exec_peak", "judge"]
 
 
 @dataclass(frozen=True)
@@ -52,3 +52,18 @@ def judge(end: Ending) -> tuple[str, frozenset[str]]:
     if sig == _signal.SIGXCPU or end.cpu_over:
         hit.add("cpu_time")
     return reason, frozenset(hit)
+
+
+def exec_peak(*, window: int | None, before: int, after: int, process: int) -> tuple[int, str]:
+    """``(bytes, source)`` of one command's peak memory in a long-lived sandbox, the source
+    one of spec.result.PEAK_SOURCES. ``window``: the cgroup's peak since the host reset it at
+    the command's start (None where the kernel cannot reset it); ``before``/``after``: the
+    cgroup's peak over the sandbox's life around the command (0 when unknown); ``process``:
+    the largest resident set of the command's own processes."""
+    if window is not None:
+        return window, "exec"
+    if after > before:
+        return after, "exec"  # the sandbox's highest point was reached during this command
+    if process > 0:
+        return process, "process"
+    return 0, "none"

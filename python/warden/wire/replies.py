@@ -42,8 +42,9 @@ from warden.errors import (
     sandbox_file_error,
 )
 
-__all__ = ["ErrorFields", "ExecReply", "error_fields", "error_from_reply", "error_reply",
-           "ok_reply", "parse_bytes", "parse_entries", "parse_error", "parse_exec"]
+__all__ = ["EXEC_ENVELOPE", "ErrorFields", "ExecReply", "error_fields", "error_from_reply",
+           "error_reply", "exec_output_cap", "ok_reply", "parse_bytes", "parse_entries",
+           "parse_error", "parse_exec"]
 
 # Bounds on what a hostile worker can make the host keep: a message or traceback longer than
 # this is cut, a name or path longer is refused.
@@ -264,6 +265,21 @@ def parse_entries(value: object, what: str = "the listing") -> list[dict[str, An
     return entries
 
 
+# Everything of an exec reply beside its two outputs (the envelope, codes, flags, counters, the
+# Docker worker's cgroup counters) fits in this, with room to spare.
+EXEC_ENVELOPE = 64 << 10
+# No count a worker reports is larger: bigger is a hostile number, not a count.
+_MAX_COUNT = 1 << 62
+
+
+def exec_output_cap(frame_cap: int, asked: int | None = None) -> int:
+    """The most each of an exec's stdout and stderr may keep so that both, with the rest of
+    the reply, fit one frame of ``frame_cap`` bytes: ``asked`` clamped to that, or all of it
+    when None. Host and worker both clamp, each to its own frame cap."""
+    fit = max(0, (frame_cap - EXEC_ENVELOPE) // 2)
+    return fit if asked is None else max(0, min(asked, fit))
+
+
 @dataclass(frozen=True)
 class ExecReply:
     """What the worker reports of one command (the host adds its own counters)."""
@@ -276,9 +292,21 @@ class ExecReply:
     disk_full: bool
     stdout_truncated: bool
     stderr_truncated: bool
+    stdout_dropped: int       # bytes past the cap, read and thrown away
+    stderr_dropped: int
+    max_rss_bytes: int        # the largest resident set of the command's processes
 
 
-def parse_exec(value: object) -> ExecReply:
+def _count(reply: dict[Any, Any], key: str, what: str) -> int:
+    value = _field(reply, key, (int,), what)
+    if not 0 <= value < _MAX_COUNT:
+        raise _hostile(what, f"field {key!r} is not a count")
+    return int(value)
+
+
+def parse_exec(value: object, max_output: int | None = None) -> ExecReply:
+    """An exec result; ``max_output`` is the cap the host asked for: a worker that sends more
+    of either stream, or says it dropped bytes without saying it truncated, is hostile."""
     what = "the exec result"
     if not isinstance(value, dict):
         raise _hostile(what, f"is a {type(value).__name__}, not a map")
@@ -289,9 +317,21 @@ def parse_exec(value: object) -> ExecReply:
         signal=_field(value, "signal", (int, type(None)), what),
         stdout=_field(value, "stdout", (bytes,), what),
         stderr=_field(value, "stderr", (bytes,), what),
-        disk_full=bool(_field(value, "disk_full", (bool,), what)), **flags)
+        disk_full=bool(_field(value, "disk_full", (bool,), what)),
+        stdout_dropped=_count(value, "stdout_dropped", what),
+        stderr_dropped=_count(value, "stderr_dropped", what),
+        max_rss_bytes=_count(value, "max_rss_bytes", what), **flags)
     if (reply.exit_code is None) == (reply.signal is None):
         raise _hostile(what, "has both or neither of an exit code and a signal")
     if reply.signal is not None and not 0 < reply.signal < 65:
         raise _hostile(what, f"names signal {reply.signal}")
+    for name, data, dropped, cut in (
+            ("stdout", reply.stdout, reply.stdout_dropped, reply.stdout_truncated),
+            ("stderr", reply.stderr, reply.stderr_dropped, reply.stderr_truncated)):
+        if max_output is not None and len(data) > max_output:
+            raise _hostile(what, f"carries {len(data)} bytes of {name}, over the cap of "
+                                 f"{max_output} asked for")
+        if cut != (dropped > 0):
+            raise _hostile(what, f"says {name} was {'' if cut else 'not '}truncated with "
+                                 f"{dropped} bytes dropped")
     return reply

@@ -25,6 +25,7 @@ from __future__ import annotations
 from warden.host.cgroups.base import (
     CgroupDriver,
     CgroupStats,
+    PeakWindow,
     SandboxCgroup,
     cpu_quota_us,
     parse_mountinfo,
@@ -37,6 +38,7 @@ from warden.host.cgroups.v2 import V2Cgroup, V2Driver
 __all__ = [
     "CgroupDriver",
     "CgroupStats",
+    "PeakWindow",
     "SandboxCgroup",
     "V1Cgroup",
     "V1Driver",

@@ -151,6 +151,21 @@ def _setup(step: str, path: str, fn, *args):
         raise SandboxSetupError(step, exc.errno or errno.EIO, path) from exc
 
 
+def _reset_peak(path: str, reset: bytes) -> PeakWindow | None:
+    """Open a peak file for reading and writing and write ``reset`` to it: a PeakWindow, or
+    None when the kernel refuses (no such file, or a read-only one: v2 before Linux 6.12)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        os.write(fd, reset)
+    except OSError:
+        os.close(fd)
+        return None
+    return PeakWindow(fd)
+
+
 def _kill_pids(pids) -> None:
     for pid in pids:
         try:
@@ -189,12 +204,50 @@ def _rmdir_until_gone(path: str, deadline: float, on_busy) -> None:
 
 @dataclass(frozen=True)
 class CgroupStats:
+    """The cgroup's counters at one moment: over its whole life, or, from :meth:`since`, over
+    the time between two readings (one command in a long-lived sandbox)."""
+
     oom_kills: int              # v1: memory.oom_control oom_kill; v2: memory.events oom_kill
     memory_limit_hit: bool      # the memory limit was reached (v1 failcnt > 0, v2 max > 0)
     pids_limit_hit: bool        # pids.events max > 0
     peak_memory_bytes: int      # v1 memory.max_usage_in_bytes; v2 memory.peak (0 if absent)
     cpu_usage_ns: int | None    # cpuacct.usage (v1, when cpuacct shares cpu's hierarchy) or
                                 # cpu.stat usage_usec (v2)
+    memory_max_events: int = 0  # the count behind memory_limit_hit: v1 failcnt (+ memsw),
+                                # v2 memory.events max + oom
+    pids_max_events: int = 0    # the count behind pids_limit_hit: pids.events max
+
+    def since(self, before: CgroupStats) -> CgroupStats:
+        """What happened between ``before`` and this reading: counts are differences and the
+        flags say whether a limit was reached in between. A peak cannot be subtracted: it is
+        this reading's, over the cgroup's life (SandboxCgroup.peak_window gives one command's
+        where the kernel can)."""
+        oom = max(0, self.oom_kills - before.oom_kills)
+        mem = max(0, self.memory_max_events - before.memory_max_events)
+        pids = max(0, self.pids_max_events - before.pids_max_events)
+        cpu = (None if self.cpu_usage_ns is None or before.cpu_usage_ns is None
+               else max(0, self.cpu_usage_ns - before.cpu_usage_ns))
+        return CgroupStats(oom_kills=oom, memory_limit_hit=mem > 0 or oom > 0,
+                           pids_limit_hit=pids > 0, peak_memory_bytes=self.peak_memory_bytes,
+                           cpu_usage_ns=cpu, memory_max_events=mem, pids_max_events=pids)
+
+
+class PeakWindow:
+    """The cgroup's memory peak from the moment this was made (``read``), where the kernel can
+    reset the peak: v1 memory.max_usage_in_bytes (reset by writing 0), v2 memory.peak (Linux
+    6.12: a write resets it for reads through the same open file)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd  # the peak file, open for reading and writing; owned
+
+    def finish(self) -> int | None:
+        """The peak since the window opened (None if it cannot be read); closes the window."""
+        try:
+            return int(os.pread(self._fd, 64, 0).split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        finally:
+            os.close(self._fd)
 
 
 class SandboxCgroup:
@@ -222,6 +275,11 @@ class SandboxCgroup:
 
     def stats(self) -> CgroupStats:
         raise NotImplementedError
+
+    def peak_window(self) -> PeakWindow | None:
+        """Start measuring the memory peak of what runs from now on; None where the kernel
+        cannot reset the peak (then only the peak over the cgroup's life is known)."""
+        return None
 
     def kill(self) -> None:
         raise NotImplementedError

@@ -17,6 +17,7 @@ from warden.host.cgroups.base import (
     TEARDOWN_TIMEOUT_S,
     CgroupDriver,
     CgroupStats,
+    PeakWindow,
     SandboxCgroup,
     _kill_pids,
     _read,
@@ -24,6 +25,7 @@ from warden.host.cgroups.base import (
     _read_keyed,
     _read_pids,
     _remove_parent,
+    _reset_peak,
     _rmdir_until_gone,
     _setup,
     _swap_enabled,
@@ -76,22 +78,32 @@ class V1Cgroup(SandboxCgroup):
         return list(seen)
 
     def stats(self) -> CgroupStats:
-        oom_kills = 0
-        mem_hit = False
+        oom_kills = failures = 0
         peak = 0
         if self._memory is not None:
             d = self._dirs["memory"]
             oom_kills = _read_keyed(os.path.join(d, "memory.oom_control")).get("oom_kill", 0)
-            failcnt = _read_int(os.path.join(d, "memory.failcnt")) or 0
-            memsw_failcnt = _read_int(os.path.join(d, "memory.memsw.failcnt")) or 0
-            mem_hit = failcnt > 0 or memsw_failcnt > 0 or oom_kills > 0
+            failures = ((_read_int(os.path.join(d, "memory.failcnt")) or 0)
+                        + (_read_int(os.path.join(d, "memory.memsw.failcnt")) or 0))
             peak = self._memory.max_usage_in_bytes
-        pids_hit = False
+        pids_max = 0
         if "pids" in self._dirs:
-            pids_hit = _read_keyed(os.path.join(self._dirs["pids"], "pids.events")).get("max", 0) > 0
+            pids_max = _read_keyed(os.path.join(self._dirs["pids"], "pids.events")).get("max", 0)
         cpu_ns = self._cpuacct.usage if self._cpuacct is not None else None
-        return CgroupStats(oom_kills=oom_kills, memory_limit_hit=mem_hit, pids_limit_hit=pids_hit,
-                           peak_memory_bytes=int(peak), cpu_usage_ns=cpu_ns)
+        return CgroupStats(oom_kills=oom_kills, memory_limit_hit=failures > 0 or oom_kills > 0,
+                           pids_limit_hit=pids_max > 0, peak_memory_bytes=int(peak),
+                           cpu_usage_ns=cpu_ns, memory_max_events=failures,
+                           pids_max_events=pids_max)
+
+    def peak_window(self) -> PeakWindow | None:
+        # Writing 0 to memory.max_usage_in_bytes resets it to the current usage
+        # (Documentation/admin-guide/cgroup-v1/memory.rst, 5.4). The peak is then this
+        # window's until the next reset: one request at a time holds a sandbox, so there is
+        # none in between.
+        if "memory" not in self._dirs:
+            return None
+        return _reset_peak(os.path.join(self._dirs["memory"], "memory.max_usage_in_bytes"),
+                           b"0")
 
     def kill(self) -> None:
         """SIGKILL everything in it. With a freezer cgroup, the group is frozen first so that

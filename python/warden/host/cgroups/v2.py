@@ -13,6 +13,7 @@ from warden.host.cgroups.base import (
     TEARDOWN_TIMEOUT_S,
     CgroupDriver,
     CgroupStats,
+    PeakWindow,
     SandboxCgroup,
     _is_descendant,
     _kernel_at_least,
@@ -22,6 +23,7 @@ from warden.host.cgroups.base import (
     _read_keyed,
     _read_pids,
     _remove_parent,
+    _reset_peak,
     _rmdir_until_gone,
     _setup,
     _swap_enabled,
@@ -55,13 +57,22 @@ class V2Cgroup(SandboxCgroup):
         cpu = _read_keyed(os.path.join(self.path, "cpu.stat"))
         peak = _read_int(os.path.join(self.path, "memory.peak")) or 0
         usage = cpu.get("usage_usec")
+        reached = ev.get("max", 0) + ev.get("oom", 0)
         return CgroupStats(
             oom_kills=ev.get("oom_kill", 0),
-            memory_limit_hit=ev.get("max", 0) > 0 or ev.get("oom", 0) > 0,
+            memory_limit_hit=reached > 0,
             pids_limit_hit=pev.get("max", 0) > 0,
             peak_memory_bytes=peak,
             cpu_usage_ns=usage * 1000 if usage is not None else None,
+            memory_max_events=reached,
+            pids_max_events=pev.get("max", 0),
         )
+
+    def peak_window(self) -> PeakWindow | None:
+        # Since Linux 6.12 a write to memory.peak resets it for reads through the same open
+        # file, leaving every other reader's peak alone (Documentation/admin-guide/
+        # cgroup-v2.rst, memory.peak); before, the file is read-only and open() refuses.
+        return _reset_peak(os.path.join(self.path, "memory.peak"), b"reset\n")
 
     def _populated(self) -> bool:
         return _read_keyed(os.path.join(self.path, "cgroup.events")).get("populated", 0) == 1

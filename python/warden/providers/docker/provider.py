@@ -50,12 +50,12 @@ from warden.providers.base import (
     SandboxSpec,
 )
 from warden.providers.errors import sandbox_error
+from warden.providers.execs import During, exec_result, output_cap
 from warden.spec.result import ExecResult
-from warden.spec.verdict import Ending, judge
 from warden.wire import ops
 from warden.wire.codec import DEFAULT_MAX_FRAME, encode
 from warden.wire.paths import check_relative
-from warden.wire.replies import error_from_reply, parse_bytes, parse_entries, parse_exec
+from warden.wire.replies import error_from_reply, parse_bytes, parse_entries
 
 try:
     import docker
@@ -378,8 +378,9 @@ class DockerProvider(Reconciling, Provider):
         raise exc from exc.__cause__
 
     def exec(self, handle: SandboxHandle, argv: Sequence[str], *, stdin: bytes | None = None,
-             timeout: float | None = None) -> ExecResult:
+             timeout: float | None = None, max_output_bytes: int | None = None) -> ExecResult:
         limit = timeout if timeout is not None else handle.spec.limits.wall_time_s
+        cap = output_cap(handle.spec.limits, self.max_frame, max_output_bytes)
         argv = [os.fsdecode(a) for a in argv]
         # The host's interpreter path means "Python" (warden.Sandbox.run_python passes it); in
         # a container that is the image's python3.
@@ -391,27 +392,26 @@ class DockerProvider(Reconciling, Provider):
             # group); the call's own deadline is a little longer, as a backstop that kills
             # the container when the worker cannot answer.
             reply = self.call(handle, ops.EXEC, {"argv": argv, "stdin": stdin,
-                                                 "timeout": limit},
+                                                 "timeout": limit, "max_output": cap},
                               timeout=limit + _EXEC_GRACE_S)
         except MemoryLimitExceeded:
-            return ExecResult(None, signal.SIGKILL, b"", b"", "memory", frozenset({"memory"}),
-                              time.monotonic() - t0)
+            return exec_result(None, cap, During(), time.monotonic() - t0)
         except TimeoutExceeded:
             return ExecResult(None, signal.SIGKILL, b"", b"", "timeout", frozenset(),
                               time.monotonic() - t0)
-        r = parse_exec(reply)
+        # The worker read the container cgroup's counters around the command: their growth
+        # is what this command did. The container cannot reset its peak (its cgroup files
+        # are read-only inside).
         before, after = _counters(reply, "cg_before"), _counters(reply, "cg_after")
 
         def grew(key: str) -> bool:
             return after.get(key, 0) > before.get(key, 0)
 
-        reason, hit = judge(Ending(
-            signal=r.signal, timed_out=r.timed_out, oom_killed=grew("oom_kills"),
-            memory_limit_hit=grew("memory_max"), pids_limit_hit=grew("pids_max"),
-            disk_full=r.disk_full))
-        return ExecResult(r.exit_code, r.signal, r.stdout, r.stderr, reason, hit,
-                          time.monotonic() - t0, after.get("peak", 0),
-                          r.stdout_truncated, r.stderr_truncated)
+        return exec_result(reply, cap, During(
+            oom_killed=grew("oom_kills"), memory_limit_hit=grew("memory_max"),
+            pids_limit_hit=grew("pids_max"),
+            peak_before=before.get("peak", 0), peak_after=after.get("peak", 0)),
+            time.monotonic() - t0)
 
     # -- files: through the worker, whose tool ops confine paths to the workspace --------------
 

@@ -48,16 +48,16 @@ from warden.providers.base import (
     SandboxSpec,
 )
 from warden.providers.errors import sandbox_error
+from warden.providers.execs import During, exec_result, output_cap
 from warden.providers.native import prepare, runner
 from warden.providers.native.state import NativeState, state_of
 from warden.providers.native.zygote import Zygote
 from warden.spec.limits import Limits
 from warden.spec.result import DEFAULT_OUTPUT_CAP, ExecResult
-from warden.spec.verdict import Ending, judge
 from warden.wire import ops
 from warden.wire.channel import Channel, ChannelClosed
 from warden.wire.paths import check_relative
-from warden.wire.replies import parse_bytes, parse_entries, parse_exec
+from warden.wire.replies import parse_bytes, parse_entries
 
 __all__ = ["NativeProvider"]
 
@@ -288,9 +288,14 @@ class NativeProvider(Provider):
         st = state_of(handle)
         status = self._worker_status(handle)
         self._kill(handle)
-        stats = st.cgroup.stats()
+        oom_kills = st.cgroup.stats().oom_kills
         st.dead = why
-        if stats.oom_kills:
+        # An OOM kill counted since the last look, and a worker that ended by SIGKILL (alone,
+        # or with its whole sandbox when the kernel kills the cgroup as a group): not every
+        # SIGKILL after an earlier OOM in the sandbox's life.
+        killed = status is None or (os.WIFSIGNALED(status)
+                                    and os.WTERMSIG(status) == signal.SIGKILL)
+        if oom_kills > st.oom_seen and killed:
             return MemoryLimitExceeded(
                 f"sandbox {handle.id} was OOM-killed at its memory limit of "
                 f"{handle.spec.limits.memory_mb} MiB (exit 137); raise the limit "
@@ -393,51 +398,68 @@ class NativeProvider(Provider):
 
     def _call(self, handle: SandboxHandle, op: str, args: dict, *, timeout: float | None = None,
               path: str | None = None) -> object:
+        with state_of(handle).lock:
+            return self._request(handle, op, args, timeout=timeout, path=path)
+
+    def _request(self, handle: SandboxHandle, op: str, args: dict, *,
+                 timeout: float | None = None, path: str | None = None) -> object:
+        """One request; the caller holds the sandbox's lock."""
         st = state_of(handle)
         if timeout is None:
             timeout = handle.spec.limits.wall_time_s
-        with st.lock:
-            if st.dead:
-                raise WorkerCrashed(f"sandbox {handle.id} is gone ({st.dead}); create a new one")
-            deadline = time.monotonic() + timeout
-            try:
-                result = st.chan.call(op, deadline=deadline, data_dir=st.large_dir, **args)
-            except TimeoutExceeded:
-                self._kill(handle)
-                st.dead = "timed out"
-                raise TimeoutExceeded(
-                    f"{op} in sandbox {handle.id} passed its {timeout:g}s deadline; the sandbox "
-                    "and everything in it were killed") from None
-            except ChannelClosed:
-                raise self._death(handle, f"serving {op!r}") from None
-            except (PluginError, SandboxFileError) as exc:
-                err = sandbox_error(exc, handle, op, path=path,
-                                    pids_limit_hit=lambda: st.cgroup.stats().pids_limit_hit)
-                raise err from err.__cause__
-            return result
+        self._check_live(handle)
+        deadline = time.monotonic() + timeout
+        try:
+            return st.chan.call(op, deadline=deadline, data_dir=st.large_dir, **args)
+        except TimeoutExceeded:
+            self._kill(handle)
+            st.dead = "timed out"
+            raise TimeoutExceeded(
+                f"{op} in sandbox {handle.id} passed its {timeout:g}s deadline; the sandbox "
+                "and everything in it were killed") from None
+        except ChannelClosed:
+            raise self._death(handle, f"serving {op!r}") from None
+        except (PluginError, SandboxFileError) as exc:
+            err = sandbox_error(exc, handle, op, path=path,
+                                pids_limit_hit=lambda: st.cgroup.stats().pids_limit_hit)
+            raise err from err.__cause__
+
+    @staticmethod
+    def _check_live(handle: SandboxHandle) -> None:
+        st = state_of(handle)
+        if st.dead:
+            raise WorkerCrashed(f"sandbox {handle.id} is gone ({st.dead}); create a new one")
 
     def exec(self, handle: SandboxHandle, argv: Sequence[str], *, stdin: bytes | None = None,
-             timeout: float | None = None) -> ExecResult:
+             timeout: float | None = None, max_output_bytes: int | None = None) -> ExecResult:
+        """The result describes this command alone: the cgroup's counters are read before and
+        after it, and its peak memory is measured from its start where the kernel allows."""
+        st = state_of(handle)
         limit = timeout if timeout is not None else handle.spec.limits.wall_time_s
+        cap = output_cap(handle.spec.limits, st.chan.max_recv, max_output_bytes)
+        args = {"argv": [os.fsdecode(a) for a in argv], "stdin": stdin, "timeout": limit,
+                "env": self._env(handle), "max_output": cap}
         t0 = time.monotonic()
-        try:
-            # The worker enforces the command's own deadline; the call's deadline is a little
-            # longer so the worker can report it instead of being killed.
-            r = parse_exec(self.call(handle, ops.EXEC, {"argv": [os.fsdecode(a) for a in argv],
-                                                        "stdin": stdin, "timeout": limit,
-                                                        "env": self._env(handle)},
-                                     timeout=limit + 5.0))
-        except MemoryLimitExceeded:
-            return ExecResult(None, signal.SIGKILL, b"", b"", "memory",
-                              frozenset({"memory"}), time.monotonic() - t0)
-        stats = state_of(handle).cgroup.stats()
-        reason, hit = judge(Ending(
-            signal=r.signal, timed_out=r.timed_out, oom_killed=bool(stats.oom_kills),
-            memory_limit_hit=stats.memory_limit_hit, pids_limit_hit=stats.pids_limit_hit,
-            disk_full=r.disk_full))
-        return ExecResult(r.exit_code, r.signal, r.stdout, r.stderr, reason, hit,
-                          time.monotonic() - t0, stats.peak_memory_bytes,
-                          r.stdout_truncated, r.stderr_truncated)
+        with st.lock:
+            self._check_live(handle)
+            before = st.cgroup.stats()
+            window = st.cgroup.peak_window()
+            try:
+                # The worker enforces the command's own deadline; the call's deadline is a
+                # little longer so the worker can report it instead of being killed.
+                reply = self._request(handle, ops.EXEC, args, timeout=limit + 5.0)
+            except MemoryLimitExceeded:
+                reply = None
+            finally:
+                peak = window.finish() if window is not None else None
+            after = st.cgroup.stats()
+            st.oom_seen = after.oom_kills
+        d = after.since(before)
+        return exec_result(reply, cap, During(
+            oom_killed=d.oom_kills > 0, memory_limit_hit=d.memory_limit_hit,
+            pids_limit_hit=d.pids_limit_hit, peak_window=peak,
+            peak_before=before.peak_memory_bytes, peak_after=after.peak_memory_bytes),
+            time.monotonic() - t0)
 
     # -- files ---------------------------------------------------------------------------------
 
@@ -474,4 +496,5 @@ class NativeProvider(Provider):
         # One-shot commands need no worker: a sandbox made ahead runs the command itself.
         return runner.run(list(argv), sandbox_env(env), stdin=stdin, limits=limits or Limits(),
                           network=network, cwd=cwd,
-                          max_output_bytes=max_output_bytes or DEFAULT_OUTPUT_CAP)
+                          max_output_bytes=DEFAULT_OUTPUT_CAP if max_output_bytes is None
+                          else max_output_bytes)

@@ -98,7 +98,9 @@ def verdict(out: dict, stats: CgroupStats, limits: Limits) -> ExecResult:
         memory_limit_hit=stats.memory_limit_hit, pids_limit_hit=stats.pids_limit_hit,
         disk_full=out["disk_full_at_kill"] or (free is not None and free == 0),
         cpu_over=bool(limits.cpu_time_s and cpu_s >= limits.cpu_time_s)))
+    # The cgroup is the command's alone (a fresh sandbox each run): its peak is the command's.
     peak = stats.peak_memory_bytes or out["max_rss_kb"] * 1024
+    source = "exec" if stats.peak_memory_bytes else "process" if peak else "none"
     return ExecResult(
         exit_code=exit_code,
         signal=int(sig) if sig is not None else None,
@@ -110,6 +112,9 @@ def verdict(out: dict, stats: CgroupStats, limits: Limits) -> ExecResult:
         peak_memory_bytes=peak,
         stdout_truncated=out["stdout_truncated"],
         stderr_truncated=out["stderr_truncated"],
+        stdout_dropped=out["stdout_dropped"],
+        stderr_dropped=out["stderr_dropped"],
+        peak_memory_source=source,
     )
 
 

@@ -60,6 +60,9 @@ class NativeState:
     dead: str | None = None
     # Set once, under ``lock``, by teardown; afterwards nothing but ``dead`` is used.
     destroyed: bool = False
+    # The cgroup's OOM kill count when exec last read it, so that the death report blames
+    # memory only for an OOM kill since then. Written and read under ``lock``.
+    oom_seen: int = 0
     # The preparer's key for this sandbox's spec, so that destroy has the next one made ahead;
     # set by create when it hands the sandbox out (None while it waits in the preparer).
     prep_key: Hashable | None = None
