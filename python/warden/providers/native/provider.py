@@ -48,10 +48,11 @@ from warden.providers.base import (
     SandboxSpec,
 )
 from warden.providers.errors import sandbox_error
-from warden.providers.native import prepare, runner
+from warden.providers.native import network, prepare, runner
 from warden.providers.native.state import NativeState, state_of
 from warden.providers.native.zygote import Zygote
 from warden.spec.limits import Limits
+from warden.spec.network import NetworkPolicy
 from warden.spec.result import DEFAULT_OUTPUT_CAP, ExecResult
 from warden.spec.verdict import Ending, judge
 from warden.wire import ops
@@ -126,7 +127,7 @@ class _Made:
         self.provider._teardown(self.handle)
 
 
-class NativeProvider(Provider):
+class NativeProvider(network.NetworkMixin, Provider):
     name = "native"
 
     def __init__(self) -> None:
@@ -140,12 +141,13 @@ class NativeProvider(Provider):
 
     def capabilities(self) -> Capabilities:
         return Capabilities(isolation="namespaces+seccomp+cgroups", limits=_ALL_LIMITS,
-                            network_policies=frozenset({"none"}), readonly_root=True)
+                            network_policies=frozenset({"none", "proxy"}), readonly_root=True)
 
     # -- life cycle ----------------------------------------------------------------------------
 
     def _config(self, spec: SandboxSpec, host_ws: str | None) -> dict:
-        cfg = runner.base_config(spec.limits, network=spec.network)
+        # A policy's sandbox is jailed as one of "none": only its proxy differs.
+        cfg = runner.base_config(spec.limits)
         cfg["ro_paths"] = [*cfg["ro_paths"], *_import_roots()]
         binds = []
         writable = list(spec.writable) or (["/workspace"] if host_ws is None else [])
@@ -207,20 +209,22 @@ class NativeProvider(Provider):
                 raise
             # The identity is handed back once the cgroup, and so everything of it, is gone.
             undo.callback(prep.release, cg, host_id=host_id)
-            pid, got, chan = self._start_worker(spec, host_ws, cg, host_id, undo)
+            pid, got, chan, netns = self._start_worker(spec, host_ws, cg, host_id, undo)
             handle = SandboxHandle(
                 id=f"native-{os.getpid()}-{next(self._seq)}", provider=self.name, spec=spec,
                 labels=dict(spec.labels),
                 _state=NativeState(
                     pid=pid, pidfd=got[0], status_fd=got[1], mount_ns=tuple(got[2:]), chan=chan,
                     cgroup=cg, host_id=host_id, host_ws=host_ws,
-                    large_dir=f"/proc/{pid}/root{spec.data_dir}" if spec.data_dir else None))
+                    large_dir=f"/proc/{pid}/root{spec.data_dir}" if spec.data_dir else None,
+                    netns=netns))
+            network.attach(state_of(handle), spec.network)
             undo.pop_all()
         return handle
 
     def _start_worker(self, spec: SandboxSpec, host_ws: str | None, cg: cgroups.SandboxCgroup,
                       host_id: identity.HostId, undo: contextlib.ExitStack,
-                      ) -> tuple[int, list[int], Channel]:
+                      ) -> tuple[int, list[int], Channel, int]:
         """Have the zygote fork the sandbox into ``cg`` as ``host_id``: (its init's pid, the
         descriptors that came with the answer — the init's pidfd, its status pipe, the mount
         namespace —, the channel to the worker), each closed by ``undo`` unless the sandbox
@@ -229,6 +233,8 @@ class NativeProvider(Provider):
         with contextlib.ExitStack() as sent:  # the zygote has its own copies of these
             netns = descriptors.at_step("network namespace", prepare.preparer().netns)
             sent.callback(os.close, netns)
+            kept = descriptors.at_step("network namespace", os.dup, netns)
+            undo.callback(os.close, kept)
             host, child = descriptors.at_step("worker socket", socket.socketpair,
                                               socket.AF_UNIX, socket.SOCK_STREAM)
             undo.callback(host.close)
@@ -244,7 +250,7 @@ class NativeProvider(Provider):
             if cg_fd is not None:
                 fds.append(cg_fd)
             chan = Channel(host)
-            setup = {"config": cfg, "env": sandbox_env(spec.env),
+            setup = {"config": cfg, "env": sandbox_env(network.env_for(spec.network, spec.env)),
                      "entry": spec.entry_point or None, "data_dir": spec.data_dir or None}
             result, got = descriptors.at_step(
                 "zygote spawn", self._zygote.spawn, chan, setup, fds, netns=True,
@@ -256,11 +262,12 @@ class NativeProvider(Provider):
             # (MSG_CTRUNC). The sandbox lives, but unseen: closing its socket (undo) ends the
             # worker, and the removal of its cgroup takes whatever is left.
             raise descriptors.exhausted("receiving the sandbox's pidfd", errno.EMFILE)
-        return cast("dict[str, int]", result)["pid"], got, chan  # the zygote is warden's own
+        return cast("dict[str, int]", result)["pid"], got, chan, kept  # the zygote's own
 
     @staticmethod
     def _env(handle: SandboxHandle) -> dict[str, str]:
-        return dict(e.split("=", 1) for e in sandbox_env(handle.spec.env))
+        return dict(e.split("=", 1)
+                    for e in sandbox_env(network.env_for(handle.spec.network, handle.spec.env)))
 
     def _kill(self, handle: SandboxHandle) -> None:
         st = state_of(handle)
@@ -335,6 +342,7 @@ class NativeProvider(Provider):
                 raise CgroupTeardownError(handle.id, errno.ETIMEDOUT,
                                           "its init did not exit within 5 s of SIGKILL")
             st.chan.close()
+            network.detach(st)
             os.close(st.pidfd)
             os.close(st.status_fd)
             prepare.preparer().release(st.cgroup, st.mount_ns, host_id=st.host_id)
@@ -468,9 +476,12 @@ class NativeProvider(Provider):
         self._files(handle, ops.REMOVE_FILE, path)
 
     def run(self, argv: Sequence[str], *, stdin: bytes | None = None,
-            limits: Limits | None = None, network: str = "none",
+            limits: Limits | None = None, network: str | NetworkPolicy = "none",
             env: Mapping[str, str] | None = None, cwd: str | None = None,
             max_output_bytes: int | None = None) -> ExecResult:
+        if not isinstance(network, str):
+            return self._run_with_policy(argv, stdin=stdin, limits=limits or Limits(),
+                                         network=network, env=env, cwd=cwd)
         # One-shot commands need no worker: a sandbox made ahead runs the command itself.
         return runner.run(list(argv), sandbox_env(env), stdin=stdin, limits=limits or Limits(),
                           network=network, cwd=cwd,
