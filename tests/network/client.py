@@ -85,7 +85,10 @@ def hold(n, host, port):
     for _ in range(n):
         s = socket.create_connection(PROXY, timeout=10)
         s.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\n\r\n".encode())
-        reply = s.recv(64)
+        try:
+            reply = s.recv(64)
+        except ConnectionResetError:
+            reply = b""
         accepted += reply.startswith(b"HTTP/1.1 200")
         socks_.append(s)
     return {"accepted": accepted}
@@ -98,4 +101,8 @@ def env():
 if __name__ == "__main__":
     fn = globals()[sys.argv[1]]
     args = [int(a) if a.isdigit() else a for a in sys.argv[2:]]
-    print(json.dumps(fn(*args)))
+    try:
+        out = fn(*args)
+    except OSError as e:
+        out = {"error": str(e)}
+    print(json.dumps(out))
