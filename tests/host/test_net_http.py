@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from warden.host.net.http import (
     MAX_HEAD,
     BadRequest,

@@ -7,7 +7,6 @@ import ipaddress
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from warden.host.net.rules import ALWAYS_DENIED, address_of, check_address, check_name
 from warden.spec.network import NetworkPolicy
 

@@ -5,11 +5,11 @@ a server."""
 from __future__ import annotations
 
 import pytest
-
 import warden
+from warden.host.net import resolve
+
 from tests.network.conftest import inside
 from tests.network.world import PUBLIC
-from warden.host.net import resolve
 
 
 def policy(world, **kw) -> warden.NetworkPolicy:

@@ -10,12 +10,12 @@ import threading
 import urllib.request
 
 import pytest
-
 import warden
-from tests.network.conftest import inside
-from tests.network.world import require_world
 from warden.host.net.egress import egress
 from warden.providers.native import prepare
+
+from tests.network.conftest import inside
+from tests.network.world import require_world
 
 
 def policy(world, **kw) -> warden.NetworkPolicy:

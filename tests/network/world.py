@@ -13,8 +13,9 @@ import socket
 import subprocess
 import threading
 
-from tests.conftest import require
 from warden.host.net import netns
+
+from tests.conftest import require
 
 PUBLIC = "203.0.113.10"
 _SEQ = itertools.count(1)

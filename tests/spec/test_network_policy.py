@@ -8,7 +8,6 @@ import ipaddress
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from warden.errors import InvalidArgument
 from warden.spec.network import NetworkPolicy, parse_rule
 
