@@ -11,8 +11,12 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from warden.cli import flags
+
+if TYPE_CHECKING:
+    from warden.spec.network import NetworkPolicy
 
 __all__ = ["EXIT_USAGE", "EXIT_WARDEN", "add_parser", "exit_status", "run", "signal_name"]
 
@@ -101,7 +105,7 @@ def _notes(res, limits) -> list[str]:
     return notes
 
 
-def _network(args: argparse.Namespace) -> object:
+def _network(args: argparse.Namespace) -> str | NetworkPolicy:
     """--network, or the NetworkPolicy that --allow and its companions describe."""
     if not (args.allow or args.deny or args.resolve or args.egress_netns):
         return args.network
