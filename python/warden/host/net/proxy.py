@@ -28,7 +28,7 @@ HEAD_TIMEOUT_S = 10.0
 DIAL_TIMEOUT_S = 10.0
 RESOLVE_TIMEOUT_S = 10.0
 IDLE_TIMEOUT_S = 300.0
-CHUNK = 65536
+CHUNK = 256 * 1024
 
 Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
@@ -202,12 +202,48 @@ async def _dial(att: Attachment, rec: Record, passed: list, port: int) -> Stream
     return None
 
 
+class _Idle:
+    """Cancels the current task once nothing has moved for ``seconds``: one timer re-armed
+    lazily, cheaper than a wait_for per read."""
+
+    def __init__(self, seconds: float) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.task = asyncio.current_task()
+        self.seconds = seconds
+        self.last = self.loop.time()
+        self.handle = self.loop.call_later(seconds, self._check)
+
+    def touch(self) -> None:
+        self.last = self.loop.time()
+
+    def _check(self) -> None:
+        left = self.last + self.seconds - self.loop.time()
+        if left > 0:
+            self.handle = self.loop.call_later(left, self._check)
+        elif self.task is not None:
+            self.task.cancel()
+
+    def stop(self) -> None:
+        self.handle.cancel()
+
+
 async def _pipe(att: Attachment, rec: Record | None, src: asyncio.StreamReader,
                 dst: asyncio.StreamWriter, *, up: bool, limit: int | None = None) -> None:
-    left = limit
+    idle = _Idle(IDLE_TIMEOUT_S)
+    try:
+        await _copy(att, rec, src, dst, up=up, left=limit, idle=idle)
+    finally:
+        idle.stop()
+    if dst.can_write_eof():
+        with contextlib.suppress(OSError):
+            dst.write_eof()
+
+
+async def _copy(att: Attachment, rec: Record | None, src: asyncio.StreamReader,
+                dst: asyncio.StreamWriter, *, up: bool, left: int | None, idle: _Idle) -> None:
     while left is None or left > 0:
-        data = await asyncio.wait_for(src.read(CHUNK if left is None else min(CHUNK, left)),
-                                      IDLE_TIMEOUT_S)
+        data = await src.read(CHUNK if left is None else min(CHUNK, left))
+        idle.touch()
         if not data:
             break
         if rec is not None:
@@ -223,9 +259,6 @@ async def _pipe(att: Attachment, rec: Record | None, src: asyncio.StreamReader,
             raise ConnectionAbortedError("byte budget spent")
         if left is not None:
             left -= len(data)
-    if dst.can_write_eof():
-        with contextlib.suppress(OSError):
-            dst.write_eof()
 
 
 async def relay(att: Attachment, rec: Record | None, inside: Stream, outside: Stream, *,
