@@ -33,6 +33,8 @@ _WHERE: dict[str, str] = {
     "WorkerCrashed": "warden.errors",
     "ExecResult": "warden.spec.result",
     "Limits": "warden.spec.limits",
+    "NetworkEvent": "warden.spec.network",
+    "NetworkPolicy": "warden.spec.network",
     "Ceilings": "warden.plugins.ceilings",
     "Engine": "warden.plugins.engine",
     "Plugin": "warden.plugins.engine",
@@ -96,6 +98,7 @@ if TYPE_CHECKING:
     from warden.sandboxes.sandbox import Sandbox
     from warden.scan import Finding, Policy, scan, scan_paths
     from warden.spec.limits import Limits
+    from warden.spec.network import NetworkEvent, NetworkPolicy
     from warden.spec.result import ExecResult
 
     __version__: str

@@ -11,8 +11,12 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from warden.cli import flags
+
+if TYPE_CHECKING:
+    from warden.spec.network import NetworkPolicy
 
 __all__ = ["EXIT_USAGE", "EXIT_WARDEN", "add_parser", "exit_status", "run", "signal_name"]
 
@@ -49,6 +53,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         p.add_argument(flag, dest=field, type=kind, metavar=metavar, help=text)
     p.add_argument("--network", type=flags.network, default="none", metavar="POLICY",
                    help="network policy (default none: loopback only)")
+    p.add_argument("--allow", action="append", default=[], metavar="HOST[:PORT]",
+                   help="allow connections to HOST (a name, *.domain or CIDR; :PORT or :LO-HI) "
+                   "through warden's egress proxy (repeatable; makes a NetworkPolicy)")
+    p.add_argument("--deny", action="append", default=[], metavar="HOST[:PORT]",
+                   help="refuse HOST even where --allow would allow it (repeatable)")
+    p.add_argument("--resolve", type=flags.env_pair, action="append", default=[],
+                   metavar="NAME=ADDR", help="pin NAME to the address ADDR (repeatable)")
+    p.add_argument("--egress-netns", metavar="PATH",
+                   help="network namespace to dial out from (default: warden's own)")
     p.add_argument("--provider", type=flags.provider, default="native", metavar="NAME",
                    help="native (default), docker, or auto")
     p.add_argument("--env", type=flags.env_pair, action="append", default=[],
@@ -92,6 +105,16 @@ def _notes(res, limits) -> list[str]:
     return notes
 
 
+def _network(args: argparse.Namespace) -> str | NetworkPolicy:
+    """--network, or the NetworkPolicy that --allow and its companions describe."""
+    if not (args.allow or args.deny or args.resolve or args.egress_netns):
+        return args.network
+    from warden.spec.network import NetworkPolicy
+
+    return NetworkPolicy(allow=tuple(args.allow), deny=tuple(args.deny),
+                         resolve=dict(args.resolve), egress_netns=args.egress_netns)
+
+
 def run(args: argparse.Namespace) -> int:
     from warden.errors import InvalidArgument, WardenError
     from warden.sandboxes.run import run as run_sandboxed
@@ -106,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
                        if getattr(args, field) is not None})
     stdin = None if sys.stdin is None or sys.stdin.isatty() else sys.stdin.buffer.read()
     try:
-        res = run_sandboxed(command, stdin=stdin, limits=limits, network=args.network,
+        res = run_sandboxed(command, stdin=stdin, limits=limits, network=_network(args),
                             env=dict(args.env), cwd=args.cwd, provider=args.provider)
     except InvalidArgument as exc:
         print(f"warden run: {exc}", file=sys.stderr)

@@ -13,7 +13,7 @@ except ``env``, which defaults to empty)::
       max_pids: 32
       cpus: 1.0
       rate_limit: {calls: 100, period_seconds: 60}    # null: no rate limit
-    network: none
+    network: none                     # or {allow: [api.example.com:443], deny: [...]}
     allowed_imports: [json]
     env: {MODE: fast}
     pool: {min_workers: 1, max_workers: 4, max_calls_per_worker: 100000, idle_seconds: 300}
@@ -42,7 +42,9 @@ from warden.plugins import files, yaml_safe
 
 if TYPE_CHECKING:
     from warden.scan import Policy
-from warden.spec.limits import NETWORK_POLICIES, Limits
+from warden.plugins.network_section import network_section
+from warden.spec.limits import Limits
+from warden.spec.network import NetworkPolicy
 
 __all__ = [
     "MANIFEST_NAME",
@@ -139,7 +141,7 @@ class Manifest:
     version: str = "1.0.0"
     entry_point: str = "src/main.py"
     resources: Resources = field(default_factory=Resources)
-    network: str = "none"
+    network: str | NetworkPolicy = "none"
     allowed_imports: tuple[str, ...] = ("json",)
     env: Mapping[str, str] = field(default_factory=lambda: types.MappingProxyType({}),
                                    hash=False)
@@ -358,9 +360,7 @@ def manifest_from_dict(data: object) -> Manifest:
     name = _string("name", d["name"], _NAME_RE,
                    "a name of letters, digits and _.- starting with a letter or digit "
                    "(up to 64)")
-    network = d.get("network", "none")
-    if network not in NETWORK_POLICIES or not isinstance(network, str):
-        raise _err("network", network, " or ".join(repr(p) for p in NETWORK_POLICIES))
+    network = network_section(d.get("network", "none"))
     scan, scan_rules = _scan_section(d.get("scan"))
     return Manifest(
         name=name,

@@ -17,8 +17,9 @@ from typing import Any
 
 from warden.errors import ProviderUnavailable
 from warden.spec.limits import Limits
+from warden.spec.network import NetworkEvent, NetworkPolicy
 from warden.spec.result import ExecResult
-from warden.spec.sandbox import LABEL_KEYS, SandboxSpec
+from warden.spec.sandbox import LABEL_KEYS, SandboxSpec, network_kind
 
 # SandboxSpec and LABEL_KEYS live in warden.spec; they are named here too because every
 # provider, third-party ones included, speaks of them.
@@ -30,7 +31,7 @@ __all__ = ["LABEL_KEYS", "Capabilities", "Provider", "ReconcileReport", "Sandbox
 class Capabilities:
     isolation: str                       # "namespaces+seccomp+cgroups", "container", ...
     limits: frozenset[str]               # Limits fields the provider enforces
-    network_policies: frozenset[str]     # e.g. {"none"}
+    network_policies: frozenset[str]     # "none" and the NetworkPolicy modes, e.g. "proxy"
     readonly_root: bool
     worker_protocol: bool = True         # can run warden's worker (call, run_python)
     images: bool = False                 # runs a spec's container image (SandboxSpec.image)
@@ -72,10 +73,20 @@ class Provider(abc.ABC):
     def check(self, spec: SandboxSpec) -> None:
         """Raise ProviderUnavailable if this provider cannot honour every part of ``spec``."""
         caps = self.capabilities()
-        if spec.network not in caps.network_policies:
+        kind = network_kind(spec.network)
+        if kind not in caps.network_policies:
+            what = (f"NetworkPolicy(mode={kind!r})" if isinstance(spec.network, NetworkPolicy)
+                    else f"network policy {kind!r}")
             raise ProviderUnavailable(
-                f"network policy {spec.network!r} on provider {self.name!r}",
-                f"it offers {sorted(caps.network_policies)}")
+                f"{what} on provider {self.name!r}",
+                f"it offers {sorted(caps.network_policies)}"
+                + ("; the transparent mode (veth, DNS and TCP redirection) is not built yet: "
+                   "use mode='proxy'" if kind == "transparent" else ""))
+        if isinstance(spec.network, NetworkPolicy) and spec.network.inject:
+            raise ProviderUnavailable(
+                "credential injection (NetworkPolicy.inject)",
+                "warden's egress proxy does not add headers or terminate TLS yet; pass the "
+                "credential to the code inside or leave inject unset")
         if spec.readonly and not caps.readonly_root:
             raise ProviderUnavailable(f"a read-only workspace on provider {self.name!r}")
         if spec.image and not caps.images:
@@ -124,6 +135,22 @@ class Provider(abc.ABC):
     def destroy(self, handle: SandboxHandle) -> None:
         """Kill everything in the sandbox and free it. Idempotent."""
 
+    def set_network(self, handle: SandboxHandle, network: str | NetworkPolicy) -> None:
+        """New connections of the sandbox go by ``network`` (checked by the caller)."""
+        raise ProviderUnavailable(f"changing a running sandbox's network on provider "
+                                  f"{self.name!r}")
+
+    def network_log(self, handle: SandboxHandle) -> list[NetworkEvent]:
+        """The sandbox's connection attempts, oldest first ([] for network 'none')."""
+        return []
+
+    def expose(self, handle: SandboxHandle, port: int) -> str:
+        """"127.0.0.1:NNNNN" on the host, forwarding to TCP ``port`` inside the sandbox."""
+        raise ProviderUnavailable(f"exposing a sandbox's port on provider {self.name!r}")
+
+    def unexpose(self, handle: SandboxHandle, port: int) -> None:  # noqa: B027 -- a no-op
+        """Stop forwarding ``port``; nothing when it was not exposed."""
+
     @abc.abstractmethod
     def list(self, labels: Mapping[str, str] | None = None) -> list[SandboxHandle]:
         """Live sandboxes of this provider whose labels include ``labels``."""
@@ -133,7 +160,7 @@ class Provider(abc.ABC):
         """Remove orphans, re-adopt survivors, classify exits."""
 
     def run(self, argv: Sequence[str], *, stdin: bytes | None = None,
-            limits: Limits | None = None, network: str = "none",
+            limits: Limits | None = None, network: str | NetworkPolicy = "none",
             env: Mapping[str, str] | None = None, cwd: str | None = None,
             max_output_bytes: int | None = None) -> ExecResult:
         """One command in a fresh sandbox, torn down after. The arguments are checked by the

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from warden.providers.registry import get_provider
 from warden.sandboxes import checks
 from warden.spec.limits import Limits
+from warden.spec.network import NetworkPolicy
 from warden.spec.result import DEFAULT_OUTPUT_CAP, ExecResult
 
 __all__ = ["run"]
@@ -17,7 +18,7 @@ def run(
     *,
     stdin: bytes | str | None = None,
     limits: Limits | None = None,
-    network: str = "none",
+    network: str | NetworkPolicy = "none",
     env: Mapping[str, str] | None = None,
     cwd: str | None = None,
     provider: str = "native",

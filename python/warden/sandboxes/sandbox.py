@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from warden.providers.registry import get_provider
 from warden.sandboxes import checks
 from warden.spec.limits import Limits
+from warden.spec.network import NetworkEvent, NetworkPolicy
 from warden.spec.result import ExecResult
 from warden.spec.sandbox import SandboxSpec
 from warden.wire import ops
@@ -53,7 +54,7 @@ class Sandbox:
     ``checks.MAX_TIMEOUT_S`` (a week); there is no unbounded timeout.
     """
 
-    def __init__(self, limits: Limits | None = None, network: str = "none",
+    def __init__(self, limits: Limits | None = None, network: str | NetworkPolicy = "none",
                  labels: Mapping[str, str] | None = None, readonly: bool = False, *,
                  provider: str = "native", reuse_key: str | None = None,
                  env: Mapping[str, str] | None = None) -> None:
@@ -109,6 +110,26 @@ class Sandbox:
         args = {"payload": checks.payload(payload), "source" if is_source else "name": text}
         limit = checks.timeout_s(timeout)
         return self._provider.call(self._handle, ops.CALL_FN, args, timeout=limit)
+
+    def set_network(self, network: str | NetworkPolicy) -> None:
+        """Connections the sandbox opens from now on go by ``network`` (a NetworkPolicy, or
+        "none"); those already open go on. Commands started from now on get the proxy
+        variables of a policy."""
+        self._provider.set_network(self._handle, checks.network_policy(network))
+
+    def network_log(self) -> list[NetworkEvent]:
+        """One entry per connection attempt through the sandbox's proxy, oldest first: time,
+        host, port, address dialled, allowed or denied with the rule that decided, bytes up
+        and down, duration (the last 10,000 attempts)."""
+        return self._provider.network_log(self._handle)
+
+    def expose(self, port: int) -> str:
+        """"127.0.0.1:NNNNN": a port on the host's loopback forwarding to TCP ``port`` that
+        the sandbox listens on (127.0.0.1 inside); gone with unexpose() or the sandbox."""
+        return self._provider.expose(self._handle, port)
+
+    def unexpose(self, port: int) -> None:
+        self._provider.unexpose(self._handle, port)
 
     def close(self) -> None:
         self._provider.destroy(self._handle)

@@ -8,20 +8,30 @@ from dataclasses import dataclass, field
 
 from warden.errors import InvalidArgument
 from warden.spec.limits import NETWORK_POLICIES, Limits
+from warden.spec.network import NetworkPolicy
 
-__all__ = ["LABEL_KEYS", "SandboxSpec", "known_network"]
+__all__ = ["LABEL_KEYS", "SandboxSpec", "known_network", "network_kind"]
 
 # The labels every sandbox may carry; reuse and listing go by them.
 LABEL_KEYS = ("tenant", "project", "environment", "purpose")
 
 
-def known_network(network: object) -> str:
-    """``network`` if warden knows that policy. One it knows but a provider cannot give is
-    that provider's ProviderUnavailable, raised when the sandbox is made."""
+def known_network(network: object) -> str | NetworkPolicy:
+    """``network`` if warden knows that policy: "none" or a NetworkPolicy. One it knows but a
+    provider cannot give is that provider's ProviderUnavailable, raised when the sandbox is
+    made."""
+    if isinstance(network, NetworkPolicy):
+        return network
     if not isinstance(network, str) or network not in NETWORK_POLICIES:
         raise InvalidArgument("network", network, "it is not a network policy warden knows; "
-                              "use " + " or ".join(repr(p) for p in NETWORK_POLICIES))
+                              "use " + " or ".join(repr(p) for p in NETWORK_POLICIES)
+                              + " or a warden.NetworkPolicy")
     return network
+
+
+def network_kind(network: str | NetworkPolicy) -> str:
+    """What a provider must be able to give: "none", or a policy's mode ("proxy", ...)."""
+    return network.mode if isinstance(network, NetworkPolicy) else network
 
 
 @dataclass(frozen=True)
@@ -29,7 +39,7 @@ class SandboxSpec:
     """What a sandbox must be. Plain data; providers map it onto their mechanisms."""
 
     limits: Limits = field(default_factory=Limits)
-    network: str = "none"
+    network: str | NetworkPolicy = "none"
     readonly: bool = False               # the workspace is read-only to the code inside
     labels: Mapping[str, str] = field(default_factory=dict)
     # Host directory bound read-only inside, at `mount_at` (a plugin's root); "" for none.

@@ -10,7 +10,6 @@ abandoned, so a late reply can never reach another caller.
 
 from __future__ import annotations
 
-import builtins
 import contextlib
 import errno
 import itertools
@@ -23,7 +22,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import cast
 
@@ -37,7 +36,6 @@ from warden.errors import (
     TimeoutExceeded,
     WorkerCrashed,
 )
-from warden.guest import files
 from warden.host import cgroups, descriptors, identity
 from warden.host.environ import python_paths, sandbox_env
 from warden.providers.base import (
@@ -49,15 +47,15 @@ from warden.providers.base import (
 )
 from warden.providers.errors import sandbox_error
 from warden.providers.execs import During, exec_result, output_cap
-from warden.providers.native import prepare, runner
+from warden.providers.native import network, prepare, runner
+from warden.providers.native.files import FilesMixin
 from warden.providers.native.state import NativeState, state_of
 from warden.providers.native.zygote import Zygote
 from warden.spec.limits import Limits
+from warden.spec.network import NetworkPolicy
 from warden.spec.result import DEFAULT_OUTPUT_CAP, ExecResult
 from warden.wire import ops
 from warden.wire.channel import Channel, ChannelClosed
-from warden.wire.paths import check_relative
-from warden.wire.replies import parse_bytes, parse_entries
 
 __all__ = ["NativeProvider"]
 
@@ -95,13 +93,6 @@ _PROVIDERS = itertools.count(1)
 # end at once; a worker that closed its channel and lives on is killed after this.
 _END_REPORT_S = 2.0
 
-# The tool layer's file ops, run on the host for a read-only workspace: the same functions
-# the worker runs inside, under the same path rule.
-_HOST_FILE_OPS: dict[str, Callable[..., object]] = {
-    ops.WRITE_FILE: files.write_file, ops.READ_FILE: files.read_file,
-    ops.LIST_FILES: files.list_files, ops.REMOVE_FILE: files.remove_file}
-
-
 def _spec_key(spec: SandboxSpec) -> tuple:
     """Everything that makes two sandboxes different, hashable: sandboxes made ahead are
     handed out only to a spec equal in every field."""
@@ -126,7 +117,7 @@ class _Made:
         self.provider._teardown(self.handle)
 
 
-class NativeProvider(Provider):
+class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
     name = "native"
 
     def __init__(self) -> None:
@@ -140,12 +131,13 @@ class NativeProvider(Provider):
 
     def capabilities(self) -> Capabilities:
         return Capabilities(isolation="namespaces+seccomp+cgroups", limits=_ALL_LIMITS,
-                            network_policies=frozenset({"none"}), readonly_root=True)
+                            network_policies=frozenset({"none", "proxy"}), readonly_root=True)
 
     # -- life cycle ----------------------------------------------------------------------------
 
     def _config(self, spec: SandboxSpec, host_ws: str | None) -> dict:
-        cfg = runner.base_config(spec.limits, network=spec.network)
+        # A policy's sandbox is jailed as one of "none": only its proxy differs.
+        cfg = runner.base_config(spec.limits)
         cfg["ro_paths"] = [*cfg["ro_paths"], *_import_roots()]
         binds = []
         writable = list(spec.writable) or (["/workspace"] if host_ws is None else [])
@@ -207,20 +199,22 @@ class NativeProvider(Provider):
                 raise
             # The identity is handed back once the cgroup, and so everything of it, is gone.
             undo.callback(prep.release, cg, host_id=host_id)
-            pid, got, chan = self._start_worker(spec, host_ws, cg, host_id, undo)
+            pid, got, chan, netns = self._start_worker(spec, host_ws, cg, host_id, undo)
             handle = SandboxHandle(
                 id=f"native-{os.getpid()}-{next(self._seq)}", provider=self.name, spec=spec,
                 labels=dict(spec.labels),
                 _state=NativeState(
                     pid=pid, pidfd=got[0], status_fd=got[1], mount_ns=tuple(got[2:]), chan=chan,
                     cgroup=cg, host_id=host_id, host_ws=host_ws,
-                    large_dir=f"/proc/{pid}/root{spec.data_dir}" if spec.data_dir else None))
+                    large_dir=f"/proc/{pid}/root{spec.data_dir}" if spec.data_dir else None,
+                    netns=netns))
+            network.attach(state_of(handle), spec.network)
             undo.pop_all()
         return handle
 
     def _start_worker(self, spec: SandboxSpec, host_ws: str | None, cg: cgroups.SandboxCgroup,
                       host_id: identity.HostId, undo: contextlib.ExitStack,
-                      ) -> tuple[int, list[int], Channel]:
+                      ) -> tuple[int, list[int], Channel, int]:
         """Have the zygote fork the sandbox into ``cg`` as ``host_id``: (its init's pid, the
         descriptors that came with the answer — the init's pidfd, its status pipe, the mount
         namespace —, the channel to the worker), each closed by ``undo`` unless the sandbox
@@ -229,6 +223,8 @@ class NativeProvider(Provider):
         with contextlib.ExitStack() as sent:  # the zygote has its own copies of these
             netns = descriptors.at_step("network namespace", prepare.preparer().netns)
             sent.callback(os.close, netns)
+            kept = descriptors.at_step("network namespace", os.dup, netns)
+            undo.callback(os.close, kept)
             host, child = descriptors.at_step("worker socket", socket.socketpair,
                                               socket.AF_UNIX, socket.SOCK_STREAM)
             undo.callback(host.close)
@@ -244,7 +240,7 @@ class NativeProvider(Provider):
             if cg_fd is not None:
                 fds.append(cg_fd)
             chan = Channel(host)
-            setup = {"config": cfg, "env": sandbox_env(spec.env),
+            setup = {"config": cfg, "env": sandbox_env(network.env_for(spec.network, spec.env)),
                      "entry": spec.entry_point or None, "data_dir": spec.data_dir or None}
             result, got = descriptors.at_step(
                 "zygote spawn", self._zygote.spawn, chan, setup, fds, netns=True,
@@ -256,11 +252,12 @@ class NativeProvider(Provider):
             # (MSG_CTRUNC). The sandbox lives, but unseen: closing its socket (undo) ends the
             # worker, and the removal of its cgroup takes whatever is left.
             raise descriptors.exhausted("receiving the sandbox's pidfd", errno.EMFILE)
-        return cast("dict[str, int]", result)["pid"], got, chan  # the zygote is warden's own
+        return cast("dict[str, int]", result)["pid"], got, chan, kept  # the zygote's own
 
     @staticmethod
     def _env(handle: SandboxHandle) -> dict[str, str]:
-        return dict(e.split("=", 1) for e in sandbox_env(handle.spec.env))
+        return dict(e.split("=", 1)
+                    for e in sandbox_env(network.env_for(handle.spec.network, handle.spec.env)))
 
     def _kill(self, handle: SandboxHandle) -> None:
         st = state_of(handle)
@@ -340,6 +337,7 @@ class NativeProvider(Provider):
                 raise CgroupTeardownError(handle.id, errno.ETIMEDOUT,
                                           "its init did not exit within 5 s of SIGKILL")
             st.chan.close()
+            network.detach(st)
             os.close(st.pidfd)
             os.close(st.status_fd)
             prepare.preparer().release(st.cgroup, st.mount_ns, host_id=st.host_id)
@@ -461,38 +459,13 @@ class NativeProvider(Provider):
             peak_before=before.peak_memory_bytes, peak_after=after.peak_memory_bytes),
             time.monotonic() - t0)
 
-    # -- files ---------------------------------------------------------------------------------
-
-    def _files(self, handle: SandboxHandle, op: str, path: str, **fields: object) -> object:
-        """A file op: on the host, beneath a read-only workspace that the sandbox only
-        reads; else through the worker. The path goes as the caller gave it (checked here
-        first), so that an error names it as given."""
-        check_relative(path)
-        root = state_of(handle).host_ws
-        if root is None:
-            return self._call(handle, op, {"path": path, **fields}, path=path)
-        try:
-            return _HOST_FILE_OPS[op](root, path, **fields)
-        except SandboxFileError as exc:
-            err = sandbox_error(exc, handle, op, path=path)
-            raise err from err.__cause__
-
-    def write_file(self, handle: SandboxHandle, path: str, data: bytes) -> None:
-        self._files(handle, ops.WRITE_FILE, path, data=bytes(data))
-
-    def read_file(self, handle: SandboxHandle, path: str) -> bytes:
-        return parse_bytes(self._files(handle, ops.READ_FILE, path), "the file's content")
-
-    def list_files(self, handle: SandboxHandle, path: str = ".") -> builtins.list[str]:
-        return [e["name"] for e in parse_entries(self._files(handle, ops.LIST_FILES, path))]
-
-    def remove_file(self, handle: SandboxHandle, path: str) -> None:
-        self._files(handle, ops.REMOVE_FILE, path)
-
     def run(self, argv: Sequence[str], *, stdin: bytes | None = None,
-            limits: Limits | None = None, network: str = "none",
+            limits: Limits | None = None, network: str | NetworkPolicy = "none",
             env: Mapping[str, str] | None = None, cwd: str | None = None,
             max_output_bytes: int | None = None) -> ExecResult:
+        if not isinstance(network, str):
+            return self._run_with_policy(argv, stdin=stdin, limits=limits or Limits(),
+                                         network=network, env=env, cwd=cwd)
         # One-shot commands need no worker: a sandbox made ahead runs the command itself.
         return runner.run(list(argv), sandbox_env(env), stdin=stdin, limits=limits or Limits(),
                           network=network, cwd=cwd,

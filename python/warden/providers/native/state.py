@@ -18,6 +18,7 @@ from warden.errors import InvalidArgument
 if TYPE_CHECKING:
     from warden.host.cgroups import SandboxCgroup
     from warden.host.identity import HostId
+    from warden.host.net.egress import Attachment
     from warden.providers.base import SandboxHandle
     from warden.wire.channel import Channel
 
@@ -66,6 +67,12 @@ class NativeState:
     # The preparer's key for this sandbox's spec, so that destroy has the next one made ahead;
     # set by create when it hands the sandbox out (None while it waits in the preparer).
     prep_key: Hashable | None = None
+    # The sandbox's network namespace, kept open for its proxy and exposed ports. Set by
+    # _spawn; closed by teardown (providers.native.network.detach).
+    netns: int = -1
+    # warden's side of the sandbox's network (its proxy, log, exposed ports); None until a
+    # policy or an exposed port needs it. Set under ``lock``; ended by teardown.
+    net: Attachment | None = None
 
 
 def state_of(handle: SandboxHandle) -> NativeState:

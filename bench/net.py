@@ -1,0 +1,173 @@
+"""Network policy overhead: a request through a sandbox's egress proxy (HTTP forward and
+CONNECT) against the same request made directly inside the world namespace; the set-up of one
+connection (TCP connect vs connect + CONNECT answered); a 10 MB download; and making a
+Sandbox with a policy against one without.
+
+    python bench/net.py [--runs 300]      (root: it makes its own network namespace)
+
+The world is a network namespace this script makes, with an HTTP server on its loopback; the
+sandbox reaches it through NetworkPolicy(egress_netns=...). The direct peer is a client on a
+host thread whose sockets were made in the world namespace. Both clients are Python.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.server
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+import warden
+from warden.host.net import netns
+
+CLIENT = r'''
+import json, socket, sys, time
+mode, runs = sys.argv[1], int(sys.argv[2])
+P = ("127.0.0.1", 3128)
+def recv_all(s):
+    out = b""
+    while True:
+        d = s.recv(1 << 20)
+        if not d:
+            return out
+        out += d
+def request(path):
+    s = socket.create_connection(P)
+    if mode == "connect":
+        s.sendall(b"CONNECT api.test:8080 HTTP/1.1\r\n\r\n")
+        while not s.recv(4096).endswith(b"\r\n\r\n"):
+            pass
+        s.sendall(b"GET " + path + b" HTTP/1.0\r\nHost: api.test\r\n\r\n")
+    else:
+        s.sendall(b"GET http://api.test:8080" + path + b" HTTP/1.0\r\nHost: api.test:8080\r\n\r\n")
+    n = len(recv_all(s))
+    s.close()
+    return n
+def setup():
+    s = socket.create_connection(P)
+    s.sendall(b"CONNECT api.test:8080 HTTP/1.1\r\n\r\n")
+    s.recv(4096)
+    s.close()
+out = []
+for _ in range(runs):
+    t = time.perf_counter()
+    setup() if mode == "setup" else request(b"/big/10000000" if mode == "bulk" else b"/x")
+    out.append(time.perf_counter() - t)
+print(json.dumps(out))
+'''
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"
+
+    def do_GET(self) -> None:
+        size = int(self.path[5:]) if self.path.startswith("/big/") else 2
+        self.send_response(200)
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        self.wfile.write(b"x" * size)
+
+    def log_message(self, *a: object) -> None:
+        pass
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+def direct(world_fd: int, mode: str, runs: int) -> list[float]:
+    def sock() -> socket.socket:
+        return socket.socket()
+
+    out = []
+    for _ in range(runs):
+        s = netns.in_netns(world_fd, sock)
+        t = time.perf_counter()
+        s.connect(("127.0.0.1", 8080))
+        if mode != "setup":
+            path = b"/big/10000000" if mode == "bulk" else b"/x"
+            s.sendall(b"GET " + path + b" HTTP/1.0\r\nHost: api.test\r\n\r\n")
+            while s.recv(1 << 20):
+                pass
+        out.append(time.perf_counter() - t)
+        s.close()
+    return out
+
+
+def line(label: str, proxied: list[float], plain: list[float]) -> None:
+    a, b = statistics.median(proxied) * 1e3, statistics.median(plain) * 1e3
+    print(f"{label:34s} proxy p50 {a:8.3f} ms  p99 {pct(proxied, 99) * 1e3:8.3f} ms   "
+          f"direct p50 {b:8.3f} ms   added {a - b:+7.3f} ms  ({a / b:4.1f}x)")
+
+
+def creation(policy: warden.NetworkPolicy, runs: int) -> tuple[list[float], list[float]]:
+    with_p, without = [], []
+    for _ in range(runs):
+        for net, out in ((policy, with_p), ("none", without)):
+            t = time.perf_counter()
+            sb = warden.Sandbox(network=net)
+            out.append(time.perf_counter() - t)
+            sb.close()
+    return with_p, without
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=300)
+    args = ap.parse_args()
+    name = f"warden-bench-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+
+        def listen() -> socket.socket:
+            s = socket.socket()
+            s.bind(("127.0.0.1", 8080))
+            s.listen(128)
+            return s
+
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler, False)
+        srv.socket.close()
+        srv.socket = netns.in_netns(fd, listen)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        policy = warden.NetworkPolicy(allow=["api.test:8080"], resolve={"api.test": "127.0.0.1"},
+                                      egress_netns=f"/run/netns/{name}")
+        with warden.Sandbox(network=policy, limits=warden.Limits(wall_time_s=600)) as sb:
+            sb.files.write("c.py", CLIENT)
+
+            def inside(mode: str, runs: int) -> list[float]:
+                r = sb.exec([sys.executable, "-I", "/workspace/c.py", mode, str(runs)],
+                            timeout=600)
+                return json.loads(r.stdout)
+
+            print(f"runs: {args.runs} (bulk: {max(3, args.runs // 30)})")
+            line("request, HTTP forward", inside("http", args.runs),
+                 direct(fd, "http", args.runs))
+            line("request, CONNECT tunnel", inside("connect", args.runs),
+                 direct(fd, "http", args.runs))
+            line("connection set-up (CONNECT 200)", inside("setup", args.runs),
+                 direct(fd, "setup", args.runs))
+            bulk = max(3, args.runs // 30)
+            line("10 MB download, HTTP forward", inside("bulk", bulk), direct(fd, "bulk", bulk))
+        runs = max(10, args.runs // 10)
+        with_p, without = creation(policy, runs)
+        line(f"Sandbox() create ({runs} runs)", with_p, without)
+        print("  (for the creation line: 'proxy' = with a NetworkPolicy, 'direct' = network "
+              "'none')")
+        srv.shutdown()
+        srv.server_close()
+        os.close(fd)
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+if __name__ == "__main__":
+    main()

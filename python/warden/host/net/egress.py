@@ -1,0 +1,300 @@
+"""The egress service: one event loop thread per warden process serving every sandbox's proxy
+and exposed ports, and per sandbox an Attachment that holds its policy, budgets and log.
+
+Each sandbox with a policy gets its own listening socket, made inside the sandbox's network
+namespace at 127.0.0.1:PROXY_PORT by warden (netns.in_netns): it is the sandbox's only way
+out, it is reachable from that namespace alone (so no sandbox can reach another's proxy or
+another's connections), and the sandbox cannot reconfigure it (the namespace belongs to the
+host's user namespace). No process runs inside the sandbox for it.
+
+Fairness: every wait is bounded (proxy.py), every connection is non-blocking on the one loop,
+and each sandbox has its own connection cap (``max_connections``, default
+DEFAULT_MAX_CONNECTIONS), byte budget (``max_bytes``), listen backlog and resolver slots, so a
+slow or hostile sandbox spends its own allowance, not another's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from warden.host.net import netns, proxy
+from warden.spec.network import NetworkEvent, NetworkPolicy
+
+__all__ = ["DEFAULT_MAX_CONNECTIONS", "LOG_MAX", "PROXY_PORT", "Attachment", "Egress",
+           "Record", "egress", "proxy_env"]
+
+PROXY_PORT = 3128
+DEFAULT_MAX_CONNECTIONS = 64
+LOG_MAX = 10000
+BACKLOG = 64
+RESOLVER_SLOTS = 2
+T = TypeVar("T")
+
+
+def proxy_env() -> dict[str, str]:
+    """The variables that point HTTP clients at the proxy (both spellings: curl reads only
+    the lower-case http_proxy, others the upper-case ones)."""
+    url = f"http://127.0.0.1:{PROXY_PORT}"
+    env = {"HTTP_PROXY": url, "HTTPS_PROXY": url, "ALL_PROXY": f"socks5h://127.0.0.1:{PROXY_PORT}",
+           "NO_PROXY": "localhost,127.0.0.1,::1"}
+    return {**env, **{k.lower(): v for k, v in env.items()}}
+
+
+class Record:
+    """One connection attempt as it happens; written on the loop thread only."""
+
+    __slots__ = ("time", "host", "port", "via", "address", "allowed", "rule", "error",
+                 "up", "down", "t0", "t1")
+
+    def __init__(self, host: str, port: int, via: str) -> None:
+        self.time, self.t0 = time.time(), time.monotonic()
+        self.t1: float | None = None
+        self.host, self.port, self.via = host, port, via
+        self.address: str | None = None
+        self.allowed, self.rule, self.error = False, "", ""
+        self.up = self.down = 0
+
+    def deny(self, rule: str, address: str | None = None) -> None:
+        self.allowed, self.rule, self.address = False, rule, address
+        self.close()
+
+    def allow(self, address: str, rule: str) -> None:
+        self.allowed, self.rule, self.address = True, rule, address
+
+    def fail(self, error: str) -> None:
+        self.error = error
+        self.close()
+
+    def count(self, n: int, *, up: bool) -> None:
+        if up:
+            self.up += n
+        else:
+            self.down += n
+
+    def close(self) -> None:
+        if self.t1 is None:
+            self.t1 = time.monotonic()
+
+    def event(self) -> NetworkEvent:
+        end = self.t1 if self.t1 is not None else time.monotonic()
+        rule = self.rule + (f" ({self.error})" if self.error else "")
+        return NetworkEvent(time=self.time, host=self.host, port=self.port,
+                            address=self.address, allowed=self.allowed, rule=rule,
+                            via=self.via, bytes_up=self.up, bytes_down=self.down,
+                            duration_s=end - self.t0, open=self.t1 is None)
+
+
+class Attachment:
+    """warden's side of one sandbox's network: its proxy listener, policy, budgets, log and
+    exposed ports. Made and ended by Egress; ``policy`` may be swapped from any thread."""
+
+    def __init__(self, service: Egress, netns_fd: int) -> None:
+        self.service = service
+        self.netns_fd = os.dup(netns_fd)
+        self.policy: NetworkPolicy | None = None
+        self.dialer: netns.Dialer | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._log: collections.deque[Record] = collections.deque(maxlen=LOG_MAX)
+        self._log_lock = threading.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.exposed: dict[int, tuple[asyncio.base_events.Server, str]] = {}
+        self.open = 0
+        self.spent = 0
+        self.exhausted = False
+        self.resolving = asyncio.Semaphore(RESOLVER_SLOTS)
+
+    # -- loop side -----------------------------------------------------------------------------
+
+    def dial(self) -> netns.Dialer:
+        assert self.dialer is not None  # set with every policy (Egress.set_policy)
+        return self.dialer
+
+    def record(self, host: str, port: int, via: str) -> Record:
+        rec = Record(host, port, via)
+        with self._log_lock:
+            self._log.append(rec)
+        return rec
+
+    def budget_refusal(self) -> str | None:
+        policy = self.policy
+        if self.exhausted and policy is not None and policy.max_bytes is not None:
+            return f"max_bytes budget of {policy.max_bytes} spent"
+        return None
+
+    def charge(self, n: int) -> int:
+        """How many of ``n`` bytes the budget lets pass (and charges)."""
+        cap = self.policy.max_bytes if self.policy is not None else None
+        allowed = n if cap is None else max(0, min(n, cap - self.spent))
+        self.spent += allowed
+        return allowed
+
+    def exhaust(self) -> None:
+        """The byte budget is spent: end every connection of this sandbox."""
+        self.exhausted = True
+        for task in list(self._tasks):
+            if task is not asyncio.current_task():
+                task.cancel()
+
+    async def accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        policy = self.policy
+        cap = DEFAULT_MAX_CONNECTIONS
+        if policy is not None and policy.max_connections is not None:
+            cap = policy.max_connections
+        if self.open >= cap:
+            self.record("", 0, "proxy").deny(f"max_connections limit of {cap} reached")
+            writer.close()
+            return
+        self.open += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            await proxy.serve(self, reader, writer)
+        finally:
+            self.open -= 1
+            self._tasks.discard(task)
+
+    # -- any thread ----------------------------------------------------------------------------
+
+    def events(self) -> list[NetworkEvent]:
+        with self._log_lock:
+            records = list(self._log)
+        return [r.event() for r in records]
+
+
+class Egress:
+    """The process's egress service (see the module)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="warden-egress",
+                                        daemon=True)
+        self._thread.start()
+        self._dialers: dict[str | None, tuple[netns.Dialer, int]] = {}
+        self._lock = threading.Lock()
+
+    def _on_loop(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def attach(self, netns_fd: int, policy: NetworkPolicy | None) -> Attachment:
+        """warden's side of the sandbox whose network namespace is ``netns_fd``; with a
+        policy, its proxy listens from now on."""
+        att = self._on_loop(self._new(netns_fd))
+        try:
+            self.set_policy(att, policy)
+        except BaseException:
+            self.detach(att)
+            raise
+        return att
+
+    async def _new(self, netns_fd: int) -> Attachment:
+        return Attachment(self, netns_fd)  # its semaphore belongs to this loop
+
+    def set_policy(self, att: Attachment, policy: NetworkPolicy | None) -> None:
+        """New connections of the sandbox go by ``policy`` (None: none at all)."""
+        old = att.policy
+        want = None if policy is None else policy.egress_netns
+        if policy is not None and (old is None or old.egress_netns != want):
+            dialer = self._dialer(want)
+            if att.dialer is not None:
+                self._release(att.dialer)
+            att.dialer = dialer
+        att.policy = policy
+        if policy is not None and att._server is None:
+            listener = netns.in_netns(att.netns_fd, _listener)
+            att._server = self._on_loop(asyncio.start_server(
+                att.accept, sock=listener, limit=proxy.http.MAX_HEAD + 4))
+        elif policy is None and att._server is not None:
+            self._on_loop(_close_server(att._server))
+            att._server = None
+
+    def detach(self, att: Attachment) -> None:
+        """End everything of the sandbox: its listener, connections and exposed ports."""
+        self._on_loop(self._end(att))
+        if att.dialer is not None:
+            self._release(att.dialer)
+            att.dialer = None
+        os.close(att.netns_fd)
+
+    async def _end(self, att: Attachment) -> None:
+        if att._server is not None:
+            await _close_server(att._server)
+            att._server = None
+        for server, _ in list(att.exposed.values()):
+            await _close_server(server)
+        att.exposed.clear()
+        tasks = list(att._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _dialer(self, path: str | None) -> netns.Dialer:
+        with self._lock:
+            dialer, refs = self._dialers.get(path) or (None, 0)
+            if dialer is None:
+                dialer = netns.Dialer(path)
+            self._dialers[path] = (dialer, refs + 1)
+            return dialer
+
+    def _release(self, dialer: netns.Dialer) -> None:
+        with self._lock:
+            _, refs = self._dialers[dialer.path]
+            if refs > 1:
+                self._dialers[dialer.path] = (dialer, refs - 1)
+                return
+            del self._dialers[dialer.path]
+        dialer.close()
+
+    def call(self, fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        return self._on_loop(fn())
+
+    def dialers(self) -> int:
+        """How many egress namespaces are held open (for tests of what is left behind)."""
+        with self._lock:
+            return len(self._dialers)
+
+
+def _listener() -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        s.bind(("127.0.0.1", PROXY_PORT))
+        s.listen(BACKLOG)
+        s.setblocking(False)
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+async def _close_server(server: asyncio.base_events.Server) -> None:
+    server.close()
+    await server.wait_closed()
+
+
+_egress: Egress | None = None
+_lock = threading.Lock()
+
+
+def egress() -> Egress:
+    """The process's egress service, started on first use."""
+    global _egress
+    with _lock:
+        if _egress is None:
+            _egress = Egress()
+        return _egress
+
+
+def _forget_in_child() -> None:
+    global _egress, _lock
+    _egress = None
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)

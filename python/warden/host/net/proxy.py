@@ -1,0 +1,283 @@
+"""One connection from a sandbox to its egress proxy: HTTP forwarding, CONNECT and SOCKS5
+(with remote resolution) on one port, told apart by the first byte (5 is SOCKS5).
+
+Every connection is decided before a byte reaches the remote side: the name is checked before
+it is resolved, each address it resolves to is checked, and the socket dials the address that
+passed (warden.host.net.rules). Bytes are counted against the sandbox's budget as they pass.
+All waits are bounded: the request head by HEAD_TIMEOUT_S, a dial by DIAL_TIMEOUT_S, a relay
+that moves nothing by IDLE_TIMEOUT_S.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import socket
+from typing import TYPE_CHECKING
+
+from warden.host.net import http, resolve
+from warden.host.net.rules import address_of, check_address, check_name
+
+if TYPE_CHECKING:
+    from warden.host.net.egress import Attachment, Record
+
+__all__ = ["DIAL_TIMEOUT_S", "HEAD_TIMEOUT_S", "IDLE_TIMEOUT_S", "relay", "serve"]
+
+HEAD_TIMEOUT_S = 10.0
+DIAL_TIMEOUT_S = 10.0
+RESOLVE_TIMEOUT_S = 10.0
+IDLE_TIMEOUT_S = 300.0
+CHUNK = 256 * 1024
+
+Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def serve(att: Attachment, reader: asyncio.StreamReader,
+                writer: asyncio.StreamWriter) -> None:
+    """Serve one connection the sandbox made to its proxy, then close it."""
+    try:
+        first = await asyncio.wait_for(reader.readexactly(1), HEAD_TIMEOUT_S)
+        if first == b"\x05":
+            await _socks(att, reader, writer)
+        else:
+            await _http(att, first, reader, writer)
+    except (asyncio.IncompleteReadError, asyncio.TimeoutError, asyncio.LimitOverrunError,
+            ConnectionError, OSError):
+        pass  # the sandbox went away or stalled: its connection simply ends
+    finally:
+        writer.close()
+
+
+async def _reply(writer: asyncio.StreamWriter, status: int, reason: str) -> None:
+    body = f"warden egress proxy: {reason}\n".encode()
+    writer.write(f"HTTP/1.1 {status} {_PHRASES.get(status, 'Refused')}\r\n"
+                 f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
+                 "Connection: close\r\n\r\n".encode() + body)
+    with contextlib.suppress(ConnectionError):
+        await writer.drain()
+
+
+_PHRASES = {400: "Bad Request", 403: "Forbidden", 431: "Request Header Fields Too Large",
+            502: "Bad Gateway", 429: "Too Many Requests"}
+
+
+async def _http(att: Attachment, first: bytes, reader: asyncio.StreamReader,
+                writer: asyncio.StreamWriter) -> None:
+    try:
+        rest = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT_S)
+    except asyncio.LimitOverrunError:
+        await _reply(writer, 431, "request head too large")
+        return
+    try:
+        head = http.parse_head(first + rest[:-4])
+    except http.BadRequest as exc:
+        if exc.target is not None:
+            att.record(exc.target.host, exc.target.port, "http").deny(exc.reason)
+        await _reply(writer, exc.status, exc.reason)
+        return
+    via = "connect" if head.method == "CONNECT" else "http"
+    rec = att.record(head.target.host, head.target.port, via)
+    up = await open_target(att, rec, head.target)
+    if up is None:
+        await _reply(writer, 502 if rec.allowed else 403, rec.rule)
+        return
+    if via == "connect":
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        await relay(att, rec, (reader, writer), up)
+        return
+    fwd = http.forward_head(head)
+    rec.count(att.charge(len(fwd)), up=True)
+    up[1].write(fwd)
+    limit = head.length if head.body == "length" else (None if head.body == "chunked" else 0)
+    await relay(att, rec, (reader, writer), up, up_limit=limit, until_down=True)
+
+
+async def _socks(att: Attachment, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+    async def read(n: int) -> bytes:
+        return await asyncio.wait_for(reader.readexactly(n), HEAD_TIMEOUT_S)
+
+    methods = await read((await read(1))[0])
+    if 0 not in methods:
+        writer.write(b"\x05\xff")  # only "no authentication": the socket is the sandbox's
+        return
+    writer.write(b"\x05\x00")
+    req = await read(4)
+    if req[0] != 5:
+        return
+    size = {1: 6, 4: 18}.get(req[3])
+    if size is not None:
+        rest = await read(size)
+    elif req[3] == 3:
+        n = await read(1)
+        rest = n + await read(n[0] + 2)
+    else:
+        rest = b""
+    target, code = http.socks_request(req[1:] + rest)
+    if target is None:
+        writer.write(_socks_reply(code))
+        return
+    rec = att.record(target.host, target.port, "socks5")
+    up = await open_target(att, rec, target)
+    if up is None:
+        writer.write(_socks_reply(5 if rec.allowed else 2))
+        return
+    writer.write(_socks_reply(0))
+    await relay(att, rec, (reader, writer), up)
+
+
+def _socks_reply(code: int) -> bytes:
+    return bytes([5, code, 0, 1, 0, 0, 0, 0, 0, 0])
+
+
+async def open_target(att: Attachment, rec: Record, target: http.Target) -> Stream | None:
+    """Decide ``target`` for the sandbox and dial the address that passed; None (with ``rec``
+    saying why) when it is refused or cannot be reached."""
+    refusal = att.budget_refusal()
+    if refusal is not None:
+        rec.deny(refusal)
+        return None
+    policy = att.policy
+    if policy is None:
+        rec.deny("network is 'none'")
+        return None
+    literal = address_of(target.host)
+    name = None if literal is not None else target.host
+    pinned = False
+    if name is None:
+        addrs: list[str] = [str(literal)]
+    else:
+        early = check_name(policy, name, target.port)
+        if early is not None:
+            rec.deny(early.rule)
+            return None
+        pin = (policy.resolve or {}).get(name)
+        pinned = pin is not None
+        addrs = [str(pin)] if pin is not None else await _resolve(att, name)
+        if not addrs:
+            rec.deny("the name does not resolve")
+            return None
+    passed = []
+    for text in addrs:
+        addr = address_of(text)
+        if addr is None:
+            continue
+        d = check_address(policy, name, target.port, addr, pinned=pinned)
+        if d.allowed:
+            passed.append((addr, d.rule))
+        elif not passed and not rec.rule:
+            rec.deny(d.rule, str(addr))
+    if not passed:
+        return None
+    return await _dial(att, rec, passed, target.port)
+
+
+async def _resolve(att: Attachment, name: str) -> list[str]:
+    async with att.resolving:  # a sandbox's slow lookups never hold every resolver thread
+        fut = att.dial().run(lambda: resolve.lookup(name))
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(fut), RESOLVE_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            return []
+
+
+async def _dial(att: Attachment, rec: Record, passed: list, port: int) -> Stream | None:
+    loop = asyncio.get_running_loop()
+    error = ""
+    for addr, rule in passed:
+        family = socket.AF_INET6 if isinstance(addr, ipaddress.IPv6Address) else socket.AF_INET
+        sock = await asyncio.wrap_future(att.dial().socket(family))
+        try:
+            await asyncio.wait_for(loop.sock_connect(sock, (str(addr), port)), DIAL_TIMEOUT_S)
+            stream = await asyncio.open_connection(sock=sock, limit=CHUNK)
+        except (OSError, asyncio.TimeoutError) as exc:
+            sock.close()
+            error = getattr(exc, "strerror", None) or "timed out"
+            rec.allow(str(addr), rule)
+            continue
+        rec.allow(str(addr), rule)
+        return stream
+    rec.fail(f"dial failed: {error}")
+    return None
+
+
+class _Idle:
+    """Cancels the current task once nothing has moved for ``seconds``: one timer re-armed
+    lazily, cheaper than a wait_for per read."""
+
+    def __init__(self, seconds: float) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.task = asyncio.current_task()
+        self.seconds = seconds
+        self.last = self.loop.time()
+        self.handle = self.loop.call_later(seconds, self._check)
+
+    def touch(self) -> None:
+        self.last = self.loop.time()
+
+    def _check(self) -> None:
+        left = self.last + self.seconds - self.loop.time()
+        if left > 0:
+            self.handle = self.loop.call_later(left, self._check)
+        elif self.task is not None:
+            self.task.cancel()
+
+    def stop(self) -> None:
+        self.handle.cancel()
+
+
+async def _pipe(att: Attachment, rec: Record | None, src: asyncio.StreamReader,
+                dst: asyncio.StreamWriter, *, up: bool, limit: int | None = None) -> None:
+    idle = _Idle(IDLE_TIMEOUT_S)
+    try:
+        await _copy(att, rec, src, dst, up=up, left=limit, idle=idle)
+    finally:
+        idle.stop()
+    if dst.can_write_eof():
+        with contextlib.suppress(OSError):
+            dst.write_eof()
+
+
+async def _copy(att: Attachment, rec: Record | None, src: asyncio.StreamReader,
+                dst: asyncio.StreamWriter, *, up: bool, left: int | None, idle: _Idle) -> None:
+    while left is None or left > 0:
+        data = await src.read(CHUNK if left is None else min(CHUNK, left))
+        idle.touch()
+        if not data:
+            break
+        if rec is not None:
+            allowed = att.charge(len(data))
+            if allowed < len(data):
+                data = data[:allowed]
+                att.exhaust()
+            rec.count(len(data), up=up)
+        if data:
+            dst.write(data)
+            await dst.drain()
+        if rec is not None and att.budget_refusal() is not None:
+            raise ConnectionAbortedError("byte budget spent")
+        if left is not None:
+            left -= len(data)
+
+
+async def relay(att: Attachment, rec: Record | None, inside: Stream, outside: Stream, *,
+                up_limit: int | None = None, until_down: bool = False) -> None:
+    """Copy both ways until both ends are done (or, with ``until_down``, until the remote
+    side is), counting into ``rec`` (None: not egress, not counted)."""
+    ups = asyncio.ensure_future(_pipe(att, rec, inside[0], outside[1], up=True, limit=up_limit))
+    downs = asyncio.ensure_future(_pipe(att, rec, outside[0], inside[1], up=False))
+    try:
+        if until_down:
+            await downs
+        else:
+            await asyncio.gather(ups, downs)
+    except (ConnectionError, OSError, asyncio.TimeoutError):
+        pass
+    finally:
+        for task in (ups, downs):
+            task.cancel()
+        await asyncio.gather(ups, downs, return_exceptions=True)
+        outside[1].close()
+        if rec is not None:
+            rec.close()

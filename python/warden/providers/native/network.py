@@ -1,0 +1,113 @@
+"""The native provider's side of NetworkPolicy: each sandbox with a policy is attached to
+the process's egress service (warden.host.net.egress) through the network namespace the
+sandbox runs in, which the provider keeps open for the sandbox's life. The sandbox's code sees
+its proxy at 127.0.0.1:PROXY_PORT and the usual proxy variables in its environment."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+
+from warden.errors import InvalidArgument, WorkerCrashed
+from warden.host.net import expose as _expose
+from warden.host.net.egress import egress, proxy_env
+from warden.providers.base import SandboxHandle, SandboxSpec
+from warden.providers.native.state import NativeState, state_of
+from warden.spec.limits import Limits
+from warden.spec.network import NetworkEvent, NetworkPolicy
+from warden.spec.result import ExecResult
+
+__all__ = ["NetworkMixin", "attach", "detach", "env_for"]
+
+
+def env_for(network: str | NetworkPolicy, env: Mapping[str, str]) -> dict[str, str]:
+    """The sandbox's environment: a policy's proxy variables, then the caller's own."""
+    base = proxy_env() if isinstance(network, NetworkPolicy) else {}
+    return {**base, **env}
+
+
+def attach(st: NativeState, network: str | NetworkPolicy) -> None:
+    """Start the proxy of a sandbox made with a policy (nothing for 'none')."""
+    if isinstance(network, NetworkPolicy):
+        st.net = egress().attach(st.netns, network)
+
+
+def detach(st: NativeState) -> None:
+    """End the sandbox's proxy, connections and exposed ports, and release its namespace."""
+    if st.net is not None:
+        egress().detach(st.net)
+        st.net = None
+    if st.netns >= 0:
+        os.close(st.netns)
+        st.netns = -1
+
+
+def _port(port: object) -> int:
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise InvalidArgument("port", port, "a TCP port from 1 to 65535")
+    return port
+
+
+class NetworkMixin:
+    """The network methods of NativeProvider."""
+
+    def _live_state(self, handle: SandboxHandle) -> NativeState:
+        st = state_of(handle)
+        if st.destroyed or st.netns < 0:
+            raise WorkerCrashed(f"sandbox {handle.id} is gone ({st.dead}); create a new one")
+        return st
+
+    def set_network(self, handle: SandboxHandle, network: str | NetworkPolicy) -> None:
+        st = self._live_state(handle)
+        self.check(SandboxSpec(network=network))  # type: ignore[attr-defined]
+        policy = network if isinstance(network, NetworkPolicy) else None
+        with st.lock:
+            if st.net is None:
+                if policy is None:
+                    return
+                st.net = egress().attach(st.netns, policy)
+            else:
+                egress().set_policy(st.net, policy)
+            # Commands started from now on get the proxy variables (or lose them).
+            handle.spec = _replace_network(handle.spec, network)
+
+    def network_log(self, handle: SandboxHandle) -> list[NetworkEvent]:
+        st = state_of(handle)
+        net = st.net
+        return [] if net is None else net.events()
+
+    def expose(self, handle: SandboxHandle, port: int) -> str:
+        port = _port(port)
+        st = self._live_state(handle)
+        with st.lock:
+            if st.net is None:
+                st.net = egress().attach(st.netns, None)
+            net = st.net
+        return _expose.expose(net, port)
+
+    def unexpose(self, handle: SandboxHandle, port: int) -> None:
+        port = _port(port)
+        net = state_of(handle).net
+        if net is not None:
+            _expose.unexpose(net, port)
+
+    def _run_with_policy(self, argv: Sequence[str], *, stdin: bytes | None, limits: Limits,
+                         network: NetworkPolicy, env: Mapping[str, str] | None,
+                         cwd: str | None) -> ExecResult:
+        """warden.run with a policy: a worker sandbox, its proxy, the command, torn down."""
+        spec = SandboxSpec(limits=limits, network=network, env=dict(env or {}),
+                           cwd=cwd or "/workspace")
+        handle = self.create(spec)  # type: ignore[attr-defined]
+        t0 = time.monotonic()
+        try:
+            return self.exec(handle, argv, stdin=stdin,  # type: ignore[attr-defined]
+                             timeout=max(0.001, limits.wall_time_s - (time.monotonic() - t0)))
+        finally:
+            self.destroy(handle)  # type: ignore[attr-defined]
+
+
+def _replace_network(spec: SandboxSpec, network: str | NetworkPolicy) -> SandboxSpec:
+    import dataclasses
+
+    return dataclasses.replace(spec, network=network)

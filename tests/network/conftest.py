@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.network.world import PUBLIC, World, require_world
+
+CLIENT = (Path(__file__).parent / "client.py").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def world():
+    require_world()
+    w = World()
+    w.api = w.server("127.0.0.1", 8080, "api")
+    w.other = w.server("127.0.0.1", 8081, "other")
+    w.public = w.server(PUBLIC, 80, "public")
+    yield w
+    w.close()
+
+
+def inside(sb, fn: str, *args: object) -> dict:
+    """Run client.py's ``fn`` inside sandbox ``sb``; its JSON answer."""
+    if "client.py" not in sb.files.list("."):
+        sb.files.write("client.py", CLIENT)
+    res = sb.exec([sys.executable, "-I", "/workspace/client.py", fn, *map(str, args)],
+                  timeout=30)
+    assert res.exit_code == 0, res.stderr.decode()[-2000:]
+    return json.loads(res.stdout)
