@@ -61,9 +61,16 @@ def _default(value: Any) -> Any:
         return msgpack.ExtType(_SET, _seq(value))
     if isinstance(value, complex):
         return msgpack.ExtType(_COMPLEX, _seq((value.real, value.imag)))
-    for base in (str, bytes, float, list, dict):
-        if isinstance(value, base):
-            return base(value)  # type: ignore[call-arg]
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, bytes):
+        return bytes(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, list):
+        return list(value)
+    if isinstance(value, dict):
+        return dict(value)
     if isinstance(value, memoryview):
         return value.tobytes()
     raise TypeError(f"a {type(value).__name__} cannot be carried")

@@ -27,6 +27,7 @@ import errno
 import os
 import platform
 import struct
+from typing import Any
 
 __all__ = ["Guard", "build"]
 
@@ -74,16 +75,17 @@ def build(pids: tuple[int, ...], groups: tuple[int, ...]) -> list[tuple[int, int
     blocks += [(_NR["fcntl"][col], 1, [_F_SETOWN, _F_SETOWN_EX]),
                (_NR["ioctl"][col], 1, [_FIOSETOWN, _SIOCSPGRP])]
     blocks += [(_NR[n][col], None, []) for n in _REFUSED]
-    body: list[tuple[int, int, int, int] | str] = []
+    # ("deny-if", value) items become jumps to the final deny once the length is known.
+    body: list[tuple[Any, ...]] = []
     for nr, arg, values in blocks:
         if arg is None:
-            body.append(("deny-if", nr))  # type: ignore[arg-type]
+            body.append(("deny-if", nr))
             continue
         # Not this syscall: skip the argument's load, its compares and the allow; the
         # accumulator still holds the number for the next block.
         body.append((_JEQ_K, 0, len(values) + 2, nr))
         body.append((_LD_ABS_W, 0, 0, _arg(arg)))
-        body.extend(("deny-if", v) for v in values)  # type: ignore[misc]
+        body.extend(("deny-if", v) for v in values)
         body.append((_RET_K, 0, 0, _ALLOW))
     prog: list[tuple[int, int, int, int]] = [
         (_LD_ABS_W, 0, 0, 4), (_JEQ_K, 1, 0, _AUDIT_ARCH[arch]), (_RET_K, 0, 0, _ALLOW),
@@ -97,7 +99,7 @@ def build(pids: tuple[int, ...], groups: tuple[int, ...]) -> list[tuple[int, int
                 raise OSError(errno.E2BIG, "the fork server's child filter is too long")
             prog.append((_JEQ_K, jump, 0, item[1]))
         else:
-            prog.append(item)  # type: ignore[arg-type]
+            prog.append((item[0], item[1], item[2], item[3]))
     prog += [(_RET_K, 0, 0, _ALLOW), (_RET_K, 0, 0, _DENY)]
     return prog
 

@@ -10,8 +10,8 @@ _WHERE = {
     "ForkServer": "warden.testing.forkserver",
     "Verdict": "warden.testing.verdict",
     "ExceptionInfo": "warden.testing.verdict",
-    "IsolatedFailure": "warden.testing.isolated",
-    "isolated": "warden.testing.isolated",
+    "IsolatedFailure": "warden.testing.decorator",
+    "isolated": "warden.testing.decorator",
 }
 
 __all__ = sorted(_WHERE)

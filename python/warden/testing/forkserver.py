@@ -61,7 +61,9 @@ def _setup_source(setup: object) -> tuple[str, str, str]:
     if not isinstance(setup, str) or "\0" in setup:
         raise InvalidArgument("setup", setup, "Python source as a str, or the path of a .py "
                               "file")
-    return setup, "<setup>", ""
+    # warden.testing.isolated's source comes with the test file's directory to bind.
+    bind = getattr(setup, "bind_dir", "")
+    return str(setup), "<setup>", bind if isinstance(bind, str) else ""
 
 
 def _limits(limits: object, per_input: object) -> tuple[Limits, Limits]:

@@ -167,7 +167,7 @@ def _result(blob: bytes | None) -> tuple[str, Any, ExceptionInfo | None]:
 
 
 def _check(record: object) -> list:
-    types = (int, int, bool, int, int, int, (bytes, type(None)), bytes)
+    types: tuple[Any, ...] = (int, int, bool, int, int, int, (bytes, type(None)), bytes)
     if (not isinstance(record, list) or len(record) != len(types)
             or not all(isinstance(v, t) for v, t in zip(record, types))):
         raise ProtocolError("a fork server record is not [kind, status, timed_out, rss, cpu, "
