@@ -90,7 +90,8 @@ def _type_name(exc: BaseException) -> str:
 
 def _exception(exc: BaseException, memory: bool) -> dict:
     tb = exc.__traceback__
-    if tb is not None and tb.tb_frame.f_code is _run_target.__code__:
+    own = _run_target.__code__.co_filename
+    while tb is not None and tb.tb_frame.f_code.co_filename == own:
         tb = tb.tb_next  # the target's frames, not the fork server's call of it
     frames = traceback.extract_tb(tb)[-MAX_FRAMES:]
     text = "".join(traceback.format_exception(type(exc), exc, tb))
