@@ -80,16 +80,23 @@ def original_of(obj: object) -> Callable[..., Any] | None:
 
 
 def _setup_source(fn: Callable[..., Any], extra: str | None) -> tuple[str, str]:
-    """(the fork server's setup source, the test file's directory)."""
+    """(the fork server's setup source, the test file's directory). The module's source
+    travels inside the setup (the sandbox's user may not be able to read the host's file); its
+    directory is bound too, so that its sibling modules import where they can be read."""
     path = inspect.getsourcefile(fn)
     if path is None or not os.path.isfile(path) or "." in fn.__qualname__:
         raise InvalidArgument("isolated", fn, "a module-level function defined in a .py file")
     path = os.path.abspath(path)
-    name = os.path.basename(path)
+    with open(path, encoding="utf-8") as f:
+        module_source = f.read()
+    inside = f"/setup/{os.path.basename(path)}"
     source = "\n".join([
-        "import runpy as _runpy",
+        "import linecache as _linecache",
         "from warden.testing.decorator import original_of as _original_of",
-        f"_ns = _runpy.run_path('/setup/{name}', run_name='__warden_isolated__')",
+        f"_src = {module_source!r}",
+        f"_linecache.cache[{inside!r}] = (len(_src), None, _src.splitlines(True), {inside!r})",
+        f"_ns = {{'__name__': '__warden_isolated__', '__file__': {inside!r}}}",
+        f"exec(compile(_src, {inside!r}, 'exec'), _ns)",
         f"_body = _original_of(_ns[{fn.__name__!r}])",
         extra or "",
         "def target(call):",
