@@ -97,7 +97,7 @@ def _setup_source(fn: Callable[..., Any], extra: str | None) -> tuple[str, str]:
         f"_linecache.cache[{inside!r}] = (len(_src), None, _src.splitlines(True), {inside!r})",
         f"_ns = {{'__name__': '__warden_isolated__', '__file__': {inside!r}}}",
         f"exec(compile(_src, {inside!r}, 'exec'), _ns)",
-        f"_body = _original_of(_ns[{fn.__name__!r}])",
+        f"_body = _original_of(_ns[{fn.__name__!r}]) or _ns[{fn.__name__!r}]",
         extra or "",
         "def target(call):",
         "    args, kwargs = call",
