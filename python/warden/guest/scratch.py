@@ -88,19 +88,22 @@ class _Area:
             names = [e.name for e in it]
         for name in names:
             _remove(os.path.join(self.root, name))
+        dirs = []
         for path, mode, content in self.copy:
             full = os.path.join(self.root, path)
             if content is None:
                 os.mkdir(full, 0o700)
+                dirs.append((full, mode))  # its mode once its entries are back
             elif isinstance(content, str):
                 os.symlink(content, full)
-                continue
             else:
                 fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
                 try:
                     os.write(fd, content)
                 finally:
                     os.close(fd)
+                os.chmod(full, stat.S_IMODE(mode))
+        for full, mode in reversed(dirs):
             os.chmod(full, stat.S_IMODE(mode))
         self.state = _walk(self.root)
 
