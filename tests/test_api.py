@@ -12,7 +12,7 @@ PUBLIC = {
     "ProviderUnavailable", "ScanRejected", "ManifestError", "PathEscapeError", "PayloadTooLarge",
     "ProtocolError", "RateLimitExceeded", "CallFailed", "TimeoutExceeded", "MemoryLimitExceeded",
     "DiskQuotaExceeded", "PidsLimitExceeded", "WorkerCrashed", "PluginError", "InvalidArgument",
-    "HostResourceExhausted", "SandboxFileError",
+    "HostResourceExhausted", "SandboxFileError", "ForkServer", "Verdict",
 }
 
 

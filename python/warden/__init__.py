@@ -40,6 +40,8 @@ _WHERE: dict[str, str] = {
     "Plugin": "warden.plugins.engine",
     "run": "warden.sandboxes.run",
     "Sandbox": "warden.sandboxes.sandbox",
+    "ForkServer": "warden.testing.forkserver",
+    "Verdict": "warden.testing.verdict",
     "Finding": "warden.scan",
     "Policy": "warden.scan",
     "scan": "warden.scan",
@@ -100,6 +102,8 @@ if TYPE_CHECKING:
     from warden.spec.limits import Limits
     from warden.spec.network import NetworkEvent, NetworkPolicy
     from warden.spec.result import ExecResult
+    from warden.testing.forkserver import ForkServer
+    from warden.testing.verdict import Verdict
 
     __version__: str
 

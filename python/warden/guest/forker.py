@@ -1,0 +1,228 @@
+"""The forker: the process of a fork server that runs setup once and then forks one child per
+input, inside the sandbox.
+
+It never sees an input or a result: the collector (warden.guest.forkserver) writes each input
+to a pipe that only the child reads, and the child writes its result to a pipe that only the
+collector reads. So every child starts from the forker as setup left it, with nothing of any
+other input in its memory. Per input the forker:
+
+1. waits for the collector's go (a byte on ``ctl``), forks the child;
+2. waits for the child's end, killing it at the wall deadline;
+3. kills whatever the child left running (the forker is a child subreaper, so every orphan
+   of the input becomes its child, and anything it still sees is the input's);
+4. puts /tmp and /workspace back (warden.guest.scratch);
+5. reports the child's wait status, rusage and timing on ``status``.
+
+The child, before the target runs: its own process group; descriptors 0 (its input), 1
+(/dev/null), 2 (stderr, where faulthandler reports a fatal signal with the Python stack) and 3
+(its result), no other; RLIMIT_AS and RLIMIT_CPU for the input's limits; the child filter of
+warden.guest.childguard; killed if the forker dies. Results are written with warden.guest.carry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import faulthandler
+import gc
+import inspect
+import os
+import resource
+import select
+import signal
+import struct
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from warden.guest import carry
+from warden.guest.childguard import Guard
+from warden.guest.scratch import Areas
+
+__all__ = ["STATUS", "Fds", "Limits", "serve"]
+
+# kind, wait status, timed out, peak rss (KiB), user + system cpu (us), duration (ns)
+STATUS = struct.Struct("<iiiqqq")
+KIND_DONE, KIND_FORK_FAILED = 0, 1
+_HEADER = struct.Struct("<I")
+_PR_SET_PDEATHSIG, _PR_SET_DUMPABLE, _PR_SET_CHILD_SUBREAPER = 1, 4, 36
+# What an input may allocate beyond its limit to report a MemoryError.
+REPORT_RESERVE = 16 << 20
+MAX_FRAMES = 16
+
+
+class Fds:
+    """The forker's ends of the fork server's pipes."""
+
+    def __init__(self, ctl: int, status: int, inp: int, result: int, err: int) -> None:
+        self.ctl, self.status, self.inp, self.result, self.err = ctl, status, inp, result, err
+
+
+class Limits:
+    def __init__(self, wall_s: float, cpu_s: int | None, memory_bytes: int | None,
+                 result_cap: int) -> None:
+        self.wall_s, self.cpu_s, self.memory_bytes = wall_s, cpu_s, memory_bytes
+        self.result_cap = result_cap
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _read_exact(fd: int, n: int) -> bytes:
+    parts, left = [], n
+    while left:
+        chunk = os.read(fd, left)
+        if not chunk:
+            raise EOFError("the input ended early")
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
+
+
+def _type_name(exc: BaseException) -> str:
+    t = type(exc)
+    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+
+
+def _exception(exc: BaseException, memory: bool) -> dict:
+    tb = exc.__traceback__
+    own = _run_target.__code__.co_filename
+    while tb is not None and tb.tb_frame.f_code.co_filename == own:
+        tb = tb.tb_next  # the target's frames, not the fork server's call of it
+    frames = traceback.extract_tb(tb)[-MAX_FRAMES:]
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
+    try:
+        message = str(exc)
+    except Exception:
+        message = f"<str() of the {type(exc).__name__} failed>"
+    return {"e": [_type_name(exc), message[:8192], text[-65536:],
+                  [[f.filename, f.lineno or 0, f.name] for f in frames]], "m": memory}
+
+
+def _run_target(entry: Callable[[Any], Any], value: Any) -> Any:
+    result = entry(value)
+    if inspect.isawaitable(result):
+        result = asyncio.run(result)  # type: ignore[arg-type]
+    return result
+
+
+def _child(entry: Callable[[Any], Any], fds: Fds, null: int, lim: Limits, guard: Guard,
+           as_base: int) -> None:
+    """Runs one input; never returns."""
+    try:
+        os.setpgid(0, 0)
+        os.dup2(fds.inp, 0)
+        os.dup2(null, 1)
+        os.dup2(fds.err, 2)
+        os.dup2(fds.result, 3)
+        os.closerange(4, 1 << 20)
+        if lim.memory_bytes is not None:
+            soft = as_base + lim.memory_bytes
+            resource.setrlimit(resource.RLIMIT_AS, (soft, soft + REPORT_RESERVE))
+        if lim.cpu_s is not None:
+            resource.setrlimit(resource.RLIMIT_CPU, (lim.cpu_s, lim.cpu_s + 1))
+        guard.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        guard.prctl(_PR_SET_DUMPABLE, 1)  # its own /proc entries readable by itself again
+        guard.install()
+        value = carry.decode(_read_exact(0, _HEADER.unpack(_read_exact(0, 4))[0]))
+    except BaseException as exc:
+        os.write(2, f"warden fork server: preparing the input failed: {exc!r}\n".encode())
+        os._exit(71)
+    try:
+        msg: dict = {"v": _run_target(entry, value)}
+    except MemoryError as exc:
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        resource.setrlimit(resource.RLIMIT_AS, (hard, hard))  # room to report it
+        msg = _exception(exc, True)
+    except BaseException as exc:  # SystemExit and KeyboardInterrupt are the input's too
+        msg = _exception(exc, False)
+    del value
+    try:
+        blob = carry.encode(msg, "result")
+    except Exception as exc:
+        blob = carry.encode(_exception(TypeError(
+            f"the target's result cannot be carried back: {exc}"), False))
+    if len(blob) > lim.result_cap:
+        blob = carry.encode({"big": len(blob)})
+    _write_all(3, _HEADER.pack(len(blob)) + blob)
+    os._exit(0)
+
+
+def _kill_rest(me: int, collector: int) -> None:
+    """Kill every process the input left: with the forker a child subreaper, each is (or will
+    be, once its parent dies) the forker's child; any process of the sandbox's pid namespace
+    that is not init, the collector or the forker is the input's."""
+    try:
+        if os.waitpid(-1, os.WNOHANG) == (0, 0):
+            pass
+    except ChildProcessError:
+        return  # nothing left: the common case, one system call
+    keep = {1, me, collector}
+    while True:
+        for name in os.listdir("/proc"):
+            if name.isdigit() and int(name) not in keep:
+                try:
+                    os.kill(int(name), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            return
+        time.sleep(0.001)
+
+
+def _one(entry: Callable[[Any], Any], fds: Fds, null: int, lim: Limits, guard: Guard,
+         as_base: int, me: int, collector: int, areas: Areas) -> bytes:
+    t0 = time.monotonic_ns()
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        return STATUS.pack(KIND_FORK_FAILED, exc.errno or 0, 0, 0, 0, 0)
+    if pid == 0:
+        _child(entry, fds, null, lim, guard, as_base)
+    timed_out = 0
+    pidfd = os.pidfd_open(pid)
+    try:
+        if not select.select([pidfd], [], [], lim.wall_s)[0]:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            timed_out = 1
+    finally:
+        os.close(pidfd)
+    _, status, ru = os.wait4(pid, 0)
+    duration = time.monotonic_ns() - t0
+    _kill_rest(me, collector)
+    areas.restore()
+    cpu_us = int((ru.ru_utime + ru.ru_stime) * 1e6)
+    return STATUS.pack(KIND_DONE, status, timed_out, ru.ru_maxrss, cpu_us, duration)
+
+
+def _vm_size() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def serve(entry: Callable[[Any], Any], fds: Fds, lim: Limits, collector: int,
+          areas: Areas) -> None:
+    """The forker's loop, after setup; never returns."""
+    me = os.getpid()
+    guard = Guard((me, collector), tuple({os.getpgid(0), os.getpgid(collector)}))
+    guard.prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    null = os.open("/dev/null", os.O_RDWR)
+    faulthandler.enable(file=2, all_threads=True)
+    sys.stdout.flush()
+    # Objects setup made are never moved again by the collector: a child that collects
+    # garbage does not copy their pages.
+    gc.collect()
+    gc.freeze()
+    as_base = _vm_size()
+    while True:
+        go = os.read(fds.ctl, 1)
+        if go != b"g":
+            os._exit(0)
+        _write_all(fds.status, _one(entry, fds, null, lim, guard, as_base, me, collector, areas))

@@ -1,0 +1,124 @@
+"""The sandbox's writable areas (/tmp, /workspace) put back, after every input of a fork
+server, as setup left them: what an input created is removed, and what setup left there and
+an input changed (content, mode, a rename, a removal) is written again from a copy taken
+right after setup. An area setup left empty costs one directory read per input.
+
+Setup may leave at most ``MAX_KEPT`` bytes in these areas (the copy is held in memory, the one
+place a child cannot change); more is refused when the fork server starts.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+__all__ = ["MAX_KEPT", "Areas"]
+
+MAX_KEPT = 64 << 20
+
+
+def _remove(path: str) -> None:
+    """Remove ``path`` and everything under it, whatever modes an input gave them (the owner
+    may always chmod), following no link."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(path)
+        return
+    os.chmod(path, 0o700)
+    with os.scandir(path) as it:
+        names = [e.name for e in it]
+    for name in names:
+        _remove(os.path.join(path, name))
+    os.rmdir(path)
+
+
+def _walk(root: str) -> dict[str, tuple]:
+    """Every path under ``root`` (relative) -> what identifies its state: ctime changes with
+    every change of content, mode or name, and no process can set it."""
+    found: dict[str, tuple] = {}
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        with os.scandir(os.path.join(root, rel) if rel else root) as it:
+            for entry in it:
+                path = os.path.join(rel, entry.name) if rel else entry.name
+                st = entry.stat(follow_symlinks=False)
+                found[path] = (st.st_mode, st.st_ino, st.st_ctime_ns, st.st_size)
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append(path)
+    return found
+
+
+class _Area:
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.mode = stat.S_IMODE(os.lstat(root).st_mode)
+        self.state = _walk(root)
+        # The copy: (path, mode, file content or link target or None for a directory).
+        self.copy: list[tuple[str, int, bytes | str | None]] = []
+        for path, (mode, *_rest) in sorted(self.state.items()):
+            full = os.path.join(root, path)
+            if stat.S_ISDIR(mode):
+                self.copy.append((path, mode, None))
+            elif stat.S_ISLNK(mode):
+                self.copy.append((path, mode, os.readlink(full)))
+            elif stat.S_ISREG(mode):
+                with open(full, "rb") as f:
+                    self.copy.append((path, mode, f.read()))
+            # sockets and FIFOs setup left are not kept: the next input starts without them
+
+    def kept(self) -> int:
+        return sum(len(c) for _p, _m, c in self.copy if isinstance(c, bytes))
+
+    def restore(self) -> None:
+        if stat.S_IMODE(os.lstat(self.root).st_mode) != self.mode:
+            os.chmod(self.root, self.mode)
+        if not self.state:
+            with os.scandir(self.root) as it:
+                names = [e.name for e in it]
+            for name in names:
+                _remove(os.path.join(self.root, name))
+            return
+        if _walk(self.root) == self.state:
+            return
+        with os.scandir(self.root) as it:
+            names = [e.name for e in it]
+        for name in names:
+            _remove(os.path.join(self.root, name))
+        dirs = []
+        for path, mode, content in self.copy:
+            full = os.path.join(self.root, path)
+            if content is None:
+                os.mkdir(full, 0o700)
+                dirs.append((full, mode))  # its mode once its entries are back
+            elif isinstance(content, str):
+                os.symlink(content, full)
+            else:
+                fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+                try:
+                    os.write(fd, content)
+                finally:
+                    os.close(fd)
+                os.chmod(full, stat.S_IMODE(mode))
+        for full, mode in reversed(dirs):
+            os.chmod(full, stat.S_IMODE(mode))
+        self.state = _walk(self.root)
+
+
+class Areas:
+    """The writable areas that exist in this sandbox, as setup left them."""
+
+    def __init__(self, roots: tuple[str, ...] = ("/tmp", "/workspace")) -> None:
+        self.areas = [_Area(r) for r in roots if os.path.isdir(r) and os.access(r, os.W_OK)]
+        kept = sum(a.kept() for a in self.areas)
+        if kept > MAX_KEPT:
+            raise OSError(f"setup left {kept} bytes in {', '.join(a.root for a in self.areas)}; "
+                          f"a fork server keeps at most {MAX_KEPT} to restore after each input: "
+                          "keep large data in memory or read-only")
+
+    def restore(self) -> None:
+        for area in self.areas:
+            area.restore()
