@@ -5,7 +5,10 @@ namespaces, with its own cgroup, seccomp filter and quota'd writable area, under
 as pid 1, which reaps orphans and reports how the worker ended. The host talks to the worker
 over one socket (warden.wire.channel). A call that passes its deadline kills the whole
 sandbox (killing its init, the kernel takes every other process with it) and the channel is
-abandoned, so a late reply can never reach another caller.
+abandoned, so a late reply can never reach another caller. A reply the host refuses (over
+the decode budget of warden.wire.bounds, carrying descriptors it should not, not the
+protocol) gives ProtocolError and kills the sandbox the same way: its handle is dead and a
+pool replaces it.
 """
 
 from __future__ import annotations
@@ -25,21 +28,23 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from typing import cast
+from typing import TypeVar, cast
 
 from warden import _core
 from warden.errors import (
     CallFailed,
     CgroupTeardownError,
     MemoryLimitExceeded,
+    PayloadTooLarge,
     PluginError,
+    ProtocolError,
     SandboxFileError,
     TimeoutExceeded,
     WorkerCrashed,
 )
 from warden.guest import files
 from warden.host import cgroups, descriptors, identity
-from warden.host.environ import python_paths, sandbox_env
+from warden.host.environ import sandbox_env
 from warden.providers.base import (
     Capabilities,
     Provider,
@@ -54,33 +59,17 @@ from warden.providers.native.zygote import Zygote
 from warden.spec.limits import Limits
 from warden.spec.result import DEFAULT_OUTPUT_CAP, ExecResult
 from warden.spec.verdict import Ending, judge
-from warden.wire import ops
+from warden.wire import bounds, ops
 from warden.wire.channel import Channel, ChannelClosed
 from warden.wire.paths import check_relative
 from warden.wire.replies import parse_bytes, parse_entries, parse_exec
 
 __all__ = ["NativeProvider"]
 
+_T = TypeVar("_T")
+
 _ALL_LIMITS = frozenset({"memory_mb", "pids", "cpus", "wall_time_s", "cpu_time_s", "disk_mb",
                          "open_files", "file_size_mb"})
-
-
-def _import_roots() -> list[str]:
-    """Directories the worker's imports may need beyond the Python installation: the one
-    holding the warden package (a source checkout in development) and the site directories
-    of its dependencies."""
-    import msgpack
-    import yaml
-
-    roots = set()
-    for mod in (sys.modules["warden"], msgpack, yaml):
-        assert mod.__file__ is not None  # all three are regular packages
-        pkg_dir = os.path.dirname(os.path.abspath(mod.__file__))
-        roots.add(os.path.dirname(pkg_dir))
-    bound = python_paths()
-    return sorted(r for r in roots
-                  if not any(r == b or r.startswith(b + "/") for b in bound)
-                  and not r.startswith("/usr/"))
 
 
 def _signal_name(sig: int) -> str:
@@ -127,9 +116,14 @@ class _Made:
 
 
 class NativeProvider(Provider):
+    """Sandboxes of warden's own core. ``max_decode_bytes``: the absolute cap on what one
+    reply may make the host allocate (warden.wire.bounds; default WARDEN_MAX_DECODE_BYTES,
+    else 1 GiB); each sandbox's own bound is at most twice its memory limit."""
+
     name = "native"
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_decode_bytes: int | None = None) -> None:
+        self.max_decode_bytes = bounds.absolute_cap(max_decode_bytes)
         # Each live sandbox holds a few descriptors here: room for more than ~300 of them.
         descriptors.raise_soft_limit()
         self._zygote = Zygote()
@@ -146,7 +140,7 @@ class NativeProvider(Provider):
 
     def _config(self, spec: SandboxSpec, host_ws: str | None) -> dict:
         cfg = runner.base_config(spec.limits, network=spec.network)
-        cfg["ro_paths"] = [*cfg["ro_paths"], *_import_roots()]
+        cfg["ro_paths"] = [*cfg["ro_paths"], *runner.import_roots()]
         binds = []
         writable = list(spec.writable) or (["/workspace"] if host_ws is None else [])
         if spec.code_dir:
@@ -243,7 +237,9 @@ class NativeProvider(Provider):
             cg_fd = cg.dir_fd()
             if cg_fd is not None:
                 fds.append(cg_fd)
-            chan = Channel(host)
+            # A reply carries at most one descriptor, and decodes within the sandbox's budget.
+            chan = Channel(host, max_fds=bounds.REPLY_FDS, budget=bounds.decode_budget(
+                spec.limits.memory_mb << 20, self.max_decode_bytes))
             setup = {"config": cfg, "env": sandbox_env(spec.env),
                      "entry": spec.entry_point or None, "data_dir": spec.data_dir or None}
             result, got = descriptors.at_step(
@@ -310,6 +306,25 @@ class NativeProvider(Provider):
             detail = f"exited with status {code}"
         return WorkerCrashed(f"worker of sandbox {handle.id} died ({detail}) while {why}",
                              signal=sig, exit_code=code)
+
+    def _refused(self, handle: SandboxHandle) -> None:
+        """A reply the host refused: the sandbox is killed and its handle dead, so that
+        nothing it sent before can answer a later request."""
+        st = state_of(handle)
+        st.chan.abandon("a reply was refused")
+        self._kill(handle)
+        st.dead = "its reply was refused"
+
+    def _parse(self, handle: SandboxHandle, parse: Callable[..., _T], *args: object) -> _T:
+        """A tool op's result checked field by field; a hostile one kills the sandbox."""
+        try:
+            return parse(*args)
+        except ProtocolError:
+            st = state_of(handle)
+            with st.lock:
+                if not st.destroyed:
+                    self._refused(handle)
+            raise
 
     def destroy(self, handle: SandboxHandle) -> None:
         with self._lock:
@@ -410,6 +425,10 @@ class NativeProvider(Provider):
                     "and everything in it were killed") from None
             except ChannelClosed:
                 raise self._death(handle, f"serving {op!r}") from None
+            except (ProtocolError, PayloadTooLarge):
+                if st.chan.abandoned is not None:
+                    self._refused(handle)
+                raise
             except (PluginError, SandboxFileError) as exc:
                 err = sandbox_error(exc, handle, op, path=path,
                                     pids_limit_hit=lambda: st.cgroup.stats().pids_limit_hit)
@@ -423,10 +442,10 @@ class NativeProvider(Provider):
         try:
             # The worker enforces the command's own deadline; the call's deadline is a little
             # longer so the worker can report it instead of being killed.
-            r = parse_exec(self.call(handle, ops.EXEC, {"argv": [os.fsdecode(a) for a in argv],
-                                                        "stdin": stdin, "timeout": limit,
-                                                        "env": self._env(handle)},
-                                     timeout=limit + 5.0))
+            r = self._parse(handle, parse_exec, self.call(
+                handle, ops.EXEC, {"argv": [os.fsdecode(a) for a in argv], "stdin": stdin,
+                                   "timeout": limit, "env": self._env(handle)},
+                timeout=limit + 5.0))
         except MemoryLimitExceeded:
             return ExecResult(None, signal.SIGKILL, b"", b"", "memory",
                               frozenset({"memory"}), time.monotonic() - t0)
@@ -459,10 +478,12 @@ class NativeProvider(Provider):
         self._files(handle, ops.WRITE_FILE, path, data=bytes(data))
 
     def read_file(self, handle: SandboxHandle, path: str) -> bytes:
-        return parse_bytes(self._files(handle, ops.READ_FILE, path), "the file's content")
+        return self._parse(handle, parse_bytes, self._files(handle, ops.READ_FILE, path),
+                           "the file's content")
 
     def list_files(self, handle: SandboxHandle, path: str = ".") -> builtins.list[str]:
-        return [e["name"] for e in parse_entries(self._files(handle, ops.LIST_FILES, path))]
+        return [e["name"] for e in self._parse(handle, parse_entries,
+                                               self._files(handle, ops.LIST_FILES, path))]
 
     def remove_file(self, handle: SandboxHandle, path: str) -> None:
         self._files(handle, ops.REMOVE_FILE, path)
