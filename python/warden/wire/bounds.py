@@ -27,7 +27,7 @@ try:
     from warden._core import DECODE_COST_PER_BYTE as COST_PER_BYTE
     from warden._core import decode_cost as _native_cost
 except ImportError:  # the worker in a container without this host's native module
-    _native_cost = None
+    _native_cost = None  # type: ignore[assignment]
     COST_PER_BYTE = 248
 
 __all__ = ["COST_PER_BYTE", "DECODE_FACTOR", "DECODE_FLOOR", "DEFAULT_MAX_DECODE",

@@ -41,6 +41,13 @@ class Link:
     def close(self) -> None:
         self.reader.drop()  # what the worker sent and nobody read goes with the link
         try:
+            # The SDK's response holds the socket too, so close() alone may leave it open;
+            # shut down, the engine stops streaming into it at once instead of blocking on a
+            # full buffer (and holding the container while it does).
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # not connected any more
+        try:
             self.sock.close()
         except OSError:
             pass  # already gone with the container: nothing to release

@@ -395,12 +395,12 @@ class DockerProvider(Reconciling, Provider):
         if reply.get("ok") is True:
             return reply.get("result")
         self._parsed(handle, parse_error, reply.get("error"))
-        exc = error_from_reply(reply.get("error"))
-        if isinstance(exc, (PluginError, SandboxFileError)):
+        err = error_from_reply(reply.get("error"))
+        if isinstance(err, (PluginError, SandboxFileError)):
             # No pids_limit_hit: the host cannot read the container's cgroup on the call
             # path, so a refused fork or thread stays the code's own PluginError.
-            exc = sandbox_error(exc, handle, op, path=path)
-        raise exc from exc.__cause__
+            err = sandbox_error(err, handle, op, path=path)
+        raise err from err.__cause__
 
     def _parsed(self, handle: SandboxHandle, parse: Callable[..., _T], *args: object) -> _T:
         """A reply's fields checked one by one; a hostile reply kills the container, so that

@@ -22,7 +22,6 @@ import select
 import shutil
 import signal
 import socket
-import sys
 import tempfile
 import threading
 import time

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import signal as _signal
+import sys
 from functools import lru_cache, partial
 
 from warden import _core
