@@ -362,17 +362,19 @@ class Channel:
 
     def _take_fds(self, fds: list[int], n: int, flags: int) -> None:
         """Keep the descriptors of one read for the frame they came with, or, when the peer
-        sent more than a frame may carry, close them at once and give the channel up."""
+        sent more than a frame may carry, close them at once and give the channel up. (The
+        buffer has room for one more than allowed, so such a peer is always seen; a cut
+        without that many is this process's full descriptor table, and the frame comes
+        without its descriptors.)"""
         held = sum(len(f) for _, _, f in self._pending_fds) + len(fds)
-        if flags & socket.MSG_CTRUNC or held > self.max_fds:
+        if held > self.max_fds:
             _close_all(fds)
-            got = "more descriptors than fit" if flags & socket.MSG_CTRUNC else f"{held}"
-            self.abandon(f"the peer sent {got} descriptors, over the {self.max_fds} a frame "
+            self.abandon(f"the peer sent {held} descriptors, over the {self.max_fds} a frame "
                          "may carry")
-            raise ProtocolError(f"the peer sent {got} descriptors for one frame; a frame "
+            raise ProtocolError(f"the peer sent {held} descriptors for one frame; a frame "
                                 f"carries at most {self.max_fds}: it is broken or hostile "
                                 "and the channel was closed")
-        if fds and n:
+        if fds and n and not flags & socket.MSG_CTRUNC:
             start = self._reader.offset
             self._pending_fds.append((start, start + n, fds))
         else:
