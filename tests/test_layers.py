@@ -20,7 +20,8 @@ PARENT = str(PACKAGE.parent)
 GUEST_MODULES = {
     "warden", "warden._core", "warden.errors",
     "warden.guest", "warden.guest.files", "warden.guest.toolops", "warden.guest.worker",
-    "warden.wire", "warden.wire.channel", "warden.wire.codec", "warden.wire.large",
+    "warden.wire", "warden.wire.bounds", "warden.wire.channel", "warden.wire.codec",
+    "warden.wire.large",
     "warden.wire.ops", "warden.wire.paths", "warden.wire.replies",
 }
 

@@ -35,7 +35,7 @@ from warden.wire.codec import (
     new_packer,
     pack,
 )
-from warden.wire.large import DEFAULT_MAX_LARGE, resolve_large
+from warden.wire.large import DEFAULT_MAX_LARGE, is_large_ref, resolve_large
 from warden.wire.replies import error_from_reply, parse_error
 
 __all__ = ["MAX_FDS_PER_FRAME", "SPIN_BACKOFF", "SPIN_NS", "Channel", "ChannelClosed"]
@@ -422,9 +422,17 @@ class Channel:
         msg.update(fields)
         reply, rfds = self.request(msg, deadline=deadline, fds=fds)
         used: set[int] = set()
+        result = reply.get("result")
+        if data_dir is None and isinstance(result, dict) and is_large_ref(result) \
+                and "$file" in result:
+            # Code in the sandbox answered with a file where there is no data area: its
+            # mistake, in a reply that was read whole, so the worker stays.
+            _close_all(rfds)
+            raise ProtocolError("a {'$file'} payload arrived but this side has no data "
+                                "directory")
         try:
             if reply.get("ok") is True:
-                return resolve_large(reply.get("result"), fds=rfds, data_dir=data_dir,
+                return resolve_large(result, fds=rfds, data_dir=data_dir,
                                      limit=self.max_large, used=used, budget=self.budget)
             if reply.get("ok") is not False:
                 raise ProtocolError(f"reply to request {reply['id']} has no boolean 'ok'")
