@@ -21,7 +21,8 @@ GUEST_MODULES = {
     "warden", "warden._core", "warden.errors",
     "warden.guest", "warden.guest.command", "warden.guest.files", "warden.guest.toolops",
     "warden.guest.worker",
-    "warden.wire", "warden.wire.channel", "warden.wire.codec", "warden.wire.large",
+    "warden.wire", "warden.wire.bounds", "warden.wire.channel", "warden.wire.codec",
+    "warden.wire.large",
     "warden.wire.ops", "warden.wire.paths", "warden.wire.replies",
 }
 

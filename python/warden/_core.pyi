@@ -60,6 +60,14 @@ def wait_readable(fd: int, spin_ns: int, timeout_ms: int) -> int:
     readable after sleeping, 3: a signal came and its handlers ran (wait again). OSError
     when poll(2) fails."""
 
+DECODE_COST_PER_BYTE: int
+
+def decode_cost(body: bytes | bytearray | memoryview, budget: int, max_depth: int) -> int:
+    """Upper estimate in bytes of the Python objects that decoding the one msgpack value in
+    body would make, found without decoding it and without the GIL; -1: over budget (the
+    walk stopped there), -2: not exactly one msgpack value or an extension type, -3:
+    containers nested deeper than max_depth."""
+
 # --- seccomp (cpp/bindings/seccomp.cc) -------------------------------------------------------
 
 def seccomp_compile(allow_inet: bool = False) -> bytes:

@@ -102,10 +102,15 @@ def test_request_abandons_the_channel_after_a_timeout(pair):
     """A late reply must never be taken for the answer to a later request."""
     a, b = pair
 
+    refused = []
+
     def late_worker():
         msg = b.recv()
         time.sleep(0.2)
-        b.send(ok_reply(msg["id"], "late"))
+        try:
+            b.send(ok_reply(msg["id"], "late"))
+        except ChannelClosed:
+            refused.append(True)
 
     t = threading.Thread(target=late_worker)
     t.start()
@@ -113,6 +118,8 @@ def test_request_abandons_the_channel_after_a_timeout(pair):
         a.call("call", deadline=time.monotonic() + 0.05, action="x", payload=None)
     t.join()
     assert a.abandoned
+    # The host's end was closed at the timeout, not at close(): the late reply had nowhere to go.
+    assert refused == [True]
     with pytest.raises(ChannelClosed):
         a.call("ping")
 

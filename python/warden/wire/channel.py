@@ -35,8 +35,8 @@ from warden.wire.codec import (
     new_packer,
     pack,
 )
-from warden.wire.large import DEFAULT_MAX_LARGE, resolve_large
-from warden.wire.replies import error_from_reply
+from warden.wire.large import DEFAULT_MAX_LARGE, is_large_ref, resolve_large
+from warden.wire.replies import error_from_reply, parse_error
 
 __all__ = ["MAX_FDS_PER_FRAME", "SPIN_BACKOFF", "SPIN_NS", "Channel", "ChannelClosed"]
 
@@ -46,7 +46,6 @@ _SMALL_SEND = 64 << 10
 # glibc's mmap threshold (128 KiB) that is an mmap/munmap pair and fresh page faults per read.
 _RECV_CHUNK = 64 << 10
 _RECV_MAX_CHUNK = 4 << 20
-_ANCBUF = socket.CMSG_SPACE(MAX_FDS_PER_FRAME * 4)
 _INT_SIZE = struct.calcsize("i")
 _MSG_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)
 
@@ -93,7 +92,8 @@ class Channel:
 
     def __init__(self, sock: socket.socket | int, *, max_send: int = DEFAULT_MAX_FRAME,
                  max_recv: int = DEFAULT_MAX_FRAME, accept_fds: bool = True,
-                 max_large: int = DEFAULT_MAX_LARGE, spin_ns: int | None = None) -> None:
+                 max_large: int = DEFAULT_MAX_LARGE, spin_ns: int | None = None,
+                 budget: int | None = None, max_fds: int = MAX_FDS_PER_FRAME) -> None:
         if isinstance(sock, int):
             sock = socket.socket(fileno=sock)
         if sock.family != socket.AF_UNIX and accept_fds:
@@ -102,9 +102,16 @@ class Channel:
         self._sock = sock
         self._fd = sock.fileno()
         self.max_send = check_limit("max_send", max_send)
-        self.max_large = max_large
+        self.max_large = max_large if budget is None else min(max_large, budget)
+        self.budget = budget
+        if not 0 <= max_fds <= MAX_FDS_PER_FRAME:
+            raise ValueError(f"max_fds must be between 0 and {MAX_FDS_PER_FRAME}, got {max_fds}")
+        self.max_fds = max_fds
+        # Room for one descriptor more than allowed: a peer that sends more is then seen
+        # (MSG_CTRUNC), and the kernel closes what did not fit.
+        self._ancbuf = socket.CMSG_SPACE((max_fds + 1) * _INT_SIZE)
         self.accept_fds = accept_fds
-        self._reader = FrameReader(max_recv)
+        self._reader = FrameReader(max_recv, budget)
         self._packer = new_packer()
         self._poll = select.poll()
         self._poll.register(self._fd, select.POLLIN)
@@ -131,9 +138,15 @@ class Channel:
         return self._abandoned
 
     def close(self) -> None:
-        for _, _, fds in self._pending_fds:
+        self._release()
+
+    def _release(self) -> None:
+        """Close the socket, the descriptors received and not handed out, and drop what is
+        buffered."""
+        pending, self._pending_fds = self._pending_fds, []
+        for _, _, fds in pending:
             _close_all(fds)
-        self._pending_fds.clear()
+        self._reader.drop()
         self._sock.close()
 
     def __enter__(self) -> Channel:  # not Self: that needs Python 3.11
@@ -143,7 +156,10 @@ class Channel:
         self.close()
 
     def abandon(self, why: str) -> None:
+        """Give the channel up: nothing the peer sent before can answer a later request.
+        Its socket and descriptors are released now, not at close()."""
         self._abandoned = why
+        self._release()
 
     def _check_usable(self) -> None:
         if self._abandoned is not None:
@@ -324,15 +340,10 @@ class Channel:
                 self._set_rcvtimeo(0.0)
         try:
             if self.accept_fds:
-                n, anc, flags, _ = self._sock.recvmsg_into([view], _ANCBUF,
+                n, anc, flags, _ = self._sock.recvmsg_into([view], self._ancbuf,
                                                            socket.MSG_CMSG_CLOEXEC)
-                if anc:
-                    fds = _fds_from_ancillary(anc)
-                    if flags & socket.MSG_CTRUNC or not n:
-                        _close_all(fds)
-                    elif fds:
-                        start = reader.offset
-                        self._pending_fds.append((start, start + n, fds))
+                if anc or flags & socket.MSG_CTRUNC:
+                    self._take_fds(_fds_from_ancillary(anc), n, flags)
             else:
                 n = self._sock.recv_into(view)
         except (BlockingIOError, InterruptedError):
@@ -349,6 +360,26 @@ class Channel:
             raise ChannelClosed(f"peer closed the channel{where}")
         return reader.read_chunk(view[:n])
 
+    def _take_fds(self, fds: list[int], n: int, flags: int) -> None:
+        """Keep the descriptors of one read for the frame they came with, or, when the peer
+        sent more than a frame may carry, close them at once and give the channel up. (The
+        buffer has room for one more than allowed, so such a peer is always seen; a cut
+        without that many is this process's full descriptor table, and the frame comes
+        without its descriptors.)"""
+        held = sum(len(f) for _, _, f in self._pending_fds) + len(fds)
+        if held > self.max_fds:
+            _close_all(fds)
+            self.abandon(f"the peer sent {held} descriptors, over the {self.max_fds} a frame "
+                         "may carry")
+            raise ProtocolError(f"the peer sent {held} descriptors for one frame; a frame "
+                                f"carries at most {self.max_fds}: it is broken or hostile "
+                                "and the channel was closed")
+        if fds and n and not flags & socket.MSG_CTRUNC:
+            start = self._reader.offset
+            self._pending_fds.append((start, start + n, fds))
+        else:
+            _close_all(fds)
+
     # -- request / reply ----------------------------------------------------------------------
 
     def next_id(self) -> int:
@@ -361,8 +392,14 @@ class Channel:
         self.send(msg, fds, deadline)
         try:
             reply, rfds = self.recv_with_fds(deadline)
-        except PayloadTooLarge:
-            raise  # the reader skips the reply: the channel stays in step
+        except PayloadTooLarge as exc:
+            # The peer's own send cap refuses a reply over it: one that came anyway is a
+            # broken or hostile peer, and what it sent after it cannot be trusted in step.
+            self.abandon(f"the reply to request {request_id} was over the receive cap")
+            raise ProtocolError(f"the reply to request {request_id} ({msg.get('op')}) is a "
+                                f"frame of {exc.size} bytes, over the cap of {exc.limit}; the "
+                                "peer's own cap refuses such a reply, so it is broken or "
+                                "hostile and the channel was closed") from exc
         except TimeoutExceeded:
             self.abandon(f"request {request_id} ({msg.get('op')}) timed out")
             raise
@@ -385,15 +422,28 @@ class Channel:
         msg.update(fields)
         reply, rfds = self.request(msg, deadline=deadline, fds=fds)
         used: set[int] = set()
+        result = reply.get("result")
+        if data_dir is None and isinstance(result, dict) and is_large_ref(result) \
+                and "$file" in result:
+            # Code in the sandbox answered with a file where there is no data area: its
+            # mistake, in a reply that was read whole, so the worker stays.
+            _close_all(rfds)
+            raise ProtocolError("a {'$file'} payload arrived but this side has no data "
+                                "directory")
         try:
             if reply.get("ok") is True:
-                return resolve_large(reply.get("result"), fds=rfds, data_dir=data_dir,
-                                     limit=self.max_large, used=used)
-            if reply.get("ok") is False:
-                raise error_from_reply(reply.get("error"))
-            raise ProtocolError(f"reply to request {reply['id']} has no boolean 'ok'")
+                return resolve_large(result, fds=rfds, data_dir=data_dir,
+                                     limit=self.max_large, used=used, budget=self.budget)
+            if reply.get("ok") is not False:
+                raise ProtocolError(f"reply to request {reply['id']} has no boolean 'ok'")
+            parse_error(reply.get("error"))  # ProtocolError when it is not an error map
+        except (ProtocolError, PayloadTooLarge) as exc:
+            # A reply or its payload that this side refused: the peer is to be replaced.
+            self.abandon(f"the reply to request {reply['id']} was refused: {exc}")
+            raise
         finally:
             _close_all([fd for i, fd in enumerate(rfds) if i not in used])
+        raise error_from_reply(reply.get("error"))
 
 
 def _fds_from_ancillary(anc: list[tuple[int, int, bytes]]) -> list[int]:

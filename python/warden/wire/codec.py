@@ -3,7 +3,9 @@
 A frame is a big-endian u32 body length followed by one msgpack body. Both sides cap the
 body length (``DEFAULT_MAX_FRAME``): the sender refuses to encode an oversized frame, so
 nothing is written, and the receiver refuses a header over its own cap and discards that
-frame's body so the stream stays in step. Message shapes are in warden.wire.ops (requests)
+frame's body so the stream stays in step. A receiver given a decode budget
+(warden.wire.bounds) refuses a body that would decode to more than it before decoding it,
+and decodes a large body in slices, so that no one call holds the GIL for long. Message shapes are in warden.wire.ops (requests)
 and warden.wire.replies (replies).
 """
 
@@ -17,6 +19,7 @@ from typing import Any
 import msgpack
 
 from warden.errors import PayloadTooLarge, ProtocolError
+from warden.wire.bounds import check_body
 
 __all__ = [
     "DEFAULT_MAX_FRAME",
@@ -100,16 +103,50 @@ def encode(msg: object, limit: int = DEFAULT_MAX_FRAME) -> bytes:
     return _HEADER.pack(len(body)) + body
 
 
-def decode_body(body: bytes | bytearray | memoryview) -> object:
-    """Decode one frame body; raise ProtocolError on anything that is not exactly one value."""
+# A body over this is decoded a slice at a time: msgpack's streaming decoder keeps its place
+# between slices, and the GIL can pass to other threads in between.
+DECODE_SLICE = 1 << 20
+
+
+def _bad_body(n: int, exc: Exception) -> ProtocolError:
+    # ValueError covers FormatError, StackError, ExtraData and truncated input; TypeError is
+    # an unhashable map key (a map or array used as a key).
+    return ProtocolError(f"frame body of {n} bytes is not a valid msgpack value: "
+                         f"{type(exc).__name__}: {exc or 'bad format byte'}; the peer is broken "
+                         "or hostile")
+
+
+def _decode_sliced(body: memoryview) -> object:
+    n = len(body)
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, ext_hook=_refuse_ext,
+                                max_buffer_size=n, max_str_len=n, max_bin_len=n,
+                                max_array_len=n, max_map_len=n, max_ext_len=0)
+    value: object = INCOMPLETE
+    for at in range(0, n, DECODE_SLICE):
+        unpacker.feed(body[at:at + DECODE_SLICE])
+        try:
+            value = unpacker.unpack()
+        except msgpack.OutOfData:
+            continue
+        if at + DECODE_SLICE < n or unpacker.tell() != n:
+            raise ValueError("extra data after the value")
+    if value is INCOMPLETE:
+        raise ValueError("the value is cut short")
+    return value
+
+
+def decode_body(body: bytes | bytearray | memoryview, budget: int | None = None) -> object:
+    """Decode one frame body; raise ProtocolError on anything that is not exactly one value,
+    or, given a ``budget`` in bytes, on a body whose decoded objects could cost more."""
+    check_body(body, budget)
     try:
-        return msgpack.unpackb(body, raw=False, strict_map_key=False, ext_hook=_refuse_ext)
+        if len(body) <= DECODE_SLICE:
+            return msgpack.unpackb(body, raw=False, strict_map_key=False,
+                                   ext_hook=_refuse_ext)
+        with memoryview(body) as view:
+            return _decode_sliced(view.cast("B"))
     except (ValueError, TypeError, OverflowError) as exc:
-        # ValueError covers FormatError, StackError, ExtraData and truncated input; TypeError is
-        # an unhashable map key (a map or array used as a key).
-        raise ProtocolError(f"frame body of {len(body)} bytes is not a valid msgpack value: "
-                            f"{type(exc).__name__}: {exc or 'bad format byte'}; the peer is broken or "
-                            "hostile") from exc
+        raise _bad_body(len(body), exc) from exc
 
 
 def _peek_request_id(buf: bytearray, pos: int, end: int) -> int | None:
@@ -144,6 +181,7 @@ def _peek_request_id(buf: bytearray, pos: int, end: int) -> int | None:
 class FrameReader:
     """Incremental frame decoder over bytes fed in. Pure: it never touches a file descriptor.
 
+    ``budget``: the decode budget of each body (warden.wire.bounds.check_body).
     ``feed(data)`` buffers bytes; ``read()`` returns the next message or ``INCOMPLETE``;
     iterating yields every complete message. A header over the cap raises PayloadTooLarge
     (with ``.request_id`` when the body's first bytes carry one) and the reader discards that
@@ -151,10 +189,11 @@ class FrameReader:
     after being consumed. In both cases the next ``read()`` continues with the next frame.
     """
 
-    __slots__ = ("_base", "_buf", "_pos", "_skip", "last_end", "last_start", "limit")
+    __slots__ = ("_base", "_buf", "_pos", "_skip", "budget", "last_end", "last_start", "limit")
 
-    def __init__(self, limit: int = DEFAULT_MAX_FRAME) -> None:
+    def __init__(self, limit: int = DEFAULT_MAX_FRAME, budget: int | None = None) -> None:
         self.limit = check_limit("FrameReader limit", limit)
+        self.budget = budget  # decode budget of each body (warden.wire.bounds), None: none
         self._buf = bytearray()
         self._pos = 0
         self._base = 0  # absolute stream offset of _buf[0]
@@ -196,6 +235,11 @@ class FrameReader:
                 return
             data = memoryview(data)[n:]
         self._buf += data
+
+    def drop(self) -> None:
+        """Forget everything buffered (the channel was given up): its memory goes at once."""
+        self._buf = bytearray()
+        self._pos = self._skip = 0
 
     def _compact_all(self) -> None:
         self._base += len(self._buf)
@@ -253,7 +297,7 @@ class FrameReader:
         self.last_end = self._base + end
         try:
             with memoryview(buf)[start:end] as body:
-                return decode_body(body)
+                return decode_body(body, self.budget)
         finally:
             # Consumed even when it does not decode: the next frame starts after it.
             self._consume_to(end)
@@ -273,7 +317,7 @@ class FrameReader:
                 self._compact_all()
                 self._base += n
                 with memoryview(data)[HEADER_SIZE:] as body:
-                    return decode_body(body)
+                    return decode_body(body, self.budget)
         self.feed(data)
         return self.read()
 

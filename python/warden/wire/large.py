@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from warden.errors import PathEscapeError, PayloadTooLarge, ProtocolError
+from warden.wire.bounds import check_payload_file
 from warden.wire.codec import decode_body, new_packer, pack
 from warden.wire.paths import check_relative, open_beneath
 
@@ -66,10 +67,8 @@ def read_memfd(fd: int, limit: int = DEFAULT_MAX_LARGE) -> memoryview | bytes:
             raise ProtocolError(f"received memfd {fd} is not sealed against write, shrink and "
                                 "grow; the sender could change it while it is read")
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ProtocolError(f"received fd {fd} is not a regular memfd")
-        if st.st_size > limit:
-            raise PayloadTooLarge(st.st_size, limit, what="memfd payload", direction="incoming")
+        # By its real size, before a page of it is touched: over the limit, or sparse.
+        check_payload_file(fd, st, limit, "memfd payload")
         if st.st_size == 0:
             return b""
         m = mmap.mmap(fd, st.st_size, mmap.MAP_SHARED, mmap.PROT_READ)
@@ -137,9 +136,7 @@ def read_large_file(data_dir: str | os.PathLike[str], relpath: str,
         if not stat.S_ISREG(st.st_mode):
             raise PathEscapeError(f"large-payload path {relpath!r} is not a regular file",
                                   path=relpath)
-        if st.st_size > limit:
-            raise PayloadTooLarge(st.st_size, limit, what=f"large-payload file {relpath!r}",
-                                  direction="incoming")
+        check_payload_file(fd, st, limit, f"large-payload file {relpath!r}")
         os.set_blocking(fd, True)
         out = bytearray(st.st_size)
         view = memoryview(out)
@@ -167,9 +164,11 @@ def is_large_ref(value: object) -> bool:
 
 
 def resolve_large(value: object, *, fds: Sequence[int] = (), data_dir: str | os.PathLike[str] | None
-                  = None, limit: int = DEFAULT_MAX_LARGE, used: set[int] | None = None) -> object:
+                  = None, limit: int = DEFAULT_MAX_LARGE, used: set[int] | None = None,
+                  budget: int | None = None) -> object:
     """Replace a ``{"$fd"}`` or ``{"$file"}`` reference by its payload; return anything else
-    unchanged. ``used`` collects the fds consumed (read_memfd closes them)."""
+    unchanged. ``used`` collects the fds consumed (read_memfd closes them). ``budget``: the
+    decode budget of a msgpack payload (warden.wire.bounds)."""
     if not is_large_ref(value) or not isinstance(value, dict):
         return value
     codec = value.get("$codec")
@@ -190,5 +189,5 @@ def resolve_large(value: object, *, fds: Sequence[int] = (), data_dir: str | os.
             raise ProtocolError("a {'$file'} payload arrived but this side has no data directory")
         data = read_large_file(data_dir, value["$file"], limit)
     if codec == "msgpack":
-        return decode_body(data)
+        return decode_body(data, budget)
     return data

@@ -3,6 +3,10 @@
 The host writes frames to the container's stdin and reads them back from its stdout through the
 engine's attach socket; stdout and stderr arrive multiplexed in one stream, and only stdout
 carries frames. The worker's stderr is kept (its tail) for the report of its death.
+
+No descriptors cross this link (the attach stream is a byte stream relayed by the engine), so
+large payloads travel in frames only; each frame decodes within the sandbox's decode budget
+(warden.wire.bounds), as on the native provider's channel.
 """
 
 from __future__ import annotations
@@ -23,10 +27,10 @@ class Link:
 
     _MUX = struct.Struct(">BxxxI")
 
-    def __init__(self, sock: socket.socket, max_frame: int) -> None:
+    def __init__(self, sock: socket.socket, max_frame: int, budget: int | None = None) -> None:
         self.sock = sock
         self.sock.setblocking(False)
-        self.reader = FrameReader(max_frame)
+        self.reader = FrameReader(max_frame, budget)
         self.max_frame = max_frame
         self._hdr = bytearray()
         self._stream = 0
@@ -35,6 +39,14 @@ class Link:
         self._keep: object = None
 
     def close(self) -> None:
+        self.reader.drop()  # what the worker sent and nobody read goes with the link
+        try:
+            # The SDK's response holds the socket too, so close() alone may leave it open;
+            # shut down, the engine stops streaming into it at once instead of blocking on a
+            # full buffer (and holding the container while it does).
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # not connected any more
         try:
             self.sock.close()
         except OSError:
@@ -97,10 +109,10 @@ class Link:
                     del self.stderr[:-8192]
 
 
-def attach(api, cid: str, max_frame: int) -> Link:
+def attach(api, cid: str, max_frame: int, budget: int | None = None) -> Link:
     """A link to container ``cid``'s stdio (docker.APIClient ``api``); raises the SDK's
     APIError. Made before the container starts, so that nothing its worker writes is missed."""
     raw = api.attach_socket(cid, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
-    link = Link(getattr(raw, "_sock", raw), max_frame)
+    link = Link(getattr(raw, "_sock", raw), max_frame, budget)
     link._keep = raw  # keeps the HTTP response, and with it the socket, alive
     return link

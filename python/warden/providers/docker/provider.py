@@ -26,7 +26,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from warden.errors import (
     CallFailed,
@@ -52,10 +53,10 @@ from warden.providers.base import (
 from warden.providers.errors import sandbox_error
 from warden.providers.execs import During, exec_result, output_cap
 from warden.spec.result import ExecResult
-from warden.wire import ops
+from warden.wire import bounds, ops
 from warden.wire.codec import DEFAULT_MAX_FRAME, encode
 from warden.wire.paths import check_relative
-from warden.wire.replies import error_from_reply, parse_bytes, parse_entries
+from warden.wire.replies import error_from_reply, parse_bytes, parse_entries, parse_error
 
 try:
     import docker
@@ -72,6 +73,8 @@ from warden.providers.docker.state import DockerState, state_of
 
 __all__ = ["DockerProvider"]
 
+_T = TypeVar("_T")
+
 log = logging.getLogger(__name__)
 
 _ALL_LIMITS = frozenset({"memory_mb", "pids", "cpus", "wall_time_s", "cpu_time_s", "disk_mb",
@@ -86,12 +89,18 @@ class DockerProvider(Reconciling, Provider):
     ``idle_seconds``: a reusable sandbox (one created with a reuse key) unused for that long is
     removed by the background reaper, which re-checks its activity under its lock first.
     ``reconcile_interval``: seconds between background reconciliations (0 disables them).
+    ``max_decode_bytes``: the absolute cap on what one reply may make the host allocate
+    (warden.wire.bounds; default WARDEN_MAX_DECODE_BYTES, else 1 GiB); each sandbox's own
+    bound is at most twice its memory limit. A reply the host refuses (over that bound or
+    ``max_frame``, not the protocol) gives ProtocolError and kills the container; the next
+    request gets a fresh one.
     """
 
     name = "docker"
 
     def __init__(self, client=None, *, idle_seconds: float = 300.0,
-                 reconcile_interval: float = 60.0, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+                 reconcile_interval: float = 60.0, max_frame: int = DEFAULT_MAX_FRAME,
+                 max_decode_bytes: int | None = None) -> None:
         if client is None:
             try:
                 client = docker.from_env(timeout=60)
@@ -107,6 +116,7 @@ class DockerProvider(Reconciling, Provider):
         self.idle_seconds = idle_seconds
         self.reconcile_interval = reconcile_interval
         self.max_frame = max_frame
+        self.max_decode_bytes = bounds.absolute_cap(max_decode_bytes)
         self.owner = owner_id()
         self._lock = threading.Lock()
         self._live: dict[str, SandboxHandle] = {}
@@ -195,7 +205,8 @@ class DockerProvider(Reconciling, Provider):
                                       f"the Docker engine refused it: {exc.explanation or exc}") from exc
         try:
             # Attached before start, so that nothing the worker writes is missed.
-            link = attach(self.api, cid, self.max_frame)
+            link = attach(self.api, cid, self.max_frame, bounds.decode_budget(
+                handle.spec.limits.memory_mb << 20, self.max_decode_bytes))
             self.api.start(cid)
         except docker.errors.APIError as exc:
             self._remove(cid)
@@ -357,25 +368,45 @@ class DockerProvider(Reconciling, Provider):
             raise TimeoutExceeded(
                 f"{op} in sandbox {handle.id} passed its {timeout:g}s deadline; its container "
                 "and everything in it were killed; the next request gets a fresh one") from None
-        except PayloadTooLarge:
-            raise  # the reader skipped that reply: the stream is still in step
+        except PayloadTooLarge as exc:
+            # The worker's own send cap refuses such a reply: this one is hostile, and what
+            # follows it on the stream cannot answer a later request.
+            self._kill(handle, "reply over the frame cap")
+            raise ProtocolError(f"the reply to request {request_id} in sandbox {handle.id} is "
+                                f"a frame of {exc.size} bytes, over the cap of {exc.limit}; its "
+                                "container was killed and will be replaced") from exc
         except (EOFError, OSError):
             raise self._death(handle, f"serving {op!r}") from None
         except ProtocolError:
             self._kill(handle, "protocol error")
             raise
-        if type(reply) is not dict or reply.get("id") != request_id:
+        if (type(reply) is not dict or reply.get("id") != request_id
+                or reply.get("ok") not in (True, False)):
             self._kill(handle, "out of step")
             raise ProtocolError(f"reply to request {request_id} in sandbox {handle.id} carried "
-                                "another id; its container was killed and will be replaced")
+                                "another id or no 'ok'; its container was killed and will be "
+                                "replaced")
         if reply.get("ok") is True:
             return reply.get("result")
-        exc = error_from_reply(reply.get("error"))
-        if isinstance(exc, (PluginError, SandboxFileError)):
+        self._parsed(handle, parse_error, reply.get("error"))
+        err = error_from_reply(reply.get("error"))
+        if isinstance(err, (PluginError, SandboxFileError)):
             # No pids_limit_hit: the host cannot read the container's cgroup on the call
             # path, so a refused fork or thread stays the code's own PluginError.
-            exc = sandbox_error(exc, handle, op, path=path)
-        raise exc from exc.__cause__
+            err = sandbox_error(err, handle, op, path=path)
+        raise err from err.__cause__
+
+    def _parsed(self, handle: SandboxHandle, parse: Callable[..., _T], *args: object) -> _T:
+        """A reply's fields checked one by one; a hostile reply kills the container, so that
+        nothing it sent can answer a later request."""
+        try:
+            return parse(*args)
+        except ProtocolError:
+            st = state_of(handle)
+            with st.lock:
+                if st.container is not None and not st.dead:
+                    self._kill(handle, "hostile reply")
+            raise
 
     def exec(self, handle: SandboxHandle, argv: Sequence[str], *, stdin: bytes | None = None,
              timeout: float | None = None, max_output_bytes: int | None = None) -> ExecResult:
@@ -402,12 +433,13 @@ class DockerProvider(Reconciling, Provider):
         # The worker read the container cgroup's counters around the command: their growth
         # is what this command did. The container cannot reset its peak (its cgroup files
         # are read-only inside).
-        before, after = _counters(reply, "cg_before"), _counters(reply, "cg_after")
+        before = self._parsed(handle, _counters, reply, "cg_before")
+        after = self._parsed(handle, _counters, reply, "cg_after")
 
         def grew(key: str) -> bool:
             return after.get(key, 0) > before.get(key, 0)
 
-        return exec_result(reply, cap, During(
+        return self._parsed(handle, exec_result, reply, cap, During(
             oom_killed=grew("oom_kills"), memory_limit_hit=grew("memory_max"),
             pids_limit_hit=grew("pids_max"),
             peak_before=before.get("peak", 0), peak_after=after.get("peak", 0)),
@@ -424,10 +456,12 @@ class DockerProvider(Reconciling, Provider):
         self._file_op(handle, ops.WRITE_FILE, path, data=bytes(data))
 
     def read_file(self, handle: SandboxHandle, path: str) -> bytes:
-        return parse_bytes(self._file_op(handle, ops.READ_FILE, path), "the file's content")
+        return self._parsed(handle, parse_bytes, self._file_op(handle, ops.READ_FILE, path),
+                            "the file's content")
 
     def list_files(self, handle: SandboxHandle, path: str = ".") -> list[str]:
-        return [e["name"] for e in parse_entries(self._file_op(handle, ops.LIST_FILES, path))]
+        return [e["name"] for e in self._parsed(handle, parse_entries,
+                                                self._file_op(handle, ops.LIST_FILES, path))]
 
     def remove_file(self, handle: SandboxHandle, path: str) -> None:
         self._file_op(handle, ops.REMOVE_FILE, path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable
+from typing import Any
 
 from warden.errors import SandboxFileError
 from warden.guest import files
@@ -29,6 +30,7 @@ class FilesMixin:
     """File ops of NativeProvider; ``_call`` is the provider's request to the worker."""
 
     _call: Callable[..., object]
+    _parse: Callable[..., Any]
 
     def _files(self, handle: SandboxHandle, op: str, path: str, **fields: object) -> object:
         """A file op: on the host, beneath a read-only workspace that the sandbox only
@@ -48,10 +50,12 @@ class FilesMixin:
         self._files(handle, ops.WRITE_FILE, path, data=bytes(data))
 
     def read_file(self, handle: SandboxHandle, path: str) -> bytes:
-        return parse_bytes(self._files(handle, ops.READ_FILE, path), "the file's content")
+        return self._parse(handle, parse_bytes, self._files(handle, ops.READ_FILE, path),
+                           "the file's content")
 
     def list_files(self, handle: SandboxHandle, path: str = ".") -> builtins.list[str]:
-        return [e["name"] for e in parse_entries(self._files(handle, ops.LIST_FILES, path))]
+        return [e["name"] for e in self._parse(handle, parse_entries,
+                                               self._files(handle, ops.LIST_FILES, path))]
 
     def remove_file(self, handle: SandboxHandle, path: str) -> None:
         self._files(handle, ops.REMOVE_FILE, path)

@@ -5,7 +5,10 @@ namespaces, with its own cgroup, seccomp filter and quota'd writable area, under
 as pid 1, which reaps orphans and reports how the worker ended. The host talks to the worker
 over one socket (warden.wire.channel). A call that passes its deadline kills the whole
 sandbox (killing its init, the kernel takes every other process with it) and the channel is
-abandoned, so a late reply can never reach another caller.
+abandoned, so a late reply can never reach another caller. A reply the host refuses (over
+the decode budget of warden.wire.bounds, carrying descriptors it should not, not the
+protocol) gives ProtocolError and kills the sandbox the same way: its handle is dead and a
+pool replaces it.
 """
 
 from __future__ import annotations
@@ -18,26 +21,27 @@ import select
 import shutil
 import signal
 import socket
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from typing import cast
+from typing import TypeVar, cast
 
 from warden import _core
 from warden.errors import (
     CallFailed,
     CgroupTeardownError,
     MemoryLimitExceeded,
+    PayloadTooLarge,
     PluginError,
+    ProtocolError,
     SandboxFileError,
     TimeoutExceeded,
     WorkerCrashed,
 )
 from warden.host import cgroups, descriptors, identity
-from warden.host.environ import python_paths, sandbox_env
+from warden.host.environ import sandbox_env
 from warden.providers.base import (
     Capabilities,
     Provider,
@@ -54,31 +58,15 @@ from warden.providers.native.zygote import Zygote
 from warden.spec.limits import Limits
 from warden.spec.network import NetworkPolicy
 from warden.spec.result import DEFAULT_OUTPUT_CAP, ExecResult
-from warden.wire import ops
+from warden.wire import bounds, ops
 from warden.wire.channel import Channel, ChannelClosed
 
 __all__ = ["NativeProvider"]
 
+_T = TypeVar("_T")
+
 _ALL_LIMITS = frozenset({"memory_mb", "pids", "cpus", "wall_time_s", "cpu_time_s", "disk_mb",
                          "open_files", "file_size_mb"})
-
-
-def _import_roots() -> list[str]:
-    """Directories the worker's imports may need beyond the Python installation: the one
-    holding the warden package (a source checkout in development) and the site directories
-    of its dependencies."""
-    import msgpack
-    import yaml
-
-    roots = set()
-    for mod in (sys.modules["warden"], msgpack, yaml):
-        assert mod.__file__ is not None  # all three are regular packages
-        pkg_dir = os.path.dirname(os.path.abspath(mod.__file__))
-        roots.add(os.path.dirname(pkg_dir))
-    bound = python_paths()
-    return sorted(r for r in roots
-                  if not any(r == b or r.startswith(b + "/") for b in bound)
-                  and not r.startswith("/usr/"))
 
 
 def _signal_name(sig: int) -> str:
@@ -118,9 +106,14 @@ class _Made:
 
 
 class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
+    """Sandboxes of warden's own core. ``max_decode_bytes``: the absolute cap on what one
+    reply may make the host allocate (warden.wire.bounds; default WARDEN_MAX_DECODE_BYTES,
+    else 1 GiB); each sandbox's own bound is at most twice its memory limit."""
+
     name = "native"
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_decode_bytes: int | None = None) -> None:
+        self.max_decode_bytes = bounds.absolute_cap(max_decode_bytes)
         # Each live sandbox holds a few descriptors here: room for more than ~300 of them.
         descriptors.raise_soft_limit()
         self._zygote = Zygote()
@@ -138,7 +131,7 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
     def _config(self, spec: SandboxSpec, host_ws: str | None) -> dict:
         # A policy's sandbox is jailed as one of "none": only its proxy differs.
         cfg = runner.base_config(spec.limits)
-        cfg["ro_paths"] = [*cfg["ro_paths"], *_import_roots()]
+        cfg["ro_paths"] = [*cfg["ro_paths"], *runner.import_roots()]
         binds = []
         writable = list(spec.writable) or (["/workspace"] if host_ws is None else [])
         if spec.code_dir:
@@ -239,7 +232,9 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
             cg_fd = cg.dir_fd()
             if cg_fd is not None:
                 fds.append(cg_fd)
-            chan = Channel(host)
+            # A reply carries at most one descriptor, and decodes within the sandbox's budget.
+            chan = Channel(host, max_fds=bounds.REPLY_FDS, budget=bounds.decode_budget(
+                spec.limits.memory_mb << 20, self.max_decode_bytes))
             setup = {"config": cfg, "env": sandbox_env(network.env_for(spec.network, spec.env)),
                      "entry": spec.entry_point or None, "data_dir": spec.data_dir or None}
             result, got = descriptors.at_step(
@@ -312,6 +307,25 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
             detail = f"exited with status {code}"
         return WorkerCrashed(f"worker of sandbox {handle.id} died ({detail}) while {why}",
                              signal=sig, exit_code=code)
+
+    def _refused(self, handle: SandboxHandle) -> None:
+        """A reply the host refused: the sandbox is killed and its handle dead, so that
+        nothing it sent before can answer a later request."""
+        st = state_of(handle)
+        st.chan.abandon("a reply was refused")
+        self._kill(handle)
+        st.dead = "its reply was refused"
+
+    def _parse(self, handle: SandboxHandle, parse: Callable[..., _T], *args: object) -> _T:
+        """A tool op's result checked field by field; a hostile one kills the sandbox."""
+        try:
+            return parse(*args)
+        except ProtocolError:
+            st = state_of(handle)
+            with st.lock:
+                if not st.destroyed:
+                    self._refused(handle)
+            raise
 
     def destroy(self, handle: SandboxHandle) -> None:
         with self._lock:
@@ -417,6 +431,10 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
                 "and everything in it were killed") from None
         except ChannelClosed:
             raise self._death(handle, f"serving {op!r}") from None
+        except (ProtocolError, PayloadTooLarge):
+            if st.chan.abandoned is not None:
+                self._refused(handle)
+            raise
         except (PluginError, SandboxFileError) as exc:
             err = sandbox_error(exc, handle, op, path=path,
                                 pids_limit_hit=lambda: st.cgroup.stats().pids_limit_hit)
@@ -453,7 +471,7 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
             after = st.cgroup.stats()
             st.oom_seen = after.oom_kills
         d = after.since(before)
-        return exec_result(reply, cap, During(
+        return self._parse(handle, exec_result, reply, cap, During(
             oom_killed=d.oom_kills > 0, memory_limit_hit=d.memory_limit_hit,
             pids_limit_hit=d.pids_limit_hit, peak_window=peak,
             peak_before=before.peak_memory_bytes, peak_after=after.peak_memory_bytes),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import signal as _signal
+import sys
 from functools import lru_cache, partial
 
 from warden import _core
@@ -17,7 +18,7 @@ from warden.spec.limits import Limits
 from warden.spec.result import ExecResult
 from warden.spec.verdict import Ending, judge
 
-__all__ = ["INIT_PATH", "base_config", "make_sandbox", "run", "run_in",
+__all__ = ["INIT_PATH", "base_config", "import_roots", "make_sandbox", "run", "run_in",
            "seccomp_program", "verdict"]
 
 # Installed beside the package's __init__ (CMake installs it into the warden directory).
@@ -44,6 +45,24 @@ def _exec_candidates(argv0: str, path: str) -> list[str]:
     if "/" in argv0:
         return [argv0]
     return [os.path.join(d, argv0) for d in path.split(":") if d.startswith("/")]
+
+
+def import_roots() -> list[str]:
+    """Directories the worker's imports may need beyond the Python installation: the one
+    holding the warden package (a source checkout in development) and the site directories
+    of its dependencies."""
+    import msgpack
+    import yaml
+
+    roots = set()
+    for mod in (sys.modules["warden"], msgpack, yaml):
+        assert mod.__file__ is not None  # all three are regular packages
+        pkg_dir = os.path.dirname(os.path.abspath(mod.__file__))
+        roots.add(os.path.dirname(pkg_dir))
+    bound = python_paths()
+    return sorted(r for r in roots
+                  if not any(r == b or r.startswith(b + "/") for b in bound)
+                  and not r.startswith("/usr/"))
 
 
 def base_config(limits: Limits, *, network: str = "none") -> dict:
