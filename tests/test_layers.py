@@ -91,6 +91,17 @@ def test_no_module_is_over_500_lines():
     assert not long, long
 
 
+def test_no_function_is_over_60_lines():
+    long = []
+    for p in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = (node.end_lineno or node.lineno) - node.lineno + 1
+                if n > 60:
+                    long.append(f"{p.relative_to(PACKAGE)}:{node.lineno} {node.name}: {n}")
+    assert not long, long
+
+
 def test_the_version_is_written_once():
     root = PACKAGE.parent.parent
     pyproject = root / "pyproject.toml"
