@@ -105,13 +105,15 @@ void test_init_argv() {
 }
 
 void test_fork_mode() {
-  // The child returns to the caller: no init, no argv for it.
+  // The worker returns to the caller; warden-init, its parent, is told so, and gets the
+  // report and status pipes (no request socket).
   SpawnConfig cfg;
   cfg.fork_mode = true;
   cfg.pass_fds = {5};
   cfg.host_id = 2000000042u;
   cfg.prepare();
-  CHECK(cfg.init_argv.empty() && cfg.init_argv_ptrs.empty(), "init argv in fork mode");
+  CHECK(init_argv(cfg) == (std::vector<std::string>{"warden-init", "--worker", "4", "5"}),
+        "init argv in fork mode");
   // The maps and the tmpfs options are the same in both modes.
   CHECK_EQ(cfg.uid_map, "0 2000000000 1\n1000 2000000042 1\n");
   CHECK_EQ(cfg.writable_opts, "size=67108864,mode=0755,uid=0,gid=0");
