@@ -34,7 +34,7 @@ namespace {
 // Every key to_config reads. Any other key is refused rather than ignored: a misspelt or
 // retired key would leave its setting at the default without anyone knowing.
 constexpr const char* kConfigKeys[] = {
-    "cgroup_fd", "cgroup_procs", "cpu_time_s", "cwd", "disk_bytes", "file_size_bytes",
+    "area_binds", "cgroup_fd", "cgroup_procs", "cpu_time_s", "cwd", "disk_bytes", "file_size_bytes",
     "fork_mode", "hold_mount_ns", "host_id", "hostname", "init_path", "inside_id", "last_cap",
     "netns_fd",
     "open_files", "outside_base", "pass_fds", "ro_binds", "ro_paths", "seccomp", "writable",
@@ -109,6 +109,7 @@ SpawnConfig to_config(const py::dict& d) {
   mnt::RootSpec spec;
   spec.ro_paths = get(d, "ro_paths", std::vector<std::string>{});
   spec.ro_binds = get(d, "ro_binds", std::vector<std::pair<std::string, std::string>>{});
+  spec.area_binds = get(d, "area_binds", std::vector<std::pair<std::string, std::string>>{});
   spec.writable = get(d, "writable", std::vector<std::pair<std::string, unsigned>>{});
   spec.inside_id = cfg.inside_id;
   spec.hostname = get(d, "hostname", std::string("warden"));

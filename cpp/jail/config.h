@@ -29,6 +29,8 @@ enum class MountKind : int {
   kMask,         // hide target: /dev/null over a file, empty read-only tmpfs over a dir
   kReadOnly,     // bind target onto itself, read-only
   kRemountRO,    // make an existing mount read-only (after it has been populated)
+  kBindArea,     // attach a warden host area: a detached, idmapped, read-only clone of
+                 // `source` that the parent made (jail/idmap.h), moved onto target
 };
 
 struct MountOp {
@@ -39,11 +41,14 @@ struct MountOp {
   unsigned mode = 0755;
   bool optional = false;  // a missing source or target is skipped rather than fatal
   bool is_dir = true;     // for binds: whether the source is a directory
-  int source_index = -1;  // binds: slot of the source's O_PATH descriptor (see mnt.h)
+  int source_index = -1;  // binds: slot of the source's O_PATH descriptor (see mnt.h);
+                          // areas: slot of the area's detached mount (jail/idmap.h)
 };
 
 // Most host paths one sandbox may bind.
 inline constexpr int kMaxBinds = 64;
+// Most warden host areas one sandbox may have (its read-only workspace, a plugin's files).
+inline constexpr int kMaxAreas = 8;
 
 // A directory of the quota'd writable tmpfs, bound to `target` (full path under kStagingRoot).
 struct WritableDir {

@@ -3,7 +3,8 @@
 //
 // Order matters:
 //  - host paths to bind are opened with the host credentials the child inherited, because
-//    paths such as a Python under /root resolve only for the host's root;
+//    paths such as a Python under /root resolve only for the host's root; warden's own host
+//    areas come ready-made from the parent (jail/idmap.h), as only it may idmap them;
 //  - everything the set-up creates afterwards is made as the namespace's root, an id that is
 //    mapped, so it can be handed to the sandbox user (chown needs a mapped owner);
 //  - the user namespace's own limits are written once the set-up has made its last namespace,
@@ -87,7 +88,7 @@ int contain(const SpawnConfig& cfg, ChildFds* fds, Step* step) {
   // the host's /proc is still in view (the sandbox's own /proc/sys is read-only).
   WARDEN_STEP(Step::kCgroupNs, cgroup::init_ns());
   WARDEN_STEP(Step::kUserLimits, user::limit_ns());
-  rc = mnt::setup_root(cfg, sources, step);
+  rc = mnt::setup_root(cfg, sources, fds->areas, step);
   if (rc < 0) return rc;
   WARDEN_STEP(Step::kHostname, uts::init_ns(cfg));
   // A namespace made ahead of time already has lo up, and belongs to the host's user

@@ -14,7 +14,11 @@ struct ChildFds {
   int status;   // write end: the init's FinalStatus
   int init;     // warden-init (O_PATH), exec'd as the sandbox's pid 1
   int request = -1;  // exec mode: the init's end of the request socket, else -1
+  // The detached mounts of warden's host areas, by slot (jail/idmap.h); -1 when unused.
+  // Closed once attached.
+  int areas[kMaxAreas] = {-1, -1, -1, -1, -1, -1, -1, -1};
 };
+static_assert(kMaxAreas == 8, "ChildFds::areas lists one -1 per slot");
 
 // Runs every set-up step in order. Returns 0 with the process fully contained (seccomp
 // installed), or -errno with *step naming the failed step. Never allocates.

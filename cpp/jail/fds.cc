@@ -25,7 +25,8 @@ int lift(int fd, int floor) {
 int arrange(const SpawnConfig& cfg, ChildFds* fds) {
   int n_pass = static_cast<int>(cfg.pass_fds.size());
   if (n_pass > kMaxFds) return -EMFILE;
-  int floor = 3 + n_pass + 5;
+  // Above every number assigned below: stdio, the passed ones, four pipes and the areas.
+  int floor = 3 + n_pass + 5 + kMaxAreas;
   int lifted[kMaxFds];
   int in = lift(cfg.stdin_fd, floor), out = lift(cfg.stdout_fd, floor),
       err = lift(cfg.stderr_fd, floor);
@@ -38,6 +39,11 @@ int arrange(const SpawnConfig& cfg, ChildFds* fds) {
       rq = fds->request >= 0 ? lift(fds->request, floor) : -1,
       ini = fds->init >= 0 ? lift(fds->init, floor) : -1;
   if (rep < 0 || st < -1 || rq < -1 || ini < -1) return -EBADF;
+  int areas[kMaxAreas];
+  for (int i = 0; i < kMaxAreas; ++i) {
+    areas[i] = fds->areas[i] >= 0 ? lift(fds->areas[i], floor) : -1;
+    if (areas[i] < -1) return areas[i];
+  }
 
   int null_fd = -1;
   if (in < 0 || out < 0 || err < 0) {
@@ -66,6 +72,11 @@ int arrange(const SpawnConfig& cfg, ChildFds* fds) {
   if (ini >= 0) {
     if (dup3(ini, next, O_CLOEXEC) < 0) return -errno;
     fds->init = next++;
+  }
+  for (int i = 0; i < kMaxAreas; ++i) {
+    if (areas[i] < 0) continue;
+    if (dup3(areas[i], next, O_CLOEXEC) < 0) return -errno;
+    fds->areas[i] = next++;
   }
   if (syscall(SYS_close_range, next, ~0U, 0) != 0) return -errno;
   return 0;

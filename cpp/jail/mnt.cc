@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "jail/idmap.h"
+
 namespace warden::jail::mnt {
 
 namespace {
@@ -128,7 +130,7 @@ void fd_path(int fd, char* out) {
   *p = '\0';
 }
 
-int apply(const MountOp& op, const int* fds) {
+int apply(const MountOp& op, const int* fds, const int* areas) {
   const char* t = op.target.c_str();
   switch (op.kind) {
     case MountKind::kDir:
@@ -158,6 +160,13 @@ int apply(const MountOp& op, const int* fds) {
       if (op.kind == MountKind::kBindRO) attr |= kAttrRdonly | kAttrNodev;
       return set_attr(t, attr, true);
     }
+    case MountKind::kBindArea: {
+      if (mkdir(t, 0755) != 0 && errno != EEXIST) return -errno;
+      int src = op.source_index >= 0 && op.source_index < kMaxAreas ? areas[op.source_index] : -1;
+      // Its attributes (read-only, idmapped, private) were set by the parent on the detached
+      // mount, the only time the kernel allows an idmapping.
+      return idmap::attach(src, t);
+    }
     case MountKind::kTmpfs:
       if (mount("tmpfs", t, "tmpfs", MS_NOSUID | MS_NOEXEC, op.data.c_str()) != 0) return -errno;
       return 0;
@@ -175,7 +184,9 @@ int apply(const MountOp& op, const int* fds) {
         return 0;
       }
       if (mount("/dev/null", t, nullptr, MS_BIND, nullptr) != 0) return -errno;
-      return set_attr(t, kAttrRdonly | kAttrNosuid | kAttrNodev, false);
+      // Without nodev: this bind is /dev/null itself, which then reads as empty rather than
+      // failing with EACCES, as a program that reads /proc/cmdline expects.
+      return set_attr(t, kAttrRdonly | kAttrNosuid, false);
     }
     case MountKind::kReadOnly: {
       struct stat st;
@@ -197,6 +208,7 @@ Step step_of(MountKind k) {
     case MountKind::kProc:
     case MountKind::kMask:
     case MountKind::kReadOnly: return Step::kProc;
+    case MountKind::kBindArea: return Step::kAreaMount;
     default: return Step::kMountLayout;
   }
 }
@@ -207,7 +219,8 @@ int open_sources(const SpawnConfig& cfg, int* fds, Step* step) {
   *step = Step::kBindMount;
   for (int i = 0; i < kMaxBinds; ++i) fds[i] = -1;
   for (const MountOp& op : cfg.mounts) {
-    if (op.source_index < 0) continue;
+    // An area's slot is one of the parent's detached mounts, not a path to open here.
+    if (op.source_index < 0 || op.kind == MountKind::kBindArea) continue;
     int fd = open(op.source.c_str(), O_PATH | O_CLOEXEC);
     if (fd < 0 && !(op.optional && errno == ENOENT)) return -errno;
     fds[op.source_index] = fd;
@@ -217,8 +230,8 @@ int open_sources(const SpawnConfig& cfg, int* fds, Step* step) {
 
 namespace {
 
-void close_sources(int* fds) {
-  for (int i = 0; i < kMaxBinds; ++i) {
+void close_all(int* fds, int n) {
+  for (int i = 0; i < n; ++i) {
     if (fds[i] >= 0) close(fds[i]);
     fds[i] = -1;
   }
@@ -274,7 +287,7 @@ int finish_writable(const SpawnConfig& cfg, Step* step) {
   return 0;
 }
 
-int setup_tree(const SpawnConfig& cfg, const int* fds, Step* step) {
+int setup_tree(const SpawnConfig& cfg, const int* fds, const int* areas, Step* step) {
   // Nothing mounted from here on may propagate back to the host (mount_namespaces(7)).
   *step = Step::kMountPrivate;
   if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return -errno;
@@ -291,7 +304,7 @@ int setup_tree(const SpawnConfig& cfg, const int* fds, Step* step) {
       if (rc < 0) return rc;
     }
     *step = step_of(cfg.mounts[i].kind);
-    int rc = apply(cfg.mounts[i], fds);
+    int rc = apply(cfg.mounts[i], fds, areas);
     if (rc < 0) return rc;
   }
   if (cfg.writable_at >= cfg.mounts.size()) {
@@ -324,9 +337,10 @@ int finish_root(const SpawnConfig& cfg, Step* step) {
 
 }  // namespace
 
-int setup_root(const SpawnConfig& cfg, int* fds, Step* step) {
-  int rc = setup_tree(cfg, fds, step);
-  close_sources(fds);
+int setup_root(const SpawnConfig& cfg, int* fds, int* areas, Step* step) {
+  int rc = setup_tree(cfg, fds, areas, step);
+  close_all(fds, kMaxBinds);
+  close_all(areas, kMaxAreas);
   if (rc < 0) return rc;
   return finish_root(cfg, step);
 }

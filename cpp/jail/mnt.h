@@ -23,7 +23,8 @@ int plan_root(const RootSpec& spec, SpawnConfig* cfg, std::string* what);
 int open_sources(const SpawnConfig& cfg, int* fds, Step* step);
 
 // Child, as inside root: private propagation, root tmpfs, binds (through the descriptors),
-// /proc, /dev, the writable tmpfs, pivot_root, read-only root. Closes the descriptors.
-int setup_root(const SpawnConfig& cfg, int* fds, Step* step);
+// host areas (the parent's detached mounts, `areas`, by slot: jail/idmap.h), /proc, /dev,
+// the writable tmpfs, pivot_root, read-only root. Closes the descriptors and the areas.
+int setup_root(const SpawnConfig& cfg, int* fds, int* areas, Step* step);
 
 }  // namespace warden::jail::mnt

@@ -15,6 +15,10 @@ const char* const kProcMasked[] = {
     "/proc/asound",   "/proc/acpi",      "/proc/kcore",       "/proc/keys",
     "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
     "/proc/scsi",     "/proc/sysrq-trigger", "/proc/kmsg",     "/proc/config.gz",
+    // Facts of the host, not of the sandbox, that no program needs to run: the kernel's
+    // command line, its symbols and modules, and the id of this boot, which would tell two
+    // sandboxes (two tenants) that they share a machine.
+    "/proc/cmdline",  "/proc/kallsyms",  "/proc/modules",     "/proc/sys/kernel/random/boot_id",
 };
 const char* const kProcReadOnly[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys"};
 
@@ -60,10 +64,19 @@ int bind_ro(const HostView& host, SpawnConfig* cfg, const std::string& src,
   return 0;
 }
 
-// Gives every bind a descriptor slot; fails when there are more than the child can hold.
+// Gives every bind a descriptor slot, and every area one of its own; fails when there are
+// more than the child can hold.
 int number_sources(SpawnConfig* cfg, std::string* what) {
-  int next = 0;
+  int next = 0, area = 0;
   for (auto& op : cfg->mounts) {
+    if (op.kind == MountKind::kBindArea) {
+      if (area == kMaxAreas) {
+        *what = "more than " + std::to_string(kMaxAreas) + " host areas";
+        return -E2BIG;
+      }
+      op.source_index = area++;
+      continue;
+    }
     if (op.kind != MountKind::kBindRO && op.kind != MountKind::kBindDev) continue;
     if (next == kMaxBinds) {
       *what = "more than " + std::to_string(kMaxBinds) + " bind mounts";
@@ -123,6 +136,7 @@ int plan_root(const RootSpec& spec, const HostView& host, SpawnConfig* cfg, std:
   // after that bind, in phase C; the rest now.
   std::vector<std::string> late;
   for (auto& [src, dst] : spec.ro_binds) late.push_back(dst);
+  for (auto& [src, dst] : spec.area_binds) late.push_back(dst);
   for (auto& p : spec.ro_paths) late.push_back(p);
   auto under_late = [&](const std::string& path) {
     for (auto& l : late) {
@@ -192,6 +206,12 @@ int plan_root(const RootSpec& spec, const HostView& host, SpawnConfig* cfg, std:
     rc = bind_ro(host, cfg, src, dst, &made, what);
     if (rc < 0) return rc;
   }
+  for (auto& [src, dst] : spec.area_binds) {
+    // Only the parent, as the host's root, can reach an area: the plan does not look at it.
+    add_parents(cfg, dst, &made);
+    made.push_back(dst);
+    add(cfg, MountKind::kBindArea, src, dst);
+  }
   // Writable targets inside a read-only bind: their mount point must already exist there.
   for (auto& [path, mode] : writable) {
     if (path != "/dev/shm" && under_late(path)) add(cfg, MountKind::kDir, {}, path, {}, 0755);
@@ -199,8 +219,10 @@ int plan_root(const RootSpec& spec, const HostView& host, SpawnConfig* cfg, std:
 
   add(cfg, MountKind::kDir, {}, "/proc", {}, 0555);
   add(cfg, MountKind::kProc, {}, "/proc");
-  for (const char* p : kProcMasked) add(cfg, MountKind::kMask, {}, p, {}, 0, true);
   for (const char* p : kProcReadOnly) add(cfg, MountKind::kReadOnly, {}, p, {}, 0, true);
+  // After the read-only binds, whose recursive nodev would reach a mask below /proc/sys and
+  // make its /dev/null unreadable instead of empty.
+  for (const char* p : kProcMasked) add(cfg, MountKind::kMask, {}, p, {}, 0, true);
 
   cfg->inside_id = spec.inside_id;
   cfg->hostname = spec.hostname;

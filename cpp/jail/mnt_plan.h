@@ -21,6 +21,10 @@ struct RootSpec {
   std::vector<std::string> ro_paths;
   // Host path -> sandbox path, read-only.
   std::vector<std::pair<std::string, std::string>> ro_binds;
+  // warden's own host areas (directories in its private state directory, which the sandbox's
+  // identity cannot reach on the host) -> sandbox path: attached as idmapped read-only clones
+  // that the parent prepares (jail/idmap.h). Directories only.
+  std::vector<std::pair<std::string, std::string>> area_binds;
   // Directories of the quota'd writable area: (sandbox path, mode). /tmp and /dev/shm are
   // always added; /workspace unless the caller names its own.
   std::vector<std::pair<std::string, unsigned>> writable;

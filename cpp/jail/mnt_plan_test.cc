@@ -97,6 +97,7 @@ const char* kind_name(MountKind k) {
     case MountKind::kMask: return "Mask";
     case MountKind::kReadOnly: return "ReadOnly";
     case MountKind::kRemountRO: return "RemountRO";
+    case MountKind::kBindArea: return "BindArea";
   }
   return "?";
 }
@@ -147,7 +148,7 @@ std::string parent_of(const std::string& path) {
 void check_invariants(const SpawnConfig& cfg, const char* name) {
   std::map<std::string, size_t> dirs;  // sandbox path -> index of the step that made it
   dirs["/"] = 0;
-  int slot = 0;
+  int slot = 0, area_slot = 0;
   for (size_t i = 0; i < cfg.mounts.size(); ++i) {
     const MountOp& op = cfg.mounts[i];
     std::string p = inside(op.target);
@@ -155,23 +156,27 @@ void check_invariants(const SpawnConfig& cfg, const char* name) {
     bool mounts_over = op.kind == MountKind::kTmpfs || op.kind == MountKind::kProc ||
                        op.kind == MountKind::kMask || op.kind == MountKind::kReadOnly ||
                        op.kind == MountKind::kRemountRO;
+    bool in_proc = p.compare(0, 6, "/proc/") == 0 && dirs.count("/proc");
     if (mounts_over) {
       // On something there already: /dev and /proc are made first; the masks are in /proc.
-      CHECK(dirs.count(p) || dirs.count(parent_of(p)), "%s: %s %s on nothing", name,
+      CHECK(dirs.count(p) || dirs.count(parent_of(p)) || in_proc, "%s: %s %s on nothing", name,
             kind_name(op.kind), p.c_str());
     } else {
       CHECK(dirs.count(parent_of(p)), "%s: %s %s before its directory", name, kind_name(op.kind),
             p.c_str());
     }
     if (op.kind == MountKind::kDir || op.kind == MountKind::kTmpfs || op.kind == MountKind::kProc ||
-        (op.kind == MountKind::kBindRO && op.is_dir))
+        (op.kind == MountKind::kBindRO && op.is_dir) || op.kind == MountKind::kBindArea)
       dirs.emplace(p, i);
-    CHECK(!(op.kind == MountKind::kBindRO && i < cfg.writable_at),
+    CHECK(!((op.kind == MountKind::kBindRO || op.kind == MountKind::kBindArea) &&
+            i < cfg.writable_at),
           "%s: read-only bind of %s before the writable area", name, p.c_str());
     bool bind = op.kind == MountKind::kBindRO || op.kind == MountKind::kBindDev;
-    CHECK(op.source_index == (bind ? slot : -1), "%s: %s has slot %d", name, p.c_str(),
-          op.source_index);
+    bool area = op.kind == MountKind::kBindArea;
+    CHECK(op.source_index == (bind ? slot : area ? area_slot : -1), "%s: %s has slot %d", name,
+          p.c_str(), op.source_index);
     if (bind) ++slot;
+    if (area) ++area_slot;
   }
   CHECK(cfg.writable_at <= cfg.mounts.size(), "%s: writable_at %zu", name, cfg.writable_at);
   for (size_t k = 0; k < cfg.writable.size(); ++k) {
@@ -210,11 +215,12 @@ void test_default_layout() {
       "Dir /etc", "File /etc/passwd", "File /etc/group", "File /etc/hostname", "File /etc/hosts",
       "File /etc/nsswitch.conf", "File /etc/resolv.conf", "BindRO /etc/ld.so.cache",
       "BindRO /etc/alternatives", "BindRO /etc/localtime", "Dir /proc", "Proc /proc",
+      "ReadOnly /proc/bus", "ReadOnly /proc/fs", "ReadOnly /proc/irq", "ReadOnly /proc/sys",
       "Mask /proc/asound", "Mask /proc/acpi", "Mask /proc/kcore", "Mask /proc/keys",
       "Mask /proc/latency_stats", "Mask /proc/timer_list", "Mask /proc/timer_stats",
       "Mask /proc/sched_debug", "Mask /proc/scsi", "Mask /proc/sysrq-trigger", "Mask /proc/kmsg",
-      "Mask /proc/config.gz", "ReadOnly /proc/bus", "ReadOnly /proc/fs", "ReadOnly /proc/irq",
-      "ReadOnly /proc/sys"};
+      "Mask /proc/config.gz", "Mask /proc/cmdline", "Mask /proc/kallsyms", "Mask /proc/modules",
+      "Mask /proc/sys/kernel/random/boot_id"};
   std::vector<std::string> got;
   for (const MountOp& op : cfg.mounts) got.push_back(std::string(kind_name(op.kind)) + " " + inside(op.target));
   CHECK_EQ(got.size(), want.size());
@@ -311,7 +317,8 @@ void test_proc() {
   CHECK(dir >= 0 && proc > dir, "/proc made, then mounted");
   CHECK_EQ(cfg.mounts[dir].mode, 0555u);
   // Masked and read-only paths are optional: a kernel without them is no failure.
-  for (const char* p : {"/proc/kcore", "/proc/keys", "/proc/sysrq-trigger", "/proc/timer_list"}) {
+  for (const char* p : {"/proc/kcore", "/proc/keys", "/proc/sysrq-trigger", "/proc/timer_list",
+                        "/proc/cmdline", "/proc/kallsyms", "/proc/sys/kernel/random/boot_id"}) {
     int i = find(cfg, MountKind::kMask, p);
     CHECK(i > proc && cfg.mounts[i].optional, "%s masked after /proc", p);
   }
@@ -372,6 +379,40 @@ void test_writable_inside_a_bind() {
   CHECK(other && !other->late, "/pluginx/data is late");
   const WritableDir* ws = writable(cfg, "/workspace");
   CHECK(ws && !ws->late, "/workspace is late");
+}
+
+// warden's host areas: attached from a slot of their own, never looked at on the host (only
+// the parent, as the host's root, may reach them), and a writable directory inside one is
+// bound after it.
+void test_areas() {
+  FakeHost host = debian();
+  RootSpec spec;
+  spec.ro_binds = {{"/srv/plugin", "/code"}};
+  spec.area_binds = {{"/run/warden/areas/x/ws", "/workspace"},
+                     {"/run/warden/areas/x/plugins/ab", "/plugin"}};
+  spec.writable = {{"/plugin/data", 0700}};
+  SpawnConfig cfg;
+  std::string what;
+  CHECK_EQ(plan_root(spec, host, &cfg, &what), 0);
+  check_invariants(cfg, "areas");
+  int ws = find(cfg, MountKind::kBindArea, "/workspace");
+  int plugin = find(cfg, MountKind::kBindArea, "/plugin");
+  CHECK(ws >= 0 && plugin > ws, "areas in the caller's order");
+  CHECK_EQ(cfg.mounts[ws].source_index, 0);
+  CHECK_EQ(cfg.mounts[plugin].source_index, 1);
+  CHECK_EQ(cfg.mounts[plugin].source, "/run/warden/areas/x/plugins/ab");
+  CHECK(find(cfg, MountKind::kBindRO, "/code") >= 0, "a plain bind stays a bind");
+  CHECK_EQ(find(cfg, MountKind::kBindRO, "/workspace"), -1);
+  const WritableDir* data = writable(cfg, "/plugin/data");
+  CHECK(data && data->late, "/plugin/data inside an area is bound late");
+  CHECK(find(cfg, MountKind::kDir, "/plugin/data") > plugin, "/plugin/data made in the area");
+
+  spec.area_binds.clear();
+  for (int i = 0; i <= kMaxAreas; ++i)
+    spec.area_binds.push_back({"/run/a" + std::to_string(i), "/a" + std::to_string(i)});
+  CHECK_EQ(plan_root(spec, host, &cfg, &what), -E2BIG);
+  CHECK(what.find("host areas") != std::string::npos, "the refusal names areas: %s",
+        what.c_str());
 }
 
 void test_read_only_paths() {
@@ -515,6 +556,7 @@ int main() {
   test_writable_areas();
   test_writable_inside_a_bind();
   test_read_only_paths();
+  test_areas();
   test_host_layouts();
   test_refusals();
   test_bind_slots();

@@ -18,6 +18,7 @@
 
 #include "jail/cgroup.h"
 #include "jail/contain.h"
+#include "jail/idmap.h"
 #include "jail/net.h"
 #include "jail/user.h"
 
@@ -228,7 +229,19 @@ int spawn(const SpawnConfig& cfg, Child* child, SpawnError* error, bool* in_chil
     }
     return fail(Step::kClone, e, error);
   }
+  // As the host's root, before the thread takes the sandbox's identity: only the host's root
+  // may idmap a mount of the host's file systems (idmap.h).
+  idmap::Areas areas;
+  int area_rc = idmap::prepare(cfg, &areas);
+  if (area_rc < 0) {
+    for (int* p : {go, rep, st, rq}) {
+      close_fd(&p[0]);
+      close_fd(&p[1]);
+    }
+    return fail(Step::kIdmap, -area_rc, error);
+  }
   ExecChild exec_child{&cfg, {go[0], rep[1], st[1], cfg.init_fd, rq[0]}};
+  memcpy(exec_child.fds.areas, areas.fds, sizeof areas.fds);
 
   int pidfd = -1;
   struct clone_args args;
@@ -295,6 +308,10 @@ int spawn(const SpawnConfig& cfg, Child* child, SpawnError* error, bool* in_chil
   if (pid == 0) {
     // Fork mode only: a private copy of the caller, whose worker returns to it once contained.
     ChildFds fds{go[0], rep[1], st[1], cfg.init_fd, -1};
+    memcpy(fds.areas, areas.fds, sizeof areas.fds);
+    // The worker returns through this frame: its numbers are the child's to close (contain),
+    // never the destructor's, which would close whatever holds them by then.
+    for (int& fd : areas.fds) fd = -1;
     close(go[1]);
     close(rep[0]);
     close(st[0]);
@@ -310,6 +327,8 @@ int spawn(const SpawnConfig& cfg, Child* child, SpawnError* error, bool* in_chil
     return 0;
   }
   if (cfg.netns_fd >= 0 && net::leave_ns() < 0) abort();  // see net::make_ns
+  // The child has its own copies (or there is no child).
+  areas.close_all();
   close_fd(&go[0]);
   close_fd(&rep[1]);
   close_fd(&st[1]);

@@ -30,6 +30,8 @@ const char* step_name(Step step) {
     case Step::kClone: return "clone3";
     case Step::kUserMap: return "user-map";
     case Step::kNsOwner: return "namespace-owner";
+    case Step::kIdmap: return "idmap";
+    case Step::kAreaMount: return "area-mount";
     case Step::kCgroupPlace: return "cgroup-place";
     case Step::kRlimit: return "rlimit";
     case Step::kPipe: return "pipe";

@@ -42,6 +42,8 @@ enum class Step : int32_t {
   // Added later; appended, as the numbers are what the child and warden-init report.
   kUserLimits,      // the user namespace's own limits (/proc/sys/user)
   kNsOwner,         // parent: taking the sandbox's host id to create its user namespace
+  kIdmap,           // parent: the idmapped clones of warden's host areas (jail/idmap.h)
+  kAreaMount,       // child: attaching a host area in the new root
 };
 
 const char* step_name(Step step);

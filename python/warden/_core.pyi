@@ -5,9 +5,12 @@ from typing import Any
 # --- jail (cpp/bindings/jail.cc) -------------------------------------------------------------
 
 # The spawn config of PreparedSandbox and fork_sandboxed: a dict with no key other than
-# cgroup_fd, cgroup_procs, cpu_time_s, cwd, disk_bytes, file_size_bytes, fork_mode,
+# area_binds, cgroup_fd, cgroup_procs, cpu_time_s, cwd, disk_bytes, file_size_bytes, fork_mode,
 # hold_mount_ns, hostname, init_path, inside_id, last_cap, netns_fd, open_files, outside_base,
 # pass_fds, ro_binds, ro_paths, seccomp, writable. Another key raises ValueError naming it.
+# area_binds: [(host directory, sandbox path)] of warden's own host areas, attached as
+# idmapped read-only mounts (cpp/jail/idmap.h); one that cannot be is SandboxSetupError
+# at step "idmap".
 
 class PreparedSandbox:
     """A sandbox made whole ahead of its command (namespaces, root, limits, identity,

@@ -60,7 +60,7 @@ for pad in range(4):
                  "step": getattr(exc, "step", None)}
     settle()
     alive = {"made": len(boxes), "leaves": len(leaves()),
-             "ws": len(glob.glob(os.environ["TMPDIR"] + "/warden-ws-*"))}
+             "ws": len(glob.glob(os.environ["WARDEN_STATE_DIR"] + "/areas/*/ws-*"))}
     # The ones made still work, files and all.
     boxes[0].files.write("f", b"x")
     served = boxes[0].exec(["cat", "f"]).stdout == b"x"
@@ -70,7 +70,9 @@ for pad in range(4):
         os.close(f)
     settle()
     rounds.append({"error": error, "alive": alive, "served": served, "fds": fds(),
-                   "leaves": leaves(), "ws": glob.glob(os.environ["TMPDIR"] + "/*"),
+                   "leaves": leaves(),
+                   "ws": glob.glob(os.environ["TMPDIR"] + "/*")
+                   + glob.glob(os.environ["WARDEN_STATE_DIR"] + "/areas/*/ws-*"),
                    "host_ids": sorted(identity.pool().held())})
 print(json.dumps({"pid": os.getpid(), "before": before, "rounds": rounds, "parents": PARENTS}))
 """
@@ -78,7 +80,9 @@ print(json.dumps({"pid": os.getpid(), "before": before, "rounds": rounds, "paren
 
 def test_running_out_of_descriptors_is_clear_and_leaves_nothing(tmp_path):
     native_ok()
-    env = {**os.environ, "PYTHONPATH": PYTHONPATH, "TMPDIR": str(tmp_path)}
+    env = {**os.environ, "PYTHONPATH": PYTHONPATH, "TMPDIR": str(tmp_path / "tmp"),
+           "WARDEN_STATE_DIR": str(tmp_path / "state")}
+    (tmp_path / "tmp").mkdir()
     out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
                          timeout=300, env=env, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -99,6 +103,7 @@ def test_running_out_of_descriptors_is_clear_and_leaves_nothing(tmp_path):
         # And once they were closed, the process was as before: no descriptor more.
         assert r["fds"] == before["fds"], r
         assert r["leaves"] == [] and r["ws"] == [] and r["host_ids"] == [], r
-    # When it exited, its cgroup parents went with it.
+    # When it exited, its cgroup parents and its area went with it.
+    assert os.listdir(tmp_path / "state" / "areas") == []
     for parent in report["parents"]:
         assert glob.glob(f"{parent}/warden-{report['pid']}-*") == []

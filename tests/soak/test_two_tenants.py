@@ -64,7 +64,11 @@ def _host_state() -> dict[str, object]:
     children = sorted(
         int(p) for p in os.listdir("/proc") if p.isdigit() and _ppid(int(p)) == os.getpid()
     )
-    tmp = sorted(n for n in os.listdir("/tmp") if n.startswith("warden-"))
+    # warden keeps no sandbox's directory in the shared /tmp (where other processes' names
+    # come and go), but in its own private area: the workspaces there must not pile up.
+    from warden.host import state
+
+    tmp = sorted(n for n in os.listdir(state.areas().path) if n.startswith("ws-"))
     # Host ids this process holds, and processes anywhere on the host still running as one of
     # the ids this process handed out: a sandbox's kernel charges live as long as they do.
     held = identity.pool().held()

@@ -17,7 +17,8 @@ account may use the range; ``/etc/subuid`` and ``/etc/subgid`` lines such as
 
 Two warden processes on one host never hold the same id: a sandbox's id is a POSIX record lock
 on one byte (the id's offset) of one lock file, ``WARDEN_ID_LOCK`` (default
-``/run/warden/host-ids.lock``), held while the sandbox lives. The kernel drops the locks of a
+``/run/warden/host-ids.lock``, one file for the whole host whatever state directory each
+warden process keeps), held while the sandbox lives. The kernel drops the locks of a
 process that dies, so a crashed warden leaves no id taken. Record locks belong to a process,
 not to a descriptor, so the process also keeps a set of the ids it holds itself.
 """

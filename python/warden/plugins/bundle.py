@@ -1,8 +1,10 @@
 """A plugin's files as warden scanned them: what a plugin's workers run is that copy.
 
-``take(root)`` reads the plugin directory once, without following links, into a snapshot that
-warden owns (under the temporary directory, writable by the host process only) and names it
-by the SHA-256 of what it read. The manifest is parsed from the snapshot, the scanner reads the
+``take(root, area)`` reads the plugin directory once, without following links, into a snapshot
+that warden owns and names it by the SHA-256 of what it read. ``area`` is a private directory
+the engine's provider gives (``Provider.area_dir``: mode 0700, warden's user alone, never the
+shared temporary directory); the provider makes the snapshot readable to its sandboxes by its
+own means. The manifest is parsed from the snapshot, the scanner reads the
 snapshot, and the snapshot is what is bound read-only at /plugin. So an edit of the plugin's
 directory after the scan, before a worker starts or while one made ahead waits, never reaches
 a worker; and an edited plugin is another snapshot, hence another sandbox spec, whose workers
@@ -182,9 +184,10 @@ class _Copier:
 
 
 class _Store:
-    """The process's snapshots: shared by digest, counted, removed when unused."""
+    """The process's snapshots in one area: shared by digest, counted, removed when unused."""
 
-    def __init__(self) -> None:
+    def __init__(self, area: str) -> None:
+        self._area = area
         self._lock = threading.Lock()
         self._base: str | None = None
         self._pid = os.getpid()
@@ -194,9 +197,9 @@ class _Store:
     def base(self) -> str:
         with self._lock:
             if self._base is None:
-                self._base = tempfile.mkdtemp(prefix="warden-plugins-")
-                # Workers read it as "other": the sandbox's user is not the host's.
-                os.chmod(self._base, 0o755)
+                # Mode 0700 in a private area: the copies' own modes below (0755, 0644) are
+                # for the sandboxes, which reach them through the provider, never by path.
+                self._base = tempfile.mkdtemp(prefix="plugins-", dir=self._area)
                 atexit.register(self.remove_all)
             return self._base
 
@@ -235,6 +238,10 @@ class _Store:
             shutil.rmtree(incoming, ignore_errors=True)
         return Snapshot(root, held[0], digest, tuple(copier.refused))
 
+    def owns(self, snap: Snapshot) -> bool:
+        with self._lock:
+            return self._base is not None and os.path.dirname(snap.path) == self._base
+
     def give_back(self, snap: Snapshot) -> None:
         doomed = []
         with self._lock:
@@ -257,22 +264,36 @@ class _Store:
             shutil.rmtree(self._base, ignore_errors=True)
 
 
-_store = _Store()
+_stores: dict[str, _Store] = {}
+_stores_lock = threading.Lock()
 
 
-def take(root: str) -> Snapshot:
-    """A snapshot of the plugin directory ``root`` (a real path); give it back when done."""
+def _store(area: str) -> _Store:
+    with _stores_lock:
+        got = _stores.get(area)
+        if got is None:
+            got = _stores[area] = _Store(area)
+        return got
+
+
+def take(root: str, area: str) -> Snapshot:
+    """A snapshot of the plugin directory ``root`` (a real path) in the private directory
+    ``area``; give it back when done."""
     if not os.path.isdir(root):
         raise ManifestError("(file)", root, "a plugin directory holding plugin.yaml", root)
     data = os.path.join(root, "data")
     if os.path.lexists(data) and (os.path.islink(data) or not os.path.isdir(data)):
         raise ManifestError("data/", data, "a plain directory (not a link or a file)", root)
-    return _store.take(root)
+    return _store(area).take(root)
 
 
 def give_back(snap: Snapshot) -> None:
     """The load that took ``snap`` is closed; its copy goes when no load holds it."""
-    _store.give_back(snap)
+    with _stores_lock:
+        stores = list(_stores.values())
+    for store in stores:
+        if store.owns(snap):
+            store.give_back(snap)
 
 
 def manifest_of(snap: Snapshot) -> Manifest:

@@ -348,7 +348,7 @@ class Engine:
         labels.pop("tenant", None)
         # Everything from here on reads warden's copy of the plugin: what is scanned is
         # what the workers run.
-        snapshot = bundle.take(root)
+        snapshot = bundle.take(root, self.provider.area_dir())
         try:
             manifest = bundle.manifest_of(snapshot)
             policy = ceilings.check(manifest, self.max_limits, policy=self.policy,

@@ -175,5 +175,14 @@ class Provider(abc.ABC):
         finally:
             self.destroy(handle)
 
+    def area_dir(self) -> str:
+        """A private host directory (mode 0700, warden's user alone) for what this process
+        keeps on the host for its sandboxes, such as plugin snapshots: a ``code_dir`` inside it
+        reaches the sandbox by the provider's own means, never through a host path the
+        sandbox's user could traverse."""
+        from warden.host import state
+
+        return state.areas().path
+
     def close(self) -> None:  # noqa: B027 -- a hook: most providers hold nothing to release
         """Release the provider's own resources (not the sandboxes of other processes)."""

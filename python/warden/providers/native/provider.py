@@ -21,7 +21,6 @@ import select
 import shutil
 import signal
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -40,7 +39,7 @@ from warden.errors import (
     TimeoutExceeded,
     WorkerCrashed,
 )
-from warden.host import cgroups, descriptors, identity
+from warden.host import cgroups, descriptors, identity, state
 from warden.host.environ import sandbox_env
 from warden.providers.base import (
     Capabilities,
@@ -132,13 +131,18 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
         # A policy's sandbox is jailed as one of "none": only its proxy differs.
         cfg = runner.base_config(spec.limits)
         cfg["ro_paths"] = [*cfg["ro_paths"], *runner.import_roots()]
-        binds = []
+        binds: list[tuple[str, str]] = []
+        areas: list[tuple[str, str]] = []
         writable = list(spec.writable) or (["/workspace"] if host_ws is None else [])
         if spec.code_dir:
-            binds.append((os.path.realpath(spec.code_dir), spec.mount_at))
+            code = os.path.realpath(spec.code_dir)
+            # warden's own copy (a plugin's snapshot) is reached only as an area; a directory
+            # of the caller's is bound as it is.
+            (areas if state.areas().holds(code) else binds).append((code, spec.mount_at))
         if host_ws is not None:
-            binds.append((host_ws, "/workspace"))
+            areas.append((host_ws, "/workspace"))
         cfg["ro_binds"] = binds
+        cfg["area_binds"] = areas
         cfg["writable"] = [(w, 0o755) for w in writable] + [("/tmp", 0o1777)]
         cfg["cwd"] = spec.cwd
         cfg["init_path"] = runner.INIT_PATH
@@ -174,13 +178,12 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
         with contextlib.ExitStack() as undo:
             host_ws = None
             if spec.readonly:
-                # A read-only workspace is a host directory bound read-only: the tool layer
+                # A read-only workspace is a directory of warden's private area (mode 0700),
+                # which the sandbox sees through an idmapped read-only mount: the tool layer
                 # writes it from outside, the code inside can only read it.
-                host_ws = descriptors.at_step("workspace directory", tempfile.mkdtemp,
-                                              prefix="warden-ws-")
+                host_ws = descriptors.at_step("workspace directory", state.areas().make, "ws-")
                 # Still empty if the sandbox is not made: rmdir needs no descriptor.
                 undo.callback(os.rmdir, host_ws)
-                os.chmod(host_ws, 0o755)
             host_id = descriptors.at_step("host identity", identity.acquire)
             try:
                 # One more pid than asked for: the sandbox's init, which the caller did not
@@ -378,6 +381,7 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
             self.destroy(h)
             report.removed.append(h.id)
         report.removed.extend(cgroups.driver().sweep())
+        report.removed.extend(state.sweep())
         return report
 
     def usable(self, handle: SandboxHandle) -> bool:
