@@ -16,6 +16,7 @@ from warden.providers.native import prepare
 
 from tests.network.conftest import inside
 from tests.network.world import require_world
+from tests.plugins.test_plugins import native_ok
 
 
 def policy(world, **kw) -> warden.NetworkPolicy:
@@ -181,3 +182,12 @@ def test_many_sandboxes_with_policies_leave_nothing_behind(world):
     prepare.preparer().drain()
     assert _net_fds() == before
     assert egress().dialers() == 0
+
+
+def test_run_with_a_policy_caps_output_as_asked():
+    native_ok()
+    r = warden.run(["sh", "-c", "head -c 300000 /dev/zero"],
+                   network=warden.NetworkPolicy(allow=["example.com:443"]),
+                   max_output_bytes=100_000)
+    assert r.exit_code == 0 and len(r.stdout) == 100_000
+    assert r.stdout_truncated and r.stdout_dropped == 200_000

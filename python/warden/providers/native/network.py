@@ -94,7 +94,7 @@ class NetworkMixin:
 
     def _run_with_policy(self, argv: Sequence[str], *, stdin: bytes | None, limits: Limits,
                          network: NetworkPolicy, env: Mapping[str, str] | None,
-                         cwd: str | None) -> ExecResult:
+                         cwd: str | None, max_output_bytes: int | None = None) -> ExecResult:
         """warden.run with a policy: a worker sandbox, its proxy, the command, torn down."""
         spec = SandboxSpec(limits=limits, network=network, env=dict(env or {}),
                            cwd=cwd or "/workspace")
@@ -102,7 +102,8 @@ class NetworkMixin:
         t0 = time.monotonic()
         try:
             return self.exec(handle, argv, stdin=stdin,  # type: ignore[attr-defined]
-                             timeout=max(0.001, limits.wall_time_s - (time.monotonic() - t0)))
+                             timeout=max(0.001, limits.wall_time_s - (time.monotonic() - t0)),
+                             max_output_bytes=max_output_bytes)
         finally:
             self.destroy(handle)  # type: ignore[attr-defined]
 

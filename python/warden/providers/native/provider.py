@@ -487,7 +487,8 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
             max_output_bytes: int | None = None) -> ExecResult:
         if not isinstance(network, str):
             return self._run_with_policy(argv, stdin=stdin, limits=limits or Limits(),
-                                         network=network, env=env, cwd=cwd)
+                                         network=network, env=env, cwd=cwd,
+                                         max_output_bytes=max_output_bytes)
         # One-shot commands need no worker: a sandbox made ahead runs the command itself.
         return runner.run(list(argv), sandbox_env(env), stdin=stdin, limits=limits or Limits(),
                           network=network, cwd=cwd,
