@@ -21,6 +21,8 @@ SLOW = """
     def handle(action, payload):
         if action == "slow":
             time.sleep(0.2)
+        if action == "slower":
+            time.sleep(1.0)
         return action
 """
 
@@ -70,7 +72,8 @@ def test_sync_callers_wait_on_their_own_tenants_pool(plugin):
         with lock:
             finished.append(tenant)
 
-    threads = [threading.Thread(target=call, args=("a", "slow")) for _ in range(20)]
+    # Long enough that all of A's callers are queued however loaded the host is.
+    threads = [threading.Thread(target=call, args=("a", "slower")) for _ in range(20)]
     for t in threads:
         t.start()
     pool = plugin.pool("a")

@@ -74,7 +74,9 @@ def _host_state() -> dict[str, object]:
     held = identity.pool().held()
     return {"cgroups": leaves, "mounts": mounts, "children": children,
             "fds": len(os.listdir("/proc/self/fd")), "tmp": tmp, "ids": sorted(held),
-            "id_processes": sorted(p for p in _pids_running_as(_ids_seen) if p)}
+            # An id handed out again (the preparer makes sandboxes ahead after the test) is
+            # someone's again: only ids nobody holds must have nothing running as them.
+            "id_processes": sorted(p for p in _pids_running_as(_ids_seen - held) if p)}
 
 
 # Every host id this test saw held, so that afterwards no process still runs as one of them.

@@ -51,10 +51,20 @@ def test_passes(n):
 def _inner(tmp_path) -> subprocess.CompletedProcess:
     (tmp_path / "test_planted.py").write_text(PLANTED)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    # Installed, warden's pytest11 entry point loads the plugin (that is what is tested then);
+    # from a source tree, which has no entry point, it is named.
+    named = [] if _entry_point_installed() else ["-p", "warden.testing.plugin"]
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "warden.testing.plugin",
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *named,
          "-q", "-rf", "test_planted.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
         timeout=600)
+
+
+def _entry_point_installed() -> bool:
+    from importlib.metadata import entry_points
+
+    return any(ep.value.startswith("warden.testing")
+               for ep in entry_points(group="pytest11"))
 
 
 @pytest.mark.slow

@@ -3,6 +3,10 @@ server, as setup left them: what an input created is removed, and what setup lef
 an input changed (content, mode, a rename, a removal) is written again from a copy taken
 right after setup. An area setup left empty costs one directory read per input.
 
+Mounts below an area (a read-only bind of the host's Python or warden under /tmp, when they
+live there) are not the area's: they are neither kept nor removed, and the directories that
+lead to them stay.
+
 Setup may leave at most ``MAX_KEPT`` bytes in these areas (the copy is held in memory, the one
 place a child cannot change); more is refused when the fork server starts.
 """
@@ -35,9 +39,34 @@ def _remove(path: str) -> None:
     os.rmdir(path)
 
 
-def _walk(root: str) -> dict[str, tuple]:
+def _mounts_below(root: str) -> set[str]:
+    """Mount points strictly below ``root``, relative to it (from /proc/self/mountinfo: a bind
+    from the same file system has the same st_dev, so the device alone cannot tell)."""
+    found: set[str] = set()
+    try:
+        with open("/proc/self/mountinfo", "rb") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return found
+    prefix = root.rstrip("/") + "/"
+    for line in lines:
+        fields = line.split(b" ")
+        if len(fields) < 5:
+            continue
+        # Octal escapes (\040 for a space) as the kernel writes them.
+        point = fields[4].decode("unicode_escape", "replace")
+        if point.startswith(prefix):
+            found.add(point[len(prefix):])
+    return found
+
+
+def _walk(root: str, skip: frozenset[str] | set[str] = frozenset(),
+          mounts: set[str] | None = None) -> dict[str, tuple]:
     """Every path under ``root`` (relative) -> what identifies its state: ctime changes with
-    every change of content, mode or name, and no process can set it."""
+    every change of content, mode or name, and no process can set it. A mount point below
+    ``root`` (on another device, or in ``skip``) is left out (and added to ``mounts``), and so
+    is everything beneath it."""
+    dev = os.lstat(root).st_dev
     found: dict[str, tuple] = {}
     stack = [""]
     while stack:
@@ -46,6 +75,10 @@ def _walk(root: str) -> dict[str, tuple]:
             for entry in it:
                 path = os.path.join(rel, entry.name) if rel else entry.name
                 st = entry.stat(follow_symlinks=False)
+                if st.st_dev != dev or path in skip:
+                    if mounts is not None:
+                        mounts.add(path)
+                    continue
                 found[path] = (st.st_mode, st.st_ino, st.st_ctime_ns, st.st_size)
                 if stat.S_ISDIR(st.st_mode):
                     stack.append(path)
@@ -56,7 +89,16 @@ class _Area:
     def __init__(self, root: str) -> None:
         self.root = root
         self.mode = stat.S_IMODE(os.lstat(root).st_mode)
-        self.state = _walk(root)
+        self.mounts: set[str] = set()
+        # Inputs cannot mount: the mounts below are found once.
+        self.state = _walk(root, _mounts_below(root), self.mounts)
+        # Directories that lead to a mount: they stay, with what setup's set-up gave them.
+        self.pinned = {os.path.dirname(m) for m in self.mounts}
+        for d in list(self.pinned):
+            while d:
+                self.pinned.add(d)
+                d = os.path.dirname(d)
+        self.pinned.discard("")
         # The copy: (path, mode, file content or link target or None for a directory).
         self.copy: list[tuple[str, int, bytes | str | None]] = []
         for path, (mode, *_rest) in sorted(self.state.items()):
@@ -77,20 +119,16 @@ class _Area:
         if stat.S_IMODE(os.lstat(self.root).st_mode) != self.mode:
             os.chmod(self.root, self.mode)
         if not self.state:
-            with os.scandir(self.root) as it:
-                names = [e.name for e in it]
-            for name in names:
-                _remove(os.path.join(self.root, name))
+            self._wipe("")
             return
-        if _walk(self.root) == self.state:
+        if _walk(self.root, self.mounts) == self.state:
             return
-        with os.scandir(self.root) as it:
-            names = [e.name for e in it]
-        for name in names:
-            _remove(os.path.join(self.root, name))
+        self._wipe("")
         dirs = []
         for path, mode, content in self.copy:
             full = os.path.join(self.root, path)
+            if path in self.pinned:
+                continue  # never removed
             if content is None:
                 os.mkdir(full, 0o700)
                 dirs.append((full, mode))  # its mode once its entries are back
@@ -105,7 +143,21 @@ class _Area:
                 os.chmod(full, stat.S_IMODE(mode))
         for full, mode in reversed(dirs):
             os.chmod(full, stat.S_IMODE(mode))
-        self.state = _walk(self.root)
+        self.state = _walk(self.root, self.mounts)
+
+
+    def _wipe(self, rel: str) -> None:
+        """Remove everything under ``rel`` but mounts and the directories leading to them."""
+        with os.scandir(os.path.join(self.root, rel) if rel else self.root) as it:
+            names = [e.name for e in it]
+        for name in names:
+            path = os.path.join(rel, name) if rel else name
+            if path in self.mounts:
+                continue
+            if path in self.pinned:
+                self._wipe(path)
+            else:
+                _remove(os.path.join(self.root, path))
 
 
 class Areas:
