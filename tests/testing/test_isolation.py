@@ -13,6 +13,9 @@ SETUP = '''
 import ctypes, errno, fcntl, gc, os, re, signal, threading, time
 
 counter = 0
+# What the sandbox's /tmp held before setup (the way to warden's own read-only binds, when the
+# host keeps its Python under /tmp): not setup's, not an input's.
+BEFORE = set(os.listdir("/tmp"))
 with open("/tmp/kept", "w") as f:
     f.write("from setup")
 
@@ -20,7 +23,7 @@ def others():
     return sorted(int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid())
 
 def state():
-    return {"counter": counter, "tmp": sorted(os.listdir("/tmp")),
+    return {"counter": counter, "tmp": sorted(set(os.listdir("/tmp")) - BEFORE),
             "kept": open("/tmp/kept").read(), "threads": threading.active_count(),
             "fds": sorted(os.listdir("/proc/self/fd")), "env": os.environ.get("WARDEN_T"),
             "procs": len(others())}

@@ -14,9 +14,14 @@ from tests.plugins.test_plugins import native_ok
 SETUP = '''
 import os, threading, time
 
+# What the areas held before setup (the way to warden's own read-only binds, when the host
+# keeps its Python under /tmp): not an input's.
+BEFORE = {"/tmp": set(os.listdir("/tmp")), "/workspace": set(os.listdir("/workspace"))}
+
 def target(i):
     if i == "check":
-        return {"tmp": os.listdir("/tmp"), "ws": os.listdir("/workspace"),
+        return {"tmp": sorted(set(os.listdir("/tmp")) - BEFORE["/tmp"]),
+                "ws": sorted(set(os.listdir("/workspace")) - BEFORE["/workspace"]),
                 "procs": sorted(p for p in os.listdir("/proc") if p.isdigit()),
                 "fds": len(os.listdir("/proc/self/fd")), "threads": threading.active_count()}
     open(f"/tmp/f{i}", "w").write("x" * 100)
