@@ -34,7 +34,7 @@ namespace {
 // Every key to_config reads. Any other key is refused rather than ignored: a misspelt or
 // retired key would leave its setting at the default without anyone knowing.
 constexpr const char* kConfigKeys[] = {
-    "area_binds", "cgroup_fd", "cgroup_procs", "cpu_time_s", "cwd", "disk_bytes", "file_size_bytes",
+    "area_binds", "area_unmapped_ok", "cgroup_fd", "cgroup_procs", "cpu_time_s", "cwd", "disk_bytes", "file_size_bytes",
     "fork_mode", "hold_mount_ns", "host_id", "hostname", "init_path", "inside_id", "last_cap",
     "netns_fd",
     "open_files", "outside_base", "pass_fds", "ro_binds", "ro_paths", "seccomp", "writable",
@@ -94,6 +94,7 @@ SpawnConfig to_config(const py::dict& d) {
   cfg.cgroup_fd = get(d, "cgroup_fd", -1);
   cfg.pass_fds = get(d, "pass_fds", std::vector<int>{});
   cfg.fork_mode = get(d, "fork_mode", false);
+  cfg.area_unmapped_ok = get(d, "area_unmapped_ok", false);
   cfg.netns_fd = get(d, "netns_fd", -1);
   cfg.hold_mount_ns = get(d, "hold_mount_ns", false);
   cfg.init_fd = init_fd(d["init_path"].cast<std::string>());

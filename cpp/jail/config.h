@@ -118,6 +118,12 @@ struct SpawnConfig {
   // it. Either way pid 1 is warden-init, never the code the sandbox runs.
   bool fork_mode = false;
 
+  // Areas (MountKind::kBindArea) are idmapped to the sandbox's host id. Where their file
+  // system has no idmapped mounts (EINVAL: tmpfs before Linux 6.3), true takes the same
+  // read-only clone without the mapping, for areas whose files "other" may read (warden's
+  // own, inside their 0700 directory); false fails the spawn at step idmap.
+  bool area_unmapped_ok = false;
+
   // Fork mode: the sandbox becomes a child of the caller's parent (clone(2), CLONE_PARENT), so
   // that the caller, a short-lived process of its own, may exit once the sandbox is made.
   bool sibling = false;

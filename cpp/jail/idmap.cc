@@ -76,14 +76,25 @@ int open_ns(pid_t pid, int* ns_fd) {
   return *ns_fd < 0 ? -errno : 0;
 }
 
-// One area: a detached clone of `path`, idmapped through `userns` and read-only.
-int clone_area(const char* path, int userns, int* out) {
+// One area: a detached clone of `path`, idmapped through `userns` and read-only; with
+// `fallback`, read-only without the mapping where the file system has no idmapped mounts.
+int clone_area(const char* path, int userns, bool fallback, int* out) {
   int fd = static_cast<int>(syscall(SYS_open_tree, AT_FDCWD, path,
                                     kOpenTreeClone | kOpenTreeCloexec | AT_SYMLINK_NOFOLLOW));
   if (fd < 0) return -errno;
   MountAttr attr{kAttrRdonly | kAttrNosuid | kAttrNodev | kAttrIdmap, 0, kMsPrivate,
                  static_cast<uint64_t>(userns)};
-  if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH, &attr, sizeof attr) != 0) {
+  int rc = static_cast<int>(syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH, &attr,
+                                    sizeof attr));
+  if (rc != 0 && errno == EINVAL && fallback) {
+    // A file system without idmapped mounts (tmpfs before Linux 6.3): the same read-only clone
+    // without the mapping. The sandbox then reads the area as "other", which warden's areas
+    // allow inside their 0700 directory (the clone's root is the area itself, so the sandbox
+    // never needs to pass that directory).
+    attr = MountAttr{kAttrRdonly | kAttrNosuid | kAttrNodev, 0, kMsPrivate, 0};
+    rc = static_cast<int>(syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH, &attr, sizeof attr));
+  }
+  if (rc != 0) {
     int e = errno;
     close(fd);
     return -e;
@@ -144,7 +155,8 @@ int prepare(const SpawnConfig& cfg, Areas* areas) {
       rc = -EINVAL;
       break;
     }
-    rc = clone_area(op.source.c_str(), userns, &areas->fds[op.source_index]);
+    rc = clone_area(op.source.c_str(), userns, cfg.area_unmapped_ok,
+                    &areas->fds[op.source_index]);
     if (rc < 0) break;
   }
   // The mounts keep their idmapping; the namespace itself is needed no more.

@@ -15,7 +15,7 @@ import tempfile
 import pytest
 import warden
 from warden import _core
-from warden.host import state
+from warden.host import environ, state
 from warden.providers.native import runner
 
 NOBODY = 65534
@@ -66,8 +66,10 @@ def test_readonly_workspace_is_private_on_the_host_and_readable_inside():
         sb.files.write("secret.txt", "only for this sandbox")
         sb.files.write("d/e/deep.txt", "deep")
         ws = _workspace_holding("secret.txt", b"only for this sandbox")
-        # The host side: mode 0700 all the way up, owned by warden's user, not in /tmp.
-        for p in (ws, os.path.dirname(ws), os.path.dirname(os.path.dirname(ws)),
+        # The host side: mode 0700 all the way up from the workspace (whose own mode lets the
+        # sandbox read it where it cannot be idmapped), owned by warden's user, not in /tmp.
+        assert _mode(ws) == 0o755 and os.lstat(ws).st_uid == os.geteuid()
+        for p in (os.path.dirname(ws), os.path.dirname(os.path.dirname(ws)),
                   state.state_dir()):
             assert _mode(p) == 0o700, p
             assert os.lstat(p).st_uid == os.geteuid(), p
@@ -76,7 +78,9 @@ def test_readonly_workspace_is_private_on_the_host_and_readable_inside():
         # The sandbox reads it (its own files, through the idmapped mount) ...
         r = sb.exec(["sh", "-c", "cat /workspace/secret.txt /workspace/d/e/deep.txt; stat -c '%u %a' /workspace"])
         assert r.exit_code == 0, r.stderr
-        assert r.stdout == b"only for this sandboxdeep1000 700\n"
+        # Idmapped (Linux >= 6.3 for tmpfs): the sandbox's own; else root's, read as "other".
+        assert r.stdout in (b"only for this sandboxdeep1000 755\n",
+                            b"only for this sandboxdeep65534 755\n"), r.stdout
         # ... and cannot change anything in it.
         for line in ("echo x > /workspace/new", "echo x >> /workspace/secret.txt",
                      "rm /workspace/secret.txt", "chmod 777 /workspace", "mkdir /workspace/x",
@@ -161,3 +165,19 @@ def test_an_area_that_cannot_be_idmapped_fails_closed(host_id):
         with pytest.raises(warden.SandboxSetupError) as exc:
             _core.PreparedSandbox(cfg)
         assert (exc.value.step, exc.value.errno) == ("idmap", err), source
+
+
+def test_where_an_area_cannot_be_idmapped_warden_binds_it_unmapped_and_read_only(host_id):
+    """warden's own areas (area_unmapped_ok): on a file system without idmapped mounts (sysfs
+    here, as tmpfs before Linux 6.3) the same read-only clone, without the mapping."""
+    cfg = runner.base_config(warden.Limits())
+    cfg.update(host_id.config())
+    cfg.update(area_binds=[("/sys/kernel", "/area")], area_unmapped_ok=True)
+    box = _core.PreparedSandbox(cfg)
+    try:
+        out = box.start(["/bin/sh", "-c", "ls /area; touch /area/x"],
+                        environ.sandbox_env(None), ["/bin/sh"])
+    finally:
+        box.close()
+    assert b"mm\n" in out["stdout"], out  # the area is there and listed
+    assert out["wait_status"] != 0 and b"Read-only file system" in out["stderr"], out

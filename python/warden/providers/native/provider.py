@@ -143,6 +143,9 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
             areas.append((host_ws, "/workspace"))
         cfg["ro_binds"] = binds
         cfg["area_binds"] = areas
+        # warden's own areas may be read as "other" inside their 0700 directory: on a file
+        # system without idmapped mounts (tmpfs before Linux 6.3) they are bound unmapped.
+        cfg["area_unmapped_ok"] = True
         cfg["writable"] = [(w, 0o755) for w in writable] + [("/tmp", 0o1777)]
         cfg["cwd"] = spec.cwd
         cfg["init_path"] = runner.INIT_PATH
@@ -182,6 +185,9 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
                 # which the sandbox sees through an idmapped read-only mount: the tool layer
                 # writes it from outside, the code inside can only read it.
                 host_ws = descriptors.at_step("workspace directory", state.areas().make, "ws-")
+                # Its 0700 area keeps other host users out; the sandbox, which sees this
+                # directory as its mount's root, may read it where it cannot be idmapped.
+                os.chmod(host_ws, 0o755)
                 # Still empty if the sandbox is not made: rmdir needs no descriptor.
                 undo.callback(os.rmdir, host_ws)
             host_id = descriptors.at_step("host identity", identity.acquire)
