@@ -173,8 +173,14 @@ class Areas:
         return path
 
     def remove(self, path: str) -> None:
-        """Remove a directory that ``make`` made, its tmpfs with it."""
-        _remove(path)
+        """Remove a directory that ``make`` made, its tmpfs with it. An empty one goes by
+        rmdir, which needs no descriptor (the undo of a sandbox that ran out of them)."""
+        if _is_mount(path):
+            _libc().umount2(os.fsencode(path), _MNT_DETACH)
+        try:
+            os.rmdir(path)
+        except OSError:
+            shutil.rmtree(path, ignore_errors=True)
 
     def holds(self, path: str) -> bool:
         """True for a path inside this area."""
