@@ -61,8 +61,9 @@ def hostile(spec):
             sock.sendmsg([struct.pack(">I", 1 << 20)], [(*rights, fds)])
             for _ in range(n):
                 sock.sendmsg([b"\x00"], [(*rights, fds)])
-        elif kind == "memfd":
-            fd = os.memfd_create("payload", os.MFD_ALLOW_SEALING)
+        elif kind in ("memfd", "hugetlb"):
+            # MFD_HUGETLB (4): huge pages, which the host would map from its own pool.
+            fd = os.memfd_create("payload", os.MFD_ALLOW_SEALING | (4 if kind == "hugetlb" else 0))
             os.ftruncate(fd, n)  # a hole: it costs this sandbox nothing
             fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SHRINK
                         | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
@@ -166,5 +167,19 @@ def test_a_sparse_or_oversized_memfd_is_refused_by_its_real_size(provider, fresh
     before = _host_fds()
     with pytest.raises(error):
         _hostile(provider, h, kind="memfd", n=size, hang=True)
+    assert _host_fds() - before < 20
+    _after_refusal(provider, h)
+
+
+def test_a_memfd_of_huge_pages_is_refused_and_the_worker_replaced(provider, fresh):
+    """A sealed MFD_HUGETLB memfd: mapping it would take the host's huge pages (or fail with
+    ENOMEM where the host has none); it is a ProtocolError, never a bare OSError, and the
+    sandbox is replaced at once."""
+    if provider.name != "native":
+        pytest.skip("the Docker attach stream carries no descriptors")
+    h = _small(fresh)
+    before = _host_fds()
+    with pytest.raises(ProtocolError, match="huge pages"):
+        _hostile(provider, h, kind="hugetlb", n=2 << 20, hang=True)
     assert _host_fds() - before < 20
     _after_refusal(provider, h)

@@ -181,3 +181,26 @@ def test_where_an_area_cannot_be_idmapped_warden_binds_it_unmapped_and_read_only
         box.close()
     assert b"mm\n" in out["stdout"], out  # the area is there and listed
     assert out["wait_status"] != 0 and b"Read-only file system" in out["stderr"], out
+
+
+def test_a_readonly_workspace_is_bounded_by_the_sandbox_s_disk_limit():
+    """The tool layer writes a read-only workspace from the host: what a tenant writes there
+    is bounded by its own sandbox's disk limit, not by the host's memory (warden's area is a
+    tmpfs shared by every sandbox of the process), and the sandbox's df shows its own
+    workspace alone, not how much the other sandboxes' workspaces hold."""
+    with warden.Sandbox(readonly=True) as other:
+        other.files.write("other.bin", b"o" * (6 << 20))
+        with warden.Sandbox(readonly=True, limits=warden.Limits(disk_mb=8)) as sb:
+            sb.files.write("fits.bin", b"x" * (4 << 20))
+            # Its own 4 MiB of 8, nothing of the other sandbox's 6 MiB.
+            r = sb.exec(["df", "-k", "--output=size,used", "/workspace"])
+            size_k, used_k = map(int, r.stdout.split()[2:4])
+            assert size_k == 8 << 10 and 4 << 10 <= used_k < 5 << 10, r.stdout
+            with pytest.raises(warden.DiskQuotaExceeded):
+                sb.files.write("over.bin", b"x" * (8 << 20))
+            ws = _workspace_holding("fits.bin", b"x" * (4 << 20))
+            used = sum(os.lstat(os.path.join(ws, n)).st_blocks * 512 for n in os.listdir(ws))
+            assert used <= 8 << 20
+            sb.files.remove("over.bin")  # a partial write may be left: the tenant's own
+            sb.files.write("small.bin", b"fits")
+            assert sb.files.read("small.bin") == b"fits"

@@ -12,7 +12,10 @@ a descriptor or a user id, which no target needs:
   is checked (a child's own pid and its descendants' pass);
 * fcntl F_SETOWN/F_SETOWN_EX and ioctl FIOSETOWN/SIOCSPGRP: SIGIO could be aimed at a server;
 * pidfd_send_signal (a /proc/<pid> directory is a pidfd for it), setpriority (PRIO_USER
-  renices every process of the user), ioprio_set: refused outright.
+  renices every process of the user), ioprio_set: refused outright;
+* shmget, msgget, semget, mq_open: refused outright. SysV IPC objects and POSIX message
+  queues outlive the child that made them, in the sandbox's IPC namespace, where no restore
+  reaches them: the next input would find what this one left there.
 
 The program is built once by the fork server (``build``) and installed by each child
 (``install``, one prctl). Reading another process's memory needs more than this filter:
@@ -40,11 +43,13 @@ _NR = {
     "sched_setscheduler": (144, 119), "sched_setparam": (142, 118), "sched_setattr": (314, 274),
     "fcntl": (72, 25), "ioctl": (16, 29), "pidfd_send_signal": (424, 424),
     "setpriority": (141, 140), "ioprio_set": (251, 30),
+    "shmget": (29, 194), "msgget": (68, 186), "semget": (64, 190), "mq_open": (240, 180),
 }
 _PID_FIRST = ("tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "pidfd_open",
               "prlimit64", "sched_setaffinity", "sched_setscheduler", "sched_setparam",
               "sched_setattr")
-_REFUSED = ("pidfd_send_signal", "setpriority", "ioprio_set")
+_REFUSED = ("pidfd_send_signal", "setpriority", "ioprio_set", "shmget", "msgget", "semget",
+            "mq_open")
 _F_SETOWN, _F_SETOWN_EX, _FIOSETOWN, _SIOCSPGRP = 8, 15, 0x8901, 0x8902
 
 _LD_ABS_W, _JEQ_K, _RET_K = 0x20, 0x15, 0x06

@@ -1,4 +1,4 @@
-"""The sandbox's writable areas (/tmp, /workspace) put back, after every input of a fork
+"""The sandbox's writable areas (/tmp, /workspace, /dev/shm) put back, after every input of a fork
 server, as setup left them: what an input created is removed, and what setup left there and
 an input changed (content, mode, a rename, a removal) is written again from a copy taken
 right after setup. An area setup left empty costs one directory read per input.
@@ -163,7 +163,7 @@ class _Area:
 class Areas:
     """The writable areas that exist in this sandbox, as setup left them."""
 
-    def __init__(self, roots: tuple[str, ...] = ("/tmp", "/workspace")) -> None:
+    def __init__(self, roots: tuple[str, ...] = ("/tmp", "/workspace", "/dev/shm")) -> None:
         self.areas = [_Area(r) for r in roots if os.path.isdir(r) and os.access(r, os.W_OK)]
         kept = sum(a.kept() for a in self.areas)
         if kept > MAX_KEPT:

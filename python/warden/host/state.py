@@ -88,12 +88,16 @@ def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
 
 
-def _mount_tmpfs(path: str) -> bool:
-    """A tmpfs of warden's own over ``path``, private to this mount namespace; False where
-    warden may not mount (not root), which leaves a plain directory."""
-    opts = f"mode=0700,uid={os.geteuid()},gid={os.getegid()}".encode()
+def _mount_tmpfs(path: str, size: int | None = None) -> bool:
+    """A tmpfs of warden's own over ``path``, private to this mount namespace (at most
+    ``size`` bytes, and an inode per 4 KiB of it, when given); False where warden may not
+    mount (not root), which leaves a plain directory."""
+    opts = f"mode=0700,uid={os.geteuid()},gid={os.getegid()}"
+    if size is not None:
+        opts += f",size={max(size, 4096)},nr_inodes={max(size // 4096, 64)}"
     libc = _libc()
-    if libc.mount(b"warden", os.fsencode(path), b"tmpfs", _MS_NOSUID | _MS_NODEV, opts) != 0:
+    if libc.mount(b"warden", os.fsencode(path), b"tmpfs", _MS_NOSUID | _MS_NODEV,
+                  opts.encode()) != 0:
         log.debug("warden: no tmpfs for %s (%s): a plain directory", path,
                   os.strerror(ctypes.get_errno()))
         return False
@@ -153,9 +157,30 @@ class Areas:
         self.mounted = _mount_tmpfs(self.path)
         self._pid = pid
 
-    def make(self, prefix: str) -> str:
-        """A new directory of this area, mode 0700 (mkdtemp makes it so)."""
-        return tempfile.mkdtemp(prefix=prefix, dir=self.path)
+    def make(self, prefix: str, size: int | None = None) -> str:
+        """A new directory of this area, mode 0700 (mkdtemp makes it so). ``size``: where the
+        area is a tmpfs of its own, the directory is one too, of at most ``size`` bytes, so
+        that what is written there for one sandbox (its read-only workspace, filled by the
+        tool layer from outside) is bounded by that sandbox's disk limit, and its df shows
+        nothing of the other sandboxes' directories."""
+        path = tempfile.mkdtemp(prefix=prefix, dir=self.path)
+        if size is not None and self.mounted and not _mount_tmpfs(path, size):
+            err = ctypes.get_errno() or errno.EIO
+            os.rmdir(path)
+            raise SandboxSetupError("workspace directory", err,
+                                    "mounting a tmpfs of the sandbox's disk size on its "
+                                    "read-only workspace")
+        return path
+
+    def remove(self, path: str) -> None:
+        """Remove a directory that ``make`` made, its tmpfs with it. An empty one goes by
+        rmdir, which needs no descriptor (the undo of a sandbox that ran out of them)."""
+        if _is_mount(path):
+            _libc().umount2(os.fsencode(path), _MNT_DETACH)
+        try:
+            os.rmdir(path)
+        except OSError:
+            shutil.rmtree(path, ignore_errors=True)
 
     def holds(self, path: str) -> bool:
         """True for a path inside this area."""

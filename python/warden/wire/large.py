@@ -67,11 +67,19 @@ def read_memfd(fd: int, limit: int = DEFAULT_MAX_LARGE) -> memoryview | bytes:
             raise ProtocolError(f"received memfd {fd} is not sealed against write, shrink and "
                                 "grow; the sender could change it while it is read")
         st = os.fstat(fd)
+        if st.st_blksize > mmap.PAGESIZE:
+            # MFD_HUGETLB: mapping it would take huge pages from the host's own pool.
+            raise ProtocolError(f"received memfd {fd} is made of huge pages; large payloads "
+                                "must come as ordinary sealed memfds")
         # By its real size, before a page of it is touched: over the limit, or sparse.
         check_payload_file(fd, st, limit, "memfd payload")
         if st.st_size == 0:
             return b""
-        m = mmap.mmap(fd, st.st_size, mmap.MAP_SHARED, mmap.PROT_READ)
+        try:
+            m = mmap.mmap(fd, st.st_size, mmap.MAP_SHARED, mmap.PROT_READ)
+        except OSError as exc:
+            raise ProtocolError(f"received memfd {fd} of {st.st_size} bytes cannot be mapped "
+                                f"({exc.strerror}); the sender is broken or hostile") from None
         return memoryview(m)
     finally:
         os.close(fd)

@@ -18,7 +18,6 @@ import errno
 import itertools
 import os
 import select
-import shutil
 import signal
 import socket
 import threading
@@ -184,12 +183,13 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
                 # A read-only workspace is a directory of warden's private area (mode 0700),
                 # which the sandbox sees through an idmapped read-only mount: the tool layer
                 # writes it from outside, the code inside can only read it.
-                host_ws = descriptors.at_step("workspace directory", state.areas().make, "ws-")
+                # A tmpfs of its own, of the sandbox's disk size (where warden may mount).
+                host_ws = descriptors.at_step("workspace directory", state.areas().make, "ws-",
+                                              lim.disk_mb << 20)
+                undo.callback(state.areas().remove, host_ws)
                 # Its 0700 area keeps other host users out; the sandbox, which sees this
                 # directory as its mount's root, may read it where it cannot be idmapped.
                 os.chmod(host_ws, 0o755)
-                # Still empty if the sandbox is not made: rmdir needs no descriptor.
-                undo.callback(os.rmdir, host_ws)
             host_id = descriptors.at_step("host identity", identity.acquire)
             try:
                 # One more pid than asked for: the sandbox's init, which the caller did not
@@ -365,7 +365,7 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
             os.close(st.status_fd)
             prepare.preparer().release(st.cgroup, st.mount_ns, host_id=st.host_id)
             if st.host_ws:
-                shutil.rmtree(st.host_ws, ignore_errors=True)
+                state.areas().remove(st.host_ws)
         return True
 
     def list(self, labels: Mapping[str, str] | None = None) -> list[SandboxHandle]:
