@@ -94,6 +94,102 @@ def hold(n, host, port):
     return {"accepted": accepted}
 
 
+def https_get(url, cafile=None, auth=None):
+    """GET ``url`` as the environment says (HTTPS_PROXY, SSL_CERT_FILE), or trusting
+    ``cafile`` alone; ``auth`` is sent as the request's own Authorization header."""
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=cafile)
+    req = urllib.request.Request(url, headers={"Authorization": auth} if auth else {})
+    try:
+        with urllib.request.urlopen(req, timeout=10, context=ctx) as r:
+            return {"status": r.status, "body": r.read().decode()}
+    except urllib.error.HTTPError as e:
+        return {"status": e.code, "body": e.read().decode()}
+    except OSError as e:
+        return {"error": str(e)}
+
+
+def https_post(url, size):
+    """POST ``size`` bytes to ``url`` as the environment says; the answer's body."""
+    req = urllib.request.Request(url, data=b"b" * size, method="POST")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return {"status": r.status, "body": r.read().decode()}
+
+
+def tls_tunnel(host, port, sni, request):
+    """CONNECT to ``host:port``, TLS naming ``sni`` (trusting SSL_CERT_FILE), send
+    ``request`` as is; what came back, or the error."""
+    import ssl
+
+    s = socket.create_connection(PROXY, timeout=10)
+    s.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\n\r\n".encode())
+    first = s.recv(64)
+    if not first.startswith(b"HTTP/1.1 200"):
+        return {"reply": first.decode("latin-1")}
+    ctx = ssl.create_default_context()
+    try:
+        t = ctx.wrap_socket(s, server_hostname=sni)
+        t.sendall(request.encode())
+        return {"reply": recv_all(t).decode("latin-1")}
+    except (ssl.SSLError, OSError) as e:
+        return {"error": type(e).__name__}
+
+
+def search(first, second):
+    """Look for ``first + second`` (never made whole here) in every environment and command
+    line this sandbox can see, its writable places and trust store, and the memory of every
+    process whose memory it can read."""
+    needle, rest = first.encode(), second.encode()
+    found, scanned = [], 0
+
+    def look(where, data):
+        i = data.find(needle)
+        while i >= 0:
+            if data[i + len(needle):i + len(needle) + len(rest)] == rest:
+                found.append(where)
+                return
+            i = data.find(needle, i + 1)
+
+    pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    for pid in pids:
+        for part in ("environ", "cmdline"):
+            try:
+                with open(f"/proc/{pid}/{part}", "rb") as f:
+                    look(f"/proc/{pid}/{part}", f.read())
+            except OSError:
+                pass
+        scanned += _memory(pid, look)
+    for root in ("/workspace", "/tmp", "/dev/shm", "/etc"):
+        for d, _, names in os.walk(root):
+            for n in names:
+                try:
+                    with open(os.path.join(d, n), "rb") as f:
+                        look(os.path.join(d, n), f.read(1 << 22))
+                except OSError:
+                    pass
+    return {"found": found, "memory_of": scanned, "pids": len(pids)}
+
+
+def _memory(pid, look):
+    try:
+        maps = open(f"/proc/{pid}/maps").read().splitlines()
+        mem = open(f"/proc/{pid}/mem", "rb")
+    except OSError:
+        return 0
+    with mem:
+        for line in maps:
+            lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+            if "r" not in line.split()[1] or hi - lo > 1 << 28:
+                continue
+            try:
+                mem.seek(lo)
+                look(f"/proc/{pid}/mem", mem.read(hi - lo))
+            except (OSError, OverflowError, ValueError):
+                pass
+    return 1
+
+
 def env():
     return {k: v for k, v in os.environ.items() if "proxy" in k.lower()}
 

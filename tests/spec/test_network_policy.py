@@ -61,6 +61,8 @@ def test_malformed_rules_are_refused_by_name(rule):
     ({"mode": "bridge"}, "mode"),
     ({"egress_netns": "run/netns/x"}, "egress_netns"),
     ({"egress_netns": 3}, "egress_netns"),
+    ({"upstream_ca": "ca.pem"}, "upstream_ca"),
+    ({"upstream_ca": b"/ca.pem"}, "upstream_ca"),
     ({"max_connections": 0}, "max_connections"),
     ({"max_connections": True}, "max_connections"),
     ({"max_bytes": -1}, "max_bytes"),

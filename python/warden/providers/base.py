@@ -35,6 +35,7 @@ class Capabilities:
     readonly_root: bool
     worker_protocol: bool = True         # can run warden's worker (call, run_python)
     images: bool = False                 # runs a spec's container image (SandboxSpec.image)
+    network_inject: bool = False         # sets NetworkPolicy.inject headers at its egress
 
 
 @dataclass
@@ -82,11 +83,12 @@ class Provider(abc.ABC):
                 f"it offers {sorted(caps.network_policies)}"
                 + ("; the transparent mode (veth, DNS and TCP redirection) is not built yet: "
                    "use mode='proxy'" if kind == "transparent" else ""))
-        if isinstance(spec.network, NetworkPolicy) and spec.network.inject:
+        if isinstance(spec.network, NetworkPolicy) and spec.network.inject \
+                and not caps.network_inject:
             raise ProviderUnavailable(
-                "credential injection (NetworkPolicy.inject)",
-                "warden's egress proxy does not add headers or terminate TLS yet; pass the "
-                "credential to the code inside or leave inject unset")
+                f"credential injection (NetworkPolicy.inject) on provider {self.name!r}",
+                "pass the credential to the code inside, leave inject unset, or use "
+                "provider='native'")
         if spec.readonly and not caps.readonly_root:
             raise ProviderUnavailable(f"a read-only workspace on provider {self.name!r}")
         if spec.image and not caps.images:

@@ -19,12 +19,13 @@ import asyncio
 import collections
 import os
 import socket
+import ssl
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
-from warden.host.net import netns, proxy
+from warden.host.net import netns, proxy, tls
 from warden.spec.network import NetworkEvent, NetworkPolicy
 
 __all__ = ["DEFAULT_MAX_CONNECTIONS", "LOG_MAX", "PROXY_PORT", "Attachment", "Egress",
@@ -97,6 +98,10 @@ class Attachment:
 
     def __init__(self, service: Egress, netns_fd: int) -> None:
         self.service = service
+        # The sandbox's CA when it was made with a policy that injects headers (its
+        # certificate is in the sandbox's trust store); None otherwise. Set by Egress.attach.
+        self.ca: tls.CertAuthority | None = None
+        self._upstream: tuple[str | None, ssl.SSLContext] | None = None
         self.netns_fd = os.dup(netns_fd)
         self.policy: NetworkPolicy | None = None
         self.dialer: netns.Dialer | None = None
@@ -121,6 +126,21 @@ class Attachment:
         with self._log_lock:
             self._log.append(rec)
         return rec
+
+    def injected(self, host: str) -> Mapping[str, str] | None:
+        """The headers set on requests to ``host`` (None: its tunnels are relayed blind)."""
+        policy = self.policy
+        if policy is None or not policy.inject:
+            return None
+        return policy.inject.get(host)
+
+    def upstream_tls(self) -> ssl.SSLContext:
+        """How the proxy verifies an injected host (the policy's upstream_ca, or the host's
+        trust store), made once per CA file."""
+        cafile = self.policy.upstream_ca if self.policy is not None else None
+        if self._upstream is None or self._upstream[0] != cafile:
+            self._upstream = (cafile, tls.upstream_context(cafile))
+        return self._upstream[1]
 
     def budget_refusal(self) -> str | None:
         policy = self.policy
@@ -183,10 +203,13 @@ class Egress:
     def _on_loop(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
-    def attach(self, netns_fd: int, policy: NetworkPolicy | None) -> Attachment:
+    def attach(self, netns_fd: int, policy: NetworkPolicy | None,
+               ca: tls.CertAuthority | None = None) -> Attachment:
         """warden's side of the sandbox whose network namespace is ``netns_fd``; with a
-        policy, its proxy listens from now on."""
+        policy, its proxy listens from now on. ``ca`` is the sandbox's own CA, for policies
+        that inject headers into HTTPS requests."""
         att = self._on_loop(self._new(netns_fd))
+        att.ca = ca
         try:
             self.set_policy(att, policy)
         except BaseException:

@@ -5,12 +5,16 @@ its proxy at 127.0.0.1:PROXY_PORT and the usual proxy variables in its environme
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 
 from warden.errors import InvalidArgument, WorkerCrashed
 from warden.host.net import expose as _expose
+from warden.host.net import tls
 from warden.host.net.egress import egress, proxy_env
 from warden.providers.base import SandboxHandle, SandboxSpec
 from warden.providers.native.state import NativeState, state_of
@@ -18,29 +22,56 @@ from warden.spec.limits import Limits
 from warden.spec.network import NetworkEvent, NetworkPolicy
 from warden.spec.result import ExecResult
 
-__all__ = ["NetworkMixin", "attach", "detach", "env_for"]
+__all__ = ["NetworkMixin", "attach", "detach", "env_for", "trust_store"]
 
 
-def env_for(network: str | NetworkPolicy, env: Mapping[str, str]) -> dict[str, str]:
-    """The sandbox's environment: a policy's proxy variables, then the caller's own."""
+def env_for(network: str | NetworkPolicy, env: Mapping[str, str],
+            ca: tls.CertAuthority | None = None) -> dict[str, str]:
+    """The sandbox's environment: a policy's proxy variables, the trust store's when the
+    sandbox has its own CA, then the caller's own."""
     base = proxy_env() if isinstance(network, NetworkPolicy) else {}
+    if ca is not None:
+        base.update(tls.ca_env())
     return {**base, **env}
+
+
+def trust_store(network: str | NetworkPolicy, undo: contextlib.ExitStack,
+                ) -> tuple[tls.CertAuthority | None, str | None]:
+    """For a policy that injects headers: the sandbox's own CA, and a host file of the
+    host's CA certificates and the sandbox's (bound read-only at tls.BUNDLE_PATH), removed
+    by ``undo`` unless the sandbox is made; (None, None) for any other network."""
+    if not isinstance(network, NetworkPolicy) or not network.inject:
+        return None, None
+    ca = tls.CertAuthority()
+    where = tempfile.mkdtemp(prefix="warden-ca-")
+    undo.callback(shutil.rmtree, where, ignore_errors=True)
+    os.chmod(where, 0o755)
+    path = os.path.join(where, "ca-bundle.pem")
+    with open(path, "wb") as f:
+        system = tls.system_bundle()
+        f.write(system + (b"" if not system or system.endswith(b"\n") else b"\n") + ca.pem)
+    os.chmod(path, 0o644)
+    return ca, path
 
 
 def attach(st: NativeState, network: str | NetworkPolicy) -> None:
     """Start the proxy of a sandbox made with a policy (nothing for 'none')."""
     if isinstance(network, NetworkPolicy):
-        st.net = egress().attach(st.netns, network)
+        st.net = egress().attach(st.netns, network, st.ca)
 
 
 def detach(st: NativeState) -> None:
-    """End the sandbox's proxy, connections and exposed ports, and release its namespace."""
+    """End the sandbox's proxy, connections and exposed ports, and release its namespace
+    and trust store."""
     if st.net is not None:
         egress().detach(st.net)
         st.net = None
     if st.netns >= 0:
         os.close(st.netns)
         st.netns = -1
+    if st.ca_bundle is not None:
+        shutil.rmtree(os.path.dirname(st.ca_bundle), ignore_errors=True)
+        st.ca_bundle = None
 
 
 def _port(port: object) -> int:
@@ -62,11 +93,16 @@ class NetworkMixin:
         st = self._live_state(handle)
         self.check(SandboxSpec(network=network))  # type: ignore[attr-defined]
         policy = network if isinstance(network, NetworkPolicy) else None
+        if policy is not None and policy.inject and st.ca is None:
+            raise InvalidArgument(
+                "network", "NetworkPolicy(inject=...)", "a sandbox made without inject has "
+                "no CA of its own in its trust store: create the sandbox with a policy that "
+                "injects headers (set_network may then change them)")
         with st.lock:
             if st.net is None:
                 if policy is None:
                     return
-                st.net = egress().attach(st.netns, policy)
+                st.net = egress().attach(st.netns, policy, st.ca)
             else:
                 egress().set_policy(st.net, policy)
             # Commands started from now on get the proxy variables (or lose them).

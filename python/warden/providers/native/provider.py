@@ -42,6 +42,7 @@ from warden.errors import (
 )
 from warden.host import cgroups, descriptors, identity
 from warden.host.environ import sandbox_env
+from warden.host.net import tls
 from warden.providers.base import (
     Capabilities,
     Provider,
@@ -124,11 +125,12 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
 
     def capabilities(self) -> Capabilities:
         return Capabilities(isolation="namespaces+seccomp+cgroups", limits=_ALL_LIMITS,
-                            network_policies=frozenset({"none", "proxy"}), readonly_root=True)
+                            network_policies=frozenset({"none", "proxy"}), readonly_root=True,
+                            network_inject=True)
 
     # -- life cycle ----------------------------------------------------------------------------
 
-    def _config(self, spec: SandboxSpec, host_ws: str | None) -> dict:
+    def _config(self, spec: SandboxSpec, host_ws: str | None, bundle: str | None) -> dict:
         # A policy's sandbox is jailed as one of "none": only its proxy differs.
         cfg = runner.base_config(spec.limits)
         cfg["ro_paths"] = [*cfg["ro_paths"], *runner.import_roots()]
@@ -138,6 +140,8 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
             binds.append((os.path.realpath(spec.code_dir), spec.mount_at))
         if host_ws is not None:
             binds.append((host_ws, "/workspace"))
+        if bundle is not None:
+            binds.append((bundle, tls.BUNDLE_PATH))
         cfg["ro_binds"] = binds
         cfg["writable"] = [(w, 0o755) for w in writable] + [("/tmp", 0o1777)]
         cfg["cwd"] = spec.cwd
@@ -192,7 +196,8 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
                 raise
             # The identity is handed back once the cgroup, and so everything of it, is gone.
             undo.callback(prep.release, cg, host_id=host_id)
-            pid, got, chan, netns = self._start_worker(spec, host_ws, cg, host_id, undo)
+            ca, bundle = trust = network.trust_store(spec.network, undo)
+            pid, got, chan, netns = self._start_worker(spec, host_ws, cg, host_id, undo, trust)
             handle = SandboxHandle(
                 id=f"native-{os.getpid()}-{next(self._seq)}", provider=self.name, spec=spec,
                 labels=dict(spec.labels),
@@ -200,13 +205,14 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
                     pid=pid, pidfd=got[0], status_fd=got[1], mount_ns=tuple(got[2:]), chan=chan,
                     cgroup=cg, host_id=host_id, host_ws=host_ws,
                     large_dir=f"/proc/{pid}/root{spec.data_dir}" if spec.data_dir else None,
-                    netns=netns))
+                    netns=netns, ca=ca, ca_bundle=bundle))
             network.attach(state_of(handle), spec.network)
             undo.pop_all()
         return handle
 
     def _start_worker(self, spec: SandboxSpec, host_ws: str | None, cg: cgroups.SandboxCgroup,
                       host_id: identity.HostId, undo: contextlib.ExitStack,
+                      trust: tuple[tls.CertAuthority | None, str | None],
                       ) -> tuple[int, list[int], Channel, int]:
         """Have the zygote fork the sandbox into ``cg`` as ``host_id``: (its init's pid, the
         descriptors that came with the answer — the init's pidfd, its status pipe, the mount
@@ -222,7 +228,8 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
                                               socket.AF_UNIX, socket.SOCK_STREAM)
             undo.callback(host.close)
             sent.callback(child.close)
-            cfg = self._config(spec, host_ws)
+            ca, bundle = trust
+            cfg = self._config(spec, host_ws, bundle)
             cfg.update(host_id.config())
             cfg["cgroup_procs"] = cg.procs_files()
             # The sandbox's mount namespace comes back with the pidfd and is closed after the
@@ -235,7 +242,8 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
             # A reply carries at most one descriptor, and decodes within the sandbox's budget.
             chan = Channel(host, max_fds=bounds.REPLY_FDS, budget=bounds.decode_budget(
                 spec.limits.memory_mb << 20, self.max_decode_bytes))
-            setup = {"config": cfg, "env": sandbox_env(network.env_for(spec.network, spec.env)),
+            env = network.env_for(spec.network, spec.env, ca)
+            setup = {"config": cfg, "env": sandbox_env(env),
                      "entry": spec.entry_point or None, "data_dir": spec.data_dir or None}
             result, got = descriptors.at_step(
                 "zygote spawn", self._zygote.spawn, chan, setup, fds, netns=True,
@@ -252,7 +260,8 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
     @staticmethod
     def _env(handle: SandboxHandle) -> dict[str, str]:
         return dict(e.split("=", 1)
-                    for e in sandbox_env(network.env_for(handle.spec.network, handle.spec.env)))
+                    for e in sandbox_env(network.env_for(handle.spec.network, handle.spec.env,
+                                                         state_of(handle).ca)))
 
     def _kill(self, handle: SandboxHandle) -> None:
         st = state_of(handle)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from warden.host.cgroups import SandboxCgroup
     from warden.host.identity import HostId
     from warden.host.net.egress import Attachment
+    from warden.host.net.tls import CertAuthority
     from warden.providers.base import SandboxHandle
     from warden.wire.channel import Channel
 
@@ -73,6 +74,11 @@ class NativeState:
     # warden's side of the sandbox's network (its proxy, log, exposed ports); None until a
     # policy or an exposed port needs it. Set under ``lock``; ended by teardown.
     net: Attachment | None = None
+    # The sandbox's own CA, for a policy that injects headers into HTTPS requests, and the
+    # host file of its trust store (bound read-only inside). Set by _spawn; the file is
+    # removed by teardown (providers.native.network.detach).
+    ca: CertAuthority | None = None
+    ca_bundle: str | None = None
 
 
 def state_of(handle: SandboxHandle) -> NativeState:
