@@ -190,6 +190,58 @@ def _memory(pid, look):
     return 1
 
 
+def getaddr(name):
+    """The addresses the sandbox's resolver finds for ``name``, or the error."""
+    try:
+        return {"addresses": sorted({i[4][0] for i in socket.getaddrinfo(
+            name, 80, socket.AF_INET, socket.SOCK_STREAM)})}
+    except socket.gaierror as e:
+        return {"gaierror": e.errno}
+
+
+def dns_rcode(name, server="127.0.0.1", qtype=1):
+    """Ask ``server`` about ``name`` over UDP; the answer's rcode and record count."""
+    q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+    q += b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\x00"
+    q += int(qtype).to_bytes(2, "big") + b"\x00\x01"
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(10)
+    s.sendto(q, (server, 53))
+    a = s.recv(4096)
+    return {"id": a[:2].hex(), "rcode": a[3] & 0xF, "answers": int.from_bytes(a[6:8], "big")}
+
+
+def plain_get(host, port, path, host_header=None):
+    """A GET over a plain socket to ``host`` (proxy variables are not looked at)."""
+    try:
+        s = socket.create_connection((host, port), timeout=10)
+        s.sendall(f"GET {path} HTTP/1.0\r\nHost: {host_header or host}\r\n\r\n".encode())
+    except OSError as e:
+        return {"error": str(e)}
+    reply = recv_all(s).decode("latin-1")
+    return {"reply": reply, "body": reply.partition("\r\n\r\n")[2]}
+
+
+def tls_get(host, port, sni, cafile):
+    """A GET over TLS on a plain socket, naming ``sni``, trusting ``cafile`` alone."""
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=cafile)
+    try:
+        s = socket.create_connection((host, port), timeout=10)
+        t = ctx.wrap_socket(s, server_hostname=sni)
+        t.sendall(f"GET /tls HTTP/1.0\r\nHost: {sni}\r\n\r\n".encode())
+    except (ssl.SSLError, OSError) as e:
+        return {"error": type(e).__name__}
+    return {"reply": recv_all(t).decode("latin-1")}
+
+
+def links():
+    """The sandbox's network interfaces."""
+    return {"links": sorted(line.split(":")[0].strip() for line in
+                            open("/proc/net/dev").read().splitlines()[2:])}
+
+
 def env():
     return {k: v for k, v in os.environ.items() if "proxy" in k.lower()}
 

@@ -80,9 +80,7 @@ class Provider(abc.ABC):
                     else f"network policy {kind!r}")
             raise ProviderUnavailable(
                 f"{what} on provider {self.name!r}",
-                f"it offers {sorted(caps.network_policies)}"
-                + ("; the transparent mode (veth, DNS and TCP redirection) is not built yet: "
-                   "use mode='proxy'" if kind == "transparent" else ""))
+                f"it offers {sorted(caps.network_policies)}")
         if isinstance(spec.network, NetworkPolicy) and spec.network.inject \
                 and not caps.network_inject:
             raise ProviderUnavailable(

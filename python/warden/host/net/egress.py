@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
-from warden.host.net import netns, proxy, tls
+from warden.host.net import netns, proxy, tls, transparent
 from warden.spec.network import NetworkEvent, NetworkPolicy
 
 __all__ = ["DEFAULT_MAX_CONNECTIONS", "LOG_MAX", "PROXY_PORT", "Attachment", "Egress",
@@ -36,6 +36,8 @@ DEFAULT_MAX_CONNECTIONS = 64
 LOG_MAX = 10000
 BACKLOG = 64
 RESOLVER_SLOTS = 2
+NAMES_MAX = 4096          # addresses remembered per sandbox (transparent mode)
+NAMES_PER_ADDRESS = 8
 T = TypeVar("T")
 
 
@@ -114,6 +116,10 @@ class Attachment:
         self.spent = 0
         self.exhausted = False
         self.resolving = asyncio.Semaphore(RESOLVER_SLOTS)
+        # Transparent mode: the sandbox's gateway, and the names warden's DNS gave out for
+        # each address (most recent first). Loop side, but for the gateway's set-up.
+        self.gateway: transparent.Gateway | None = None
+        self._names: collections.OrderedDict[str, list[str]] = collections.OrderedDict()
 
     # -- loop side -----------------------------------------------------------------------------
 
@@ -142,6 +148,17 @@ class Attachment:
             self._upstream = (cafile, tls.upstream_context(cafile))
         return self._upstream[1]
 
+    def remember(self, name: str, addresses: list[str]) -> None:
+        """warden's DNS gave ``addresses`` out for ``name``."""
+        for a in addresses:
+            names = [name, *(n for n in self._names.pop(a, []) if n != name)]
+            self._names[a] = names[:NAMES_PER_ADDRESS]
+        while len(self._names) > NAMES_MAX:
+            self._names.popitem(last=False)
+
+    def names_for(self, address: str) -> list[str]:
+        return self._names.get(address, [])
+
     def budget_refusal(self) -> str | None:
         policy = self.policy
         if self.exhausted and policy is not None and policy.max_bytes is not None:
@@ -163,6 +180,17 @@ class Attachment:
                 task.cancel()
 
     async def accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A connection to the sandbox's proxy."""
+        await self._admit(proxy.serve, reader, writer)
+
+    async def accept_redirected(self, reader: asyncio.StreamReader,
+                                writer: asyncio.StreamWriter) -> None:
+        """A connection of the sandbox's, redirected in its gateway (transparent mode)."""
+        await self._admit(transparent.serve, reader, writer)
+
+    async def _admit(self, serve: Callable[[Attachment, asyncio.StreamReader,
+                                            asyncio.StreamWriter], Coroutine[Any, Any, None]],
+                     reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         policy = self.policy
         cap = DEFAULT_MAX_CONNECTIONS
         if policy is not None and policy.max_connections is not None:
@@ -176,7 +204,7 @@ class Attachment:
         assert task is not None
         self._tasks.add(task)
         try:
-            await proxy.serve(self, reader, writer)
+            await serve(self, reader, writer)
         finally:
             self.open -= 1
             self._tasks.discard(task)
@@ -222,6 +250,8 @@ class Egress:
 
     def set_policy(self, att: Attachment, policy: NetworkPolicy | None) -> None:
         """New connections of the sandbox go by ``policy`` (None: none at all)."""
+        if policy is not None and policy.mode == "transparent" and att.gateway is None:
+            att.gateway = transparent.open_gateway(att)  # first: a failure changes nothing
         old = att.policy
         want = None if policy is None else policy.egress_netns
         if policy is not None and (old is None or old.egress_netns != want):
@@ -237,10 +267,20 @@ class Egress:
         elif policy is None and att._server is not None:
             self._on_loop(_close_server(att._server))
             att._server = None
+        if att.gateway is not None and (policy is None or policy.mode != "transparent"):
+            self._close_gateway(att)
+
+    def _close_gateway(self, att: Attachment) -> None:
+        gw, att.gateway = att.gateway, None
+        if gw is not None:
+            self._on_loop(gw.close())
+            os.close(gw.fd)
 
     def detach(self, att: Attachment) -> None:
-        """End everything of the sandbox: its listener, connections and exposed ports."""
+        """End everything of the sandbox: its listener, connections, exposed ports and
+        gateway."""
         self._on_loop(self._end(att))
+        self._close_gateway(att)
         if att.dialer is not None:
             self._release(att.dialer)
             att.dialer = None

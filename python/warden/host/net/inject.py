@@ -68,10 +68,11 @@ def _writer(w: asyncio.StreamWriter) -> Write:
 
 
 async def serve(att: Attachment, rec: Record, inside: Stream, outside: Stream,
-                target: http.Target, headers: Mapping[str, str]) -> None:
-    """Serve the one request of a tunnel to ``target`` with ``headers`` set, then close it."""
+                target: http.Target, headers: Mapping[str, str], pending: bytes = b"") -> None:
+    """Serve the one request of a tunnel to ``target`` with ``headers`` set, then close it;
+    ``pending`` is what was read of the tunnel before."""
     try:
-        await _serve(att, rec, inside, outside, target, headers)
+        await _serve(att, rec, inside, outside, target, headers, pending)
     except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError, OSError):
         pass
     finally:
@@ -80,8 +81,8 @@ async def serve(att: Attachment, rec: Record, inside: Stream, outside: Stream,
 
 
 async def _serve(att: Attachment, rec: Record, inside: Stream, outside: Stream,
-                 target: http.Target, headers: Mapping[str, str]) -> None:
-    first = await asyncio.wait_for(inside[0].readexactly(1), HEAD_TIMEOUT_S)
+                 target: http.Target, headers: Mapping[str, str], pending: bytes) -> None:
+    first = pending or await asyncio.wait_for(inside[0].readexactly(1), HEAD_TIMEOUT_S)
     sb_read: Read = inside[0].read
     up_read: Read = outside[0].read
     sb_write, up_write = _writer(inside[1]), _writer(outside[1])

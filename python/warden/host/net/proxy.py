@@ -23,7 +23,8 @@ from warden.host.net.rules import address_of, check_address, check_name
 if TYPE_CHECKING:
     from warden.host.net.egress import Attachment, Record
 
-__all__ = ["DIAL_TIMEOUT_S", "HEAD_TIMEOUT_S", "IDLE_TIMEOUT_S", "relay", "serve"]
+__all__ = ["DIAL_TIMEOUT_S", "HEAD_TIMEOUT_S", "IDLE_TIMEOUT_S", "dial", "pump", "relay", "serve",
+           "tunnel"]
 
 HEAD_TIMEOUT_S = 10.0
 DIAL_TIMEOUT_S = 10.0
@@ -177,7 +178,7 @@ async def open_target(att: Attachment, rec: Record, target: http.Target) -> Stre
             rec.deny(d.rule, str(addr))
     if not passed:
         return None
-    return await _dial(att, rec, passed, target.port)
+    return await dial(att, rec, passed, target.port)
 
 
 async def _resolve(att: Attachment, name: str) -> list[str]:
@@ -189,7 +190,8 @@ async def _resolve(att: Attachment, name: str) -> list[str]:
             return []
 
 
-async def _dial(att: Attachment, rec: Record, passed: list, port: int) -> Stream | None:
+async def dial(att: Attachment, rec: Record, passed: list, port: int) -> Stream | None:
+    """Dial the first of ``passed`` (address, rule) that answers, from the egress namespace."""
     loop = asyncio.get_running_loop()
     error = ""
     for addr, rule in passed:

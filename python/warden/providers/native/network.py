@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 
 from warden.errors import InvalidArgument, WorkerCrashed
 from warden.host.net import expose as _expose
+from warden.host.net import gateway as _gateway
 from warden.host.net import tls
 from warden.host.net.egress import egress, proxy_env
 from warden.providers.base import SandboxHandle, SandboxSpec
@@ -29,10 +30,24 @@ def env_for(network: str | NetworkPolicy, env: Mapping[str, str],
             ca: tls.CertAuthority | None = None) -> dict[str, str]:
     """The sandbox's environment: a policy's proxy variables, the trust store's when the
     sandbox has its own CA, then the caller's own."""
-    base = proxy_env() if isinstance(network, NetworkPolicy) else {}
+    proxied = isinstance(network, NetworkPolicy) and network.mode == "proxy"
+    base = proxy_env() if proxied else {}
     if ca is not None:
         base.update(tls.ca_env())
     return {**base, **env}
+
+
+# The sandbox's name service looks at DNS (warden's) in transparent mode; otherwise it has
+# its files alone, as a sandbox of network "none" or behind the proxy needs no resolver.
+_NSSWITCH = os.path.join(os.path.dirname(_gateway.__file__), "nsswitch-dns.conf")
+
+
+def binds(network: str | NetworkPolicy, bundle: str | None) -> list[tuple[str, str]]:
+    """What the sandbox's network adds to its read-only binds (host path, path inside)."""
+    out = [] if bundle is None else [(bundle, tls.BUNDLE_PATH)]
+    if isinstance(network, NetworkPolicy) and network.mode == "transparent":
+        out.append((_NSSWITCH, "/etc/nsswitch.conf"))
+    return out
 
 
 def trust_store(network: str | NetworkPolicy, undo: contextlib.ExitStack,

@@ -125,8 +125,8 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
 
     def capabilities(self) -> Capabilities:
         return Capabilities(isolation="namespaces+seccomp+cgroups", limits=_ALL_LIMITS,
-                            network_policies=frozenset({"none", "proxy"}), readonly_root=True,
-                            network_inject=True)
+                            network_policies=frozenset({"none", "proxy", "transparent"}),
+                            readonly_root=True, network_inject=True)
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -140,9 +140,7 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
             binds.append((os.path.realpath(spec.code_dir), spec.mount_at))
         if host_ws is not None:
             binds.append((host_ws, "/workspace"))
-        if bundle is not None:
-            binds.append((bundle, tls.BUNDLE_PATH))
-        cfg["ro_binds"] = binds
+        cfg["ro_binds"] = binds + network.binds(spec.network, bundle)
         cfg["writable"] = [(w, 0o755) for w in writable] + [("/tmp", 0o1777)]
         cfg["cwd"] = spec.cwd
         cfg["init_path"] = runner.INIT_PATH
