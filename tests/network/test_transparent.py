@@ -160,3 +160,29 @@ def test_many_transparent_sandboxes_leave_no_veth_or_namespace(world):
     assert _held() == (before, sockets)
     assert _host_links() == links
     assert egress().dialers() == 0
+
+
+def test_a_name_that_resolves_to_a_private_address_gets_no_answer(world, monkeypatch):
+    monkeypatch.setattr(resolve, "lookup", lambda name: ["10.1.2.3", "169.254.169.254"])
+    with warden.Sandbox(network=_policy(world, allow=["*.rebind.test:80"])) as sb:
+        assert inside(sb, "dns_rcode", "a.rebind.test")["rcode"] == 3
+        log = sb.network_log()
+    assert [(e.host, e.allowed, e.rule) for e in log] == [
+        ("a.rebind.test", False, "no address of the name may be dialled")]
+
+
+def test_headers_are_injected_for_a_plain_socket_too(world):
+    import secrets
+
+    token = secrets.token_hex(16)
+    policy = _policy(world, upstream_ca=str(world.ca.path),
+                     inject={"web.test": {"Authorization": f"Bearer {token}"}})
+    with warden.Sandbox(network=policy) as sb:
+        assert inside(sb, "plain_get", "web.test", 80, "/inj")["body"] == "web:/inj"
+        assert world.web.seen[-1][2]["Authorization"] == f"Bearer {token}"
+        # TLS on a plain socket: the sandbox trusts its own CA through SSL_CERT_FILE.
+        got = inside(sb, "tls_get", "web.test", 443, "web.test", "/etc/warden/ca-bundle.pem")
+        assert got["reply"].endswith("web-tls:/tls")
+        assert world.tls.seen[-1][2]["Authorization"] == f"Bearer {token}"
+        found = inside(sb, "search", token[:16], token[16:])
+    assert found["found"] == []
