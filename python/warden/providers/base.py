@@ -144,6 +144,10 @@ class Provider(abc.ABC):
         """The sandbox's connection attempts, oldest first ([] for network 'none')."""
         return []
 
+    def egress_bytes(self, handle: SandboxHandle) -> tuple[int, int]:
+        """Bytes relayed to and from the world for the sandbox over its life: (up, down)."""
+        return (0, 0)
+
     def expose(self, handle: SandboxHandle, port: int) -> str:
         """"127.0.0.1:NNNNN" on the host, forwarding to TCP ``port`` inside the sandbox."""
         raise ProviderUnavailable(f"exposing a sandbox's port on provider {self.name!r}")

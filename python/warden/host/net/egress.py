@@ -54,9 +54,10 @@ class Record:
     """One connection attempt as it happens; written on the loop thread only."""
 
     __slots__ = ("time", "host", "port", "via", "address", "allowed", "rule", "error",
-                 "up", "down", "t0", "t1")
+                 "up", "down", "t0", "t1", "totals")
 
-    def __init__(self, host: str, port: int, via: str) -> None:
+    def __init__(self, host: str, port: int, via: str, totals: list[int] | None = None) -> None:
+        self.totals = totals if totals is not None else [0, 0]  # the sandbox's (up, down)
         self.time, self.t0 = time.time(), time.monotonic()
         self.t1: float | None = None
         self.host, self.port, self.via = host, port, via
@@ -78,8 +79,10 @@ class Record:
     def count(self, n: int, *, up: bool) -> None:
         if up:
             self.up += n
+            self.totals[0] += n
         else:
             self.down += n
+            self.totals[1] += n
 
     def close(self) -> None:
         if self.t1 is None:
@@ -114,6 +117,9 @@ class Attachment:
         self.exposed: dict[int, tuple[asyncio.base_events.Server, str]] = {}
         self.open = 0
         self.spent = 0
+        # Bytes relayed for the sandbox over its life: [up (to the world), down]. Written on
+        # the loop thread (Record.count); read from any thread.
+        self.totals = [0, 0]
         self.exhausted = False
         self.resolving = asyncio.Semaphore(RESOLVER_SLOTS)
         # Transparent mode: the sandbox's gateway, and the names warden's DNS gave out for
@@ -128,7 +134,7 @@ class Attachment:
         return self.dialer
 
     def record(self, host: str, port: int, via: str) -> Record:
-        rec = Record(host, port, via)
+        rec = Record(host, port, via, self.totals)
         with self._log_lock:
             self._log.append(rec)
         return rec

@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from warden.errors import InvalidArgument, WorkerCrashed
+from warden.host.environ import sandbox_env
 from warden.host.net import expose as _expose
 from warden.host.net import gateway as _gateway
 from warden.host.net import tls
@@ -23,7 +24,7 @@ from warden.spec.limits import Limits
 from warden.spec.network import NetworkEvent, NetworkPolicy
 from warden.spec.result import ExecResult
 
-__all__ = ["NetworkMixin", "attach", "detach", "env_for", "trust_store"]
+__all__ = ["NetworkMixin", "attach", "binds", "detach", "egressed", "env_for", "trust_store"]
 
 
 def env_for(network: str | NetworkPolicy, env: Mapping[str, str],
@@ -95,8 +96,28 @@ def _port(port: object) -> int:
     return port
 
 
+def egressed(handle: SandboxHandle, before: tuple[int, int], result: ExecResult) -> ExecResult:
+    """``result`` with the bytes relayed for its sandbox since ``before`` (the command's, and
+    any background process's of the sandbox while it ran)."""
+    net = state_of(handle).net
+    if net is not None:
+        result.egress_bytes_up = net.totals[0] - before[0]
+        result.egress_bytes_down = net.totals[1] - before[1]
+    return result
+
+
 class NetworkMixin:
     """The network methods of NativeProvider."""
+
+    @staticmethod
+    def _env(handle: SandboxHandle) -> dict[str, str]:
+        """The environment of a command run in the sandbox now."""
+        env = env_for(handle.spec.network, handle.spec.env, state_of(handle).ca)
+        return dict(e.split("=", 1) for e in sandbox_env(env))
+
+    def egress_bytes(self, handle: SandboxHandle) -> tuple[int, int]:
+        net = state_of(handle).net
+        return (0, 0) if net is None else (net.totals[0], net.totals[1])
 
     def _live_state(self, handle: SandboxHandle) -> NativeState:
         st = state_of(handle)

@@ -255,12 +255,6 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
             raise descriptors.exhausted("receiving the sandbox's pidfd", errno.EMFILE)
         return cast("dict[str, int]", result)["pid"], got, chan, kept  # the zygote's own
 
-    @staticmethod
-    def _env(handle: SandboxHandle) -> dict[str, str]:
-        return dict(e.split("=", 1)
-                    for e in sandbox_env(network.env_for(handle.spec.network, handle.spec.env,
-                                                         state_of(handle).ca)))
-
     def _kill(self, handle: SandboxHandle) -> None:
         st = state_of(handle)
         try:
@@ -465,7 +459,7 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
         t0 = time.monotonic()
         with st.lock:
             self._check_live(handle)
-            before = st.cgroup.stats()
+            before, sent = st.cgroup.stats(), self.egress_bytes(handle)
             window = st.cgroup.peak_window()
             try:
                 # The worker enforces the command's own deadline; the call's deadline is a
@@ -478,11 +472,11 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
             after = st.cgroup.stats()
             st.oom_seen = after.oom_kills
         d = after.since(before)
-        return self._parse(handle, exec_result, reply, cap, During(
+        return network.egressed(handle, sent, self._parse(handle, exec_result, reply, cap, During(
             oom_killed=d.oom_kills > 0, memory_limit_hit=d.memory_limit_hit,
             pids_limit_hit=d.pids_limit_hit, peak_window=peak,
             peak_before=before.peak_memory_bytes, peak_after=after.peak_memory_bytes),
-            time.monotonic() - t0)
+            time.monotonic() - t0))
 
     def run(self, argv: Sequence[str], *, stdin: bytes | None = None,
             limits: Limits | None = None, network: str | NetworkPolicy = "none",
