@@ -117,3 +117,9 @@ def test_any_text_is_a_rule_or_an_invalid_argument(text):
         parse_rule(text)
     except InvalidArgument:
         pass
+
+
+def test_an_injected_secret_is_not_in_the_policys_repr():
+    p = NetworkPolicy(inject={"a.com": {"Authorization": "Bearer hunter2"}})
+    assert "hunter2" not in repr(p) and "Authorization" in repr(p)
+    assert p.inject["a.com"]["Authorization"] == "Bearer hunter2"

@@ -53,6 +53,15 @@ class FrozenMap(Mapping[str, object]):
         return repr(self._items)
 
 
+class _Hidden(FrozenMap):
+    """Headers to inject: their values may be secrets, so the repr names the headers only."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr({k: "<hidden>" for k in self})
+
+
 def host_name(text: object, *, wildcard: bool = False) -> str | None:
     """``text`` as a lower-case DNS name (one trailing dot dropped), or None if it is not one.
     With ``wildcard``, ``*`` and a leading ``*.`` are allowed."""
@@ -190,7 +199,7 @@ def _inject_map(value: object) -> FrozenMap | None:
                 # The value may be a secret: it is never quoted.
                 raise InvalidArgument("inject", f"{host}: {name!r}", "header names of token "
                                       "characters and values without CR, LF or NUL")
-        out[key] = FrozenMap(dict(headers))
+        out[key] = _Hidden(dict(headers))
     return FrozenMap(out)
 
 
