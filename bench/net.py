@@ -150,6 +150,8 @@ def transparent(fd: int, policy: warden.NetworkPolicy, runs: int) -> None:
 
         def inside(mode: str, n: int) -> list[float]:
             r = sb.exec([sys.executable, "-I", "/workspace/c.py", mode, str(n)], timeout=600)
+            if r.exit_code != 0:
+                raise SystemExit(f"client {mode}: {r.stderr.decode()[-2000:]}")
             return json.loads(r.stdout)
 
         line("request, transparent (plain socket)", inside("t-http", runs),
@@ -201,6 +203,8 @@ def main() -> None:
             def inside(mode: str, runs: int) -> list[float]:
                 r = sb.exec([sys.executable, "-I", "/workspace/c.py", mode, str(runs)],
                             timeout=600)
+                if r.exit_code != 0:
+                    raise SystemExit(f"client {mode}: {r.stderr.decode()[-2000:]}")
                 return json.loads(r.stdout)
 
             print(f"runs: {args.runs} (bulk: {max(3, args.runs // 30)})")

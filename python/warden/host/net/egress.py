@@ -211,6 +211,11 @@ class Attachment:
         self._tasks.add(task)
         try:
             await serve(self, reader, writer)
+        except asyncio.CancelledError:
+            # Ended by warden (the sandbox went, its budget was spent, the relay idled): the
+            # connection is closed, and asyncio's stream server must not see a cancelled
+            # task (Python 3.11 logs one as an error).
+            writer.close()
         finally:
             self.open -= 1
             self._tasks.discard(task)

@@ -130,7 +130,7 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
 
     # -- life cycle ----------------------------------------------------------------------------
 
-    def _config(self, spec: SandboxSpec, host_ws: str | None, bundle: str | None) -> dict:
+    def _config(self, spec: SandboxSpec, host_ws: str | None, bundle: str | None = None) -> dict:
         # A policy's sandbox is jailed as one of "none": only its proxy differs.
         cfg = runner.base_config(spec.limits)
         cfg["ro_paths"] = [*cfg["ro_paths"], *runner.import_roots()]
