@@ -1,7 +1,9 @@
 """Network policy overhead: a request through a sandbox's egress proxy (HTTP forward and
-CONNECT) against the same request made directly inside the world namespace; the set-up of one
-connection (TCP connect vs connect + CONNECT answered); a 10 MB download; and making a
-Sandbox with a policy against one without.
+CONNECT) and in transparent mode (a plain socket, redirected through the sandbox's gateway)
+against the same request made directly inside the world namespace; the set-up of one
+connection (TCP connect vs connect + CONNECT answered, vs a redirected connect); a 10 MB
+download; and making a Sandbox with a policy (proxy, transparent, with credential injection)
+against one without.
 
     python bench/net.py [--runs 300]      (root: it makes its own network namespace)
 
@@ -26,6 +28,8 @@ import time
 import warden
 from warden.host.net import netns
 
+PUBLIC = "203.0.113.10"
+
 CLIENT = r'''
 import json, socket, sys, time
 mode, runs = sys.argv[1], int(sys.argv[2])
@@ -37,7 +41,16 @@ def recv_all(s):
         if not d:
             return out
         out += d
+T = None
+if mode.startswith("t-"):
+    T = (socket.getaddrinfo("api.test", 8080, socket.AF_INET)[0][4][0], 8080)
 def request(path):
+    if T is not None:
+        s = socket.create_connection(T)
+        s.sendall(b"GET " + path + b" HTTP/1.0\r\nHost: api.test:8080\r\n\r\n")
+        n = len(recv_all(s))
+        s.close()
+        return n
     s = socket.create_connection(P)
     if mode == "connect":
         s.sendall(b"CONNECT api.test:8080 HTTP/1.1\r\n\r\n")
@@ -50,6 +63,9 @@ def request(path):
     s.close()
     return n
 def setup():
+    if T is not None:
+        socket.create_connection(T).close()
+        return
     s = socket.create_connection(P)
     s.sendall(b"CONNECT api.test:8080 HTTP/1.1\r\n\r\n")
     s.recv(4096)
@@ -57,7 +73,10 @@ def setup():
 out = []
 for _ in range(runs):
     t = time.perf_counter()
-    setup() if mode == "setup" else request(b"/big/10000000" if mode == "bulk" else b"/x")
+    if mode in ("setup", "t-setup"):
+        setup()
+    else:
+        request(b"/big/10000000" if mode in ("bulk", "t-bulk") else b"/x")
     out.append(time.perf_counter() - t)
 print(json.dumps(out))
 '''
@@ -103,19 +122,53 @@ def direct(world_fd: int, mode: str, runs: int) -> list[float]:
 
 def line(label: str, proxied: list[float], plain: list[float]) -> None:
     a, b = statistics.median(proxied) * 1e3, statistics.median(plain) * 1e3
-    print(f"{label:34s} proxy p50 {a:8.3f} ms  p99 {pct(proxied, 99) * 1e3:8.3f} ms   "
+    print(f"{label:38s} warden p50 {a:8.3f} ms  p99 {pct(proxied, 99) * 1e3:8.3f} ms   "
           f"direct p50 {b:8.3f} ms   added {a - b:+7.3f} ms  ({a / b:4.1f}x)")
 
 
-def creation(policy: warden.NetworkPolicy, runs: int) -> tuple[list[float], list[float]]:
-    with_p, without = [], []
+def creation(policy: warden.NetworkPolicy, runs: int, *,
+             cold: bool = False) -> tuple[list[float], list[float]]:
+    """Sandbox() with ``policy`` and with "none", alternately; ``cold``: none made ahead."""
+    from warden.providers.native import prepare
+
+    with_p: list[float] = []
+    without: list[float] = []
     for _ in range(runs):
         for net, out in ((policy, with_p), ("none", without)):
+            if cold:
+                prepare.preparer().drain()
             t = time.perf_counter()
             sb = warden.Sandbox(network=net)
             out.append(time.perf_counter() - t)
             sb.close()
     return with_p, without
+
+
+def transparent(fd: int, policy: warden.NetworkPolicy, runs: int) -> None:
+    with warden.Sandbox(network=policy, limits=warden.Limits(wall_time_s=600)) as sb:
+        sb.files.write("c.py", CLIENT)
+
+        def inside(mode: str, n: int) -> list[float]:
+            r = sb.exec([sys.executable, "-I", "/workspace/c.py", mode, str(n)], timeout=600)
+            if r.exit_code != 0:
+                raise SystemExit(f"client {mode}: {r.stderr.decode()[-2000:]}")
+            return json.loads(r.stdout)
+
+        line("request, transparent (plain socket)", inside("t-http", runs),
+             direct(fd, "http", runs))
+        line("connection set-up, transparent", inside("t-setup", runs),
+             direct(fd, "setup", runs))
+        bulk = max(3, runs // 30)
+        line("10 MB download, transparent", inside("t-bulk", bulk), direct(fd, "bulk", bulk))
+
+
+def creations(policies: dict[str, warden.NetworkPolicy], runs: int) -> None:
+    for label, policy in policies.items():
+        for cold in (False, True):
+            with_p, without = creation(policy, runs, cold=cold)
+            line(f"Sandbox() {label}, {'cold' if cold else 'warm'} ({runs})", with_p, without)
+    print("  (creation lines: 'warden' = with that NetworkPolicy, 'direct' = network 'none'; "
+          "warm: the next sandbox of a spec made ahead, cold: none made ahead)")
 
 
 def main() -> None:
@@ -126,11 +179,15 @@ def main() -> None:
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
         subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        # A TEST-NET-3 address on the world's loopback, for the transparent mode (a
+        # sandbox's own 127.0.0.1 is its own loopback).
+        subprocess.run(["ip", "-n", name, "addr", "add", f"{PUBLIC}/32", "dev", "lo"],
+                       check=True)
         fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
 
         def listen() -> socket.socket:
             s = socket.socket()
-            s.bind(("127.0.0.1", 8080))
+            s.bind(("0.0.0.0", 8080))
             s.listen(128)
             return s
 
@@ -146,6 +203,8 @@ def main() -> None:
             def inside(mode: str, runs: int) -> list[float]:
                 r = sb.exec([sys.executable, "-I", "/workspace/c.py", mode, str(runs)],
                             timeout=600)
+                if r.exit_code != 0:
+                    raise SystemExit(f"client {mode}: {r.stderr.decode()[-2000:]}")
                 return json.loads(r.stdout)
 
             print(f"runs: {args.runs} (bulk: {max(3, args.runs // 30)})")
@@ -157,11 +216,15 @@ def main() -> None:
                  direct(fd, "setup", args.runs))
             bulk = max(3, args.runs // 30)
             line("10 MB download, HTTP forward", inside("bulk", bulk), direct(fd, "bulk", bulk))
-        runs = max(10, args.runs // 10)
-        with_p, without = creation(policy, runs)
-        line(f"Sandbox() create ({runs} runs)", with_p, without)
-        print("  (for the creation line: 'proxy' = with a NetworkPolicy, 'direct' = network "
-              "'none')")
+        tpolicy = warden.NetworkPolicy(mode="transparent", allow=["api.test:8080"],
+                                       resolve={"api.test": PUBLIC},
+                                       egress_netns=f"/run/netns/{name}")
+        transparent(fd, tpolicy, args.runs)
+        ipolicy = warden.NetworkPolicy(allow=["api.test:8080"], resolve={"api.test": "127.0.0.1"},
+                                       egress_netns=f"/run/netns/{name}",
+                                       inject={"api.test": {"Authorization": "Bearer x"}})
+        creations({"proxy": policy, "transparent": tpolicy, "proxy+inject": ipolicy},
+                  max(10, args.runs // 10))
         srv.shutdown()
         srv.server_close()
         os.close(fd)

@@ -83,6 +83,17 @@ def test_bubblewrap_matches_path(rep):
     assert (rep["bubblewrap"]["path"] is not None) == (shutil.which("bwrap") is not None)
 
 
+def test_the_network_policies_optional_parts_match_the_host(rep):
+    import importlib.util
+
+    n = rep["network"]
+    assert n["tools"]["iptables-restore"] == shutil.which("iptables-restore")
+    assert n["inject"] == (importlib.util.find_spec("cryptography") is not None)
+    assert n["transparent"] == (os.geteuid() == 0 and n["modules"]["pyroute2"]
+                                and None not in n["tools"].values())
+    assert "mode='transparent'" in doctor.format_report(rep)
+
+
 def test_verdict_follows_problems(rep):
     assert rep["ok"] == (rep["problems"] == [])
     # On a host where every probe succeeded the verdict must be yes, and each failed probe

@@ -12,6 +12,7 @@ from warden.host.net.http import (
     Target,
     forward_head,
     parse_head,
+    parse_origin,
     socks_request,
 )
 
@@ -82,3 +83,41 @@ def test_socks_connect_to_a_name():
     target, code = socks_request(b"\x01\x00\x03\x08a.test.x\x01\xbb")
     assert (target, code) == (Target("a.test.x", 443), 0)
     assert socks_request(b"\x02\x00\x01\x01\x02\x03\x04\x00\x50") == (None, 7)
+
+
+API = Target("api.example.com", 443)
+
+
+def origin(text: str):
+    return parse_origin(text.replace("\n", "\r\n").encode(), API)
+
+
+def test_a_request_in_a_tunnel_gets_the_injected_headers_in_place_of_its_own():
+    h = origin("POST /v1 HTTP/1.1\nHost: api.example.com\nauthorization: Bearer mine\n"
+               "Content-Length: 3")
+    assert (h.target, h.body, h.length) == (API, "length", 3)
+    out = forward_head(h, {"Authorization": "Bearer real"}, default_port=443).decode()
+    assert out.startswith("POST /v1 HTTP/1.1\r\nHost: api.example.com\r\n")
+    assert "mine" not in out and out.count("uthorization") == 1
+    assert out.endswith("Authorization: Bearer real\r\nConnection: close\r\n\r\n")
+
+
+@pytest.mark.parametrize("text", [
+    "GET /x HTTP/1.1\nHost: other.example.com",
+    "GET /x HTTP/1.1\nHost: api.example.com:444",
+    "GET /x HTTP/1.1\nHost: api.example.com\nHost: api.example.com",
+    "GET http://api.example.com/x HTTP/1.1",
+    "CONNECT api.example.com:443 HTTP/1.1",
+    "GET /x HTTP/1.1\nContent-Length: 1\nTransfer-Encoding: chunked",
+])
+def test_a_request_in_a_tunnel_that_is_not_for_its_target_is_refused(text):
+    with pytest.raises(BadRequest):
+        origin(text)
+
+
+@given(st.binary(max_size=300))
+def test_any_bytes_in_a_tunnel_are_a_head_or_a_bad_request(data):
+    try:
+        parse_origin(data, API)
+    except BadRequest:
+        pass

@@ -138,17 +138,6 @@ def test_the_host_loopback_is_refused_without_an_egress_namespace():
         srv.close()
 
 
-@pytest.mark.parametrize(("kw", "missing"), [
-    ({"mode": "transparent"}, "NetworkPolicy(mode='transparent')"),
-    ({"inject": {"api.test": {"Authorization": "Bearer secret"}}}, "credential injection"),
-])
-def test_what_is_not_built_is_refused_by_name(kw, missing):
-    with pytest.raises(warden.ProviderUnavailable) as info:
-        warden.Sandbox(network=warden.NetworkPolicy(**kw))
-    assert missing in str(info.value)
-    assert "secret" not in str(info.value)
-
-
 def test_an_egress_namespace_that_is_not_one_fails_the_sandbox(tmp_path):
     require_world()
     bogus = tmp_path / "not-a-netns"

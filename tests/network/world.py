@@ -10,6 +10,7 @@ import itertools
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import threading
 
@@ -29,12 +30,21 @@ def require_world() -> None:
 class Server:
     """An HTTP server in the world that records what reached it."""
 
-    def __init__(self, world: World, addr: str, port: int, label: str) -> None:
+    def __init__(self, world: World, addr: str, port: int, label: str,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.label = label
         self.seen: list[tuple[str, str, dict[str, str]]] = []
         seen = self.seen
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                seen.append(("POST", self.path, dict(self.headers)))
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
             def do_GET(self) -> None:
                 seen.append(("GET", self.path, dict(self.headers)))
                 size = int(self.path[5:]) if self.path.startswith("/big/") else 0
@@ -60,7 +70,8 @@ class Server:
         self.httpd = http.server.ThreadingHTTPServer((addr, port), Handler,
                                                      bind_and_activate=False)
         self.httpd.socket.close()
-        self.httpd.socket = netns.in_netns(world.fd, make)
+        sock = netns.in_netns(world.fd, make)
+        self.httpd.socket = sock if tls is None else tls.wrap_socket(sock, server_side=True)
         self.httpd.daemon_threads = True
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
@@ -84,8 +95,9 @@ class World:
             raise
         self.servers: list[Server] = []
 
-    def server(self, addr: str, port: int, label: str) -> Server:
-        s = Server(self, addr, port, label)
+    def server(self, addr: str, port: int, label: str,
+               tls: ssl.SSLContext | None = None) -> Server:
+        s = Server(self, addr, port, label, tls)
         self.servers.append(s)
         return s
 

@@ -61,6 +61,8 @@ def test_malformed_rules_are_refused_by_name(rule):
     ({"mode": "bridge"}, "mode"),
     ({"egress_netns": "run/netns/x"}, "egress_netns"),
     ({"egress_netns": 3}, "egress_netns"),
+    ({"upstream_ca": "ca.pem"}, "upstream_ca"),
+    ({"upstream_ca": b"/ca.pem"}, "upstream_ca"),
     ({"max_connections": 0}, "max_connections"),
     ({"max_connections": True}, "max_connections"),
     ({"max_bytes": -1}, "max_bytes"),
@@ -115,3 +117,9 @@ def test_any_text_is_a_rule_or_an_invalid_argument(text):
         parse_rule(text)
     except InvalidArgument:
         pass
+
+
+def test_an_injected_secret_is_not_in_the_policys_repr():
+    p = NetworkPolicy(inject={"a.com": {"Authorization": "Bearer hunter2"}})
+    assert "hunter2" not in repr(p) and "Authorization" in repr(p)
+    assert p.inject["a.com"]["Authorization"] == "Bearer hunter2"

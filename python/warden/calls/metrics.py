@@ -138,8 +138,10 @@ class CounterSeries:
         self._counter = counter
         self._key = key
 
-    def inc(self) -> None:
-        self._counter._add_key(1.0, self._key)
+    def inc(self, amount: float = 1.0) -> None:
+        if amount < 0 or math.isnan(amount):
+            raise ValueError(f"counter {self._counter.name} can only go up, got {amount!r}")
+        self._counter._add_key(amount, self._key)
 
 
 class Gauge(_Scalar):
@@ -309,6 +311,10 @@ class WardenMetrics:
             ("plugin", "kind"))
         self.limits_hit = r.counter("warden_limits_hit_total",
                                     "Calls stopped by a limit, by limit.", ("plugin", "limit"))
+        self.egress_bytes = r.counter(
+            "warden_egress_bytes_total",
+            "Bytes warden's egress relayed for the plugin's sandboxes, to the world (up) and "
+            "from it (down).", ("plugin", "direction"))
 
     def render(self) -> str:
         return self.registry.render()

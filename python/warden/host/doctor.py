@@ -8,6 +8,7 @@ report says what warden would meet when it runs.
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import os
 import platform
 import shutil
@@ -208,6 +209,17 @@ def _probe_bwrap() -> dict:
     return {"path": path, "version": out}
 
 
+def _probe_network() -> dict:
+    """What the network policy's optional parts need (none of it is needed by the default
+    sandbox, whose network is "none"): found, not imported (warden.host.net imports them)."""
+    found = {m: importlib.util.find_spec(m) is not None for m in ("pyroute2", "cryptography")}
+    tools = {t: shutil.which(t) for t in ("nsenter", "iptables-restore")}
+    return {"modules": found, "tools": tools,
+            "transparent": found["pyroute2"] and None not in tools.values()
+            and os.geteuid() == 0,
+            "inject": found["cryptography"]}
+
+
 def _probe_native() -> dict:
     try:
         from warden import _core  # noqa: F401 - importing it is the check
@@ -258,6 +270,7 @@ def report() -> dict:
         "host_ids": ids,
         "bubblewrap": _probe_bwrap(),
         "native_core": native,
+        "network": _probe_network(),
         "problems": problems,
         "ok": not problems,
     }
@@ -310,6 +323,11 @@ def format_report(d: dict) -> str:
               + (f"  {b['path']} ({b['version']})" if b["path"] else "  (not installed)"),
               f"  {_mark(d['native_core']['ok'])}native core warden._core"
               + (f"  ({d['native_core']['error']})" if d["native_core"]["error"] else "")]
+    n = d["network"]
+    lines += ["", "network policies (optional)",
+              f"  {_mark(n['transparent'])}mode='transparent' (root, pyroute2, "
+              + ", ".join(f"{t} {p or 'missing'}" for t, p in n["tools"].items()) + ")",
+              f"  {_mark(n['inject'])}inject (cryptography)"]
     lines.append("")
     if d["ok"]:
         lines.append("verdict: the default sandbox can run on this host")

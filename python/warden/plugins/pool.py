@@ -29,6 +29,7 @@ class _Worker:
     handle: SandboxHandle
     calls: int = 0
     last_used: float = field(default_factory=time.monotonic)
+    egress: tuple[int, int] = (0, 0)  # the sandbox's egress bytes when last counted
 
 
 class _Ticket:
@@ -45,7 +46,7 @@ class _Ticket:
 class _Meters:
     """The series a pool records into, resolved once (the call path checks no labels)."""
 
-    __slots__ = ("restarts", "starts", "wait")
+    __slots__ = ("down", "restarts", "starts", "up", "wait")
 
     def __init__(self, metrics: WardenMetrics | None, plugin: str) -> None:
         if metrics is None:
@@ -53,6 +54,8 @@ class _Meters:
         self.wait = metrics.worker_wait.labels(plugin=plugin)
         self.starts = metrics.worker_starts.labels(plugin=plugin, kind="start")
         self.restarts = metrics.worker_starts.labels(plugin=plugin, kind="restart")
+        self.up = metrics.egress_bytes.labels(plugin=plugin, direction="up")
+        self.down = metrics.egress_bytes.labels(plugin=plugin, direction="down")
 
 
 class Pool:
@@ -60,7 +63,8 @@ class Pool:
 
     ``metrics`` records how long callers wait for a worker (``warden_worker_wait_seconds``)
     and the workers started, as new capacity or in place of a retired one
-    (``warden_worker_starts_total``), under the label ``plugin``.
+    (``warden_worker_starts_total``), and for a spec with a NetworkPolicy the bytes its
+    workers' egress relayed (``warden_egress_bytes_total``), under the label ``plugin``.
     """
 
     def __init__(self, provider: Provider, spec: SandboxSpec, settings: PoolSettings, *,
@@ -72,6 +76,7 @@ class Pool:
         self.key = key
         self._on_change = on_change
         self._meters = _Meters(metrics, plugin or key)
+        self._networked = not isinstance(getattr(spec, "network", "none"), str)
         self._cond = threading.Condition()
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
@@ -243,6 +248,8 @@ class Pool:
         if counted:
             w.calls += 1
         w.last_used = time.monotonic()
+        if self._networked:
+            self._count_egress(w)
         worn = (broken or not self.provider.usable(w.handle)
                 or w.calls >= self.settings.max_calls_per_worker)
         with self._cond:
@@ -258,6 +265,13 @@ class Pool:
             # failing spawn is reported to a caller that asked for a worker, not to this one.
             self.provider.destroy(w.handle)
             self._changed()
+
+    def _count_egress(self, w: _Worker) -> None:
+        up, down = self.provider.egress_bytes(w.handle)
+        if (up, down) != w.egress:
+            self._meters.up.inc(up - w.egress[0])
+            self._meters.down.inc(down - w.egress[1])
+            w.egress = (up, down)
 
     def _take_expired(self) -> list[_Worker]:
         limit = self.settings.idle_seconds

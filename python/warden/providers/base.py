@@ -35,6 +35,7 @@ class Capabilities:
     readonly_root: bool
     worker_protocol: bool = True         # can run warden's worker (call, run_python)
     images: bool = False                 # runs a spec's container image (SandboxSpec.image)
+    network_inject: bool = False         # sets NetworkPolicy.inject headers at its egress
 
 
 @dataclass
@@ -79,14 +80,13 @@ class Provider(abc.ABC):
                     else f"network policy {kind!r}")
             raise ProviderUnavailable(
                 f"{what} on provider {self.name!r}",
-                f"it offers {sorted(caps.network_policies)}"
-                + ("; the transparent mode (veth, DNS and TCP redirection) is not built yet: "
-                   "use mode='proxy'" if kind == "transparent" else ""))
-        if isinstance(spec.network, NetworkPolicy) and spec.network.inject:
+                f"it offers {sorted(caps.network_policies)}")
+        if isinstance(spec.network, NetworkPolicy) and spec.network.inject \
+                and not caps.network_inject:
             raise ProviderUnavailable(
-                "credential injection (NetworkPolicy.inject)",
-                "warden's egress proxy does not add headers or terminate TLS yet; pass the "
-                "credential to the code inside or leave inject unset")
+                f"credential injection (NetworkPolicy.inject) on provider {self.name!r}",
+                "pass the credential to the code inside, leave inject unset, or use "
+                "provider='native'")
         if spec.readonly and not caps.readonly_root:
             raise ProviderUnavailable(f"a read-only workspace on provider {self.name!r}")
         if spec.image and not caps.images:
@@ -143,6 +143,10 @@ class Provider(abc.ABC):
     def network_log(self, handle: SandboxHandle) -> list[NetworkEvent]:
         """The sandbox's connection attempts, oldest first ([] for network 'none')."""
         return []
+
+    def egress_bytes(self, handle: SandboxHandle) -> tuple[int, int]:
+        """Bytes relayed to and from the world for the sandbox over its life: (up, down)."""
+        return (0, 0)
 
     def expose(self, handle: SandboxHandle, port: int) -> str:
         """"127.0.0.1:NNNNN" on the host, forwarding to TCP ``port`` inside the sandbox."""

@@ -123,6 +123,11 @@ class Sandbox:
         and down, duration (the last 10,000 attempts)."""
         return self._provider.network_log(self._handle)
 
+    def egress_bytes(self) -> tuple[int, int]:
+        """(up, down): the bytes warden's egress relayed to and from the world for this
+        sandbox over its life (each exec's share is in its ExecResult)."""
+        return self._provider.egress_bytes(self._handle)
+
     def expose(self, port: int) -> str:
         """"127.0.0.1:NNNNN": a port on the host's loopback forwarding to TCP ``port`` that
         the sandbox listens on (127.0.0.1 inside); gone with unexpose() or the sandbox."""

@@ -53,6 +53,15 @@ class FrozenMap(Mapping[str, object]):
         return repr(self._items)
 
 
+class _Hidden(FrozenMap):
+    """Headers to inject: their values may be secrets, so the repr names the headers only."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr({k: "<hidden>" for k in self})
+
+
 def host_name(text: object, *, wildcard: bool = False) -> str | None:
     """``text`` as a lower-case DNS name (one trailing dot dropped), or None if it is not one.
     With ``wildcard``, ``*`` and a leading ``*.`` are allowed."""
@@ -190,7 +199,7 @@ def _inject_map(value: object) -> FrozenMap | None:
                 # The value may be a secret: it is never quoted.
                 raise InvalidArgument("inject", f"{host}: {name!r}", "header names of token "
                                       "characters and values without CR, LF or NUL")
-        out[key] = FrozenMap(dict(headers))
+        out[key] = _Hidden(dict(headers))
     return FrozenMap(out)
 
 
@@ -207,8 +216,11 @@ class NetworkPolicy:
     ``resolve`` pins names to addresses (trusted as given); ``egress_netns`` is the path of
     the network namespace warden dials out from (default: its own); ``max_connections`` caps
     the connections open at once and ``max_bytes`` the bytes (up and down) over the
-    sandbox's life. ``inject`` and ``mode="transparent"`` are part of the API; a provider
-    that cannot give them refuses the sandbox (ProviderUnavailable)."""
+    sandbox's life. ``inject`` maps host names to headers that warden's proxy sets on every
+    request to that host (HTTPS ones by ending TLS with the sandbox's own CA); the values
+    never enter the sandbox. ``upstream_ca`` is the path of a PEM file of CA certificates that
+    the proxy trusts, instead of the host's trust store, when it opens TLS to an injected
+    host. A provider that cannot give a part refuses the sandbox (ProviderUnavailable)."""
 
     allow: tuple[str, ...] = ()
     deny: tuple[str, ...] = ()
@@ -218,6 +230,7 @@ class NetworkPolicy:
     egress_netns: str | None = None
     max_connections: int | None = None
     max_bytes: int | None = None
+    upstream_ca: str | None = None
     allow_rules: tuple[Rule, ...] = field(init=False, repr=False, compare=False)
     deny_rules: tuple[Rule, ...] = field(init=False, repr=False, compare=False)
 
@@ -237,6 +250,11 @@ class NetworkPolicy:
                                or "\0" in ns or len(ns) > 4096):
             raise InvalidArgument("egress_netns", ns, "None or the absolute path of a network "
                                   "namespace, e.g. /run/netns/NAME or /proc/PID/ns/net")
+        ca = self.upstream_ca
+        if ca is not None and (not isinstance(ca, str) or not ca.startswith("/")
+                               or "\0" in ca or len(ca) > 4096):
+            raise InvalidArgument("upstream_ca", ca, "None or the absolute path of a PEM file "
+                                  "of CA certificates")
         _limit("max_connections", self.max_connections, _MAX_CONNECTIONS)
         _limit("max_bytes", self.max_bytes, _MAX_BYTES)
 

@@ -35,7 +35,9 @@ class ExecResult:
 
     ``stdout``/``stderr`` hold at most the output cap; ``*_truncated`` says the command printed
     more, ``*_dropped`` how many bytes more. ``peak_memory_bytes`` is this command's peak, as
-    ``peak_memory_source`` says (one of PEAK_SOURCES)."""
+    ``peak_memory_source`` says (one of PEAK_SOURCES). ``egress_bytes_up``/``_down`` are the
+    bytes warden's egress relayed for the sandbox while the command ran (to and from the
+    world; 0 for network "none" and for providers without a policy engine)."""
 
     exit_code: int | None
     signal: int | None
@@ -50,6 +52,8 @@ class ExecResult:
     stdout_dropped: int = 0
     stderr_dropped: int = 0
     peak_memory_source: str = "none"
+    egress_bytes_up: int = 0
+    egress_bytes_down: int = 0
 
     @property
     def ok(self) -> bool:

@@ -19,12 +19,13 @@ import asyncio
 import collections
 import os
 import socket
+import ssl
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
-from warden.host.net import netns, proxy
+from warden.host.net import netns, proxy, tls, transparent
 from warden.spec.network import NetworkEvent, NetworkPolicy
 
 __all__ = ["DEFAULT_MAX_CONNECTIONS", "LOG_MAX", "PROXY_PORT", "Attachment", "Egress",
@@ -35,6 +36,8 @@ DEFAULT_MAX_CONNECTIONS = 64
 LOG_MAX = 10000
 BACKLOG = 64
 RESOLVER_SLOTS = 2
+NAMES_MAX = 4096          # addresses remembered per sandbox (transparent mode)
+NAMES_PER_ADDRESS = 8
 T = TypeVar("T")
 
 
@@ -51,9 +54,10 @@ class Record:
     """One connection attempt as it happens; written on the loop thread only."""
 
     __slots__ = ("time", "host", "port", "via", "address", "allowed", "rule", "error",
-                 "up", "down", "t0", "t1")
+                 "up", "down", "t0", "t1", "totals")
 
-    def __init__(self, host: str, port: int, via: str) -> None:
+    def __init__(self, host: str, port: int, via: str, totals: list[int] | None = None) -> None:
+        self.totals = totals if totals is not None else [0, 0]  # the sandbox's (up, down)
         self.time, self.t0 = time.time(), time.monotonic()
         self.t1: float | None = None
         self.host, self.port, self.via = host, port, via
@@ -75,8 +79,10 @@ class Record:
     def count(self, n: int, *, up: bool) -> None:
         if up:
             self.up += n
+            self.totals[0] += n
         else:
             self.down += n
+            self.totals[1] += n
 
     def close(self) -> None:
         if self.t1 is None:
@@ -97,6 +103,10 @@ class Attachment:
 
     def __init__(self, service: Egress, netns_fd: int) -> None:
         self.service = service
+        # The sandbox's CA when it was made with a policy that injects headers (its
+        # certificate is in the sandbox's trust store); None otherwise. Set by Egress.attach.
+        self.ca: tls.CertAuthority | None = None
+        self._upstream: tuple[str | None, ssl.SSLContext] | None = None
         self.netns_fd = os.dup(netns_fd)
         self.policy: NetworkPolicy | None = None
         self.dialer: netns.Dialer | None = None
@@ -107,8 +117,15 @@ class Attachment:
         self.exposed: dict[int, tuple[asyncio.base_events.Server, str]] = {}
         self.open = 0
         self.spent = 0
+        # Bytes relayed for the sandbox over its life: [up (to the world), down]. Written on
+        # the loop thread (Record.count); read from any thread.
+        self.totals = [0, 0]
         self.exhausted = False
         self.resolving = asyncio.Semaphore(RESOLVER_SLOTS)
+        # Transparent mode: the sandbox's gateway, and the names warden's DNS gave out for
+        # each address (most recent first). Loop side, but for the gateway's set-up.
+        self.gateway: transparent.Gateway | None = None
+        self._names: collections.OrderedDict[str, list[str]] = collections.OrderedDict()
 
     # -- loop side -----------------------------------------------------------------------------
 
@@ -117,10 +134,36 @@ class Attachment:
         return self.dialer
 
     def record(self, host: str, port: int, via: str) -> Record:
-        rec = Record(host, port, via)
+        rec = Record(host, port, via, self.totals)
         with self._log_lock:
             self._log.append(rec)
         return rec
+
+    def injected(self, host: str) -> Mapping[str, str] | None:
+        """The headers set on requests to ``host`` (None: its tunnels are relayed blind)."""
+        policy = self.policy
+        if policy is None or not policy.inject:
+            return None
+        return policy.inject.get(host)
+
+    def upstream_tls(self) -> ssl.SSLContext:
+        """How the proxy verifies an injected host (the policy's upstream_ca, or the host's
+        trust store), made once per CA file."""
+        cafile = self.policy.upstream_ca if self.policy is not None else None
+        if self._upstream is None or self._upstream[0] != cafile:
+            self._upstream = (cafile, tls.upstream_context(cafile))
+        return self._upstream[1]
+
+    def remember(self, name: str, addresses: list[str]) -> None:
+        """warden's DNS gave ``addresses`` out for ``name``."""
+        for a in addresses:
+            names = [name, *(n for n in self._names.pop(a, []) if n != name)]
+            self._names[a] = names[:NAMES_PER_ADDRESS]
+        while len(self._names) > NAMES_MAX:
+            self._names.popitem(last=False)
+
+    def names_for(self, address: str) -> list[str]:
+        return self._names.get(address, [])
 
     def budget_refusal(self) -> str | None:
         policy = self.policy
@@ -143,6 +186,17 @@ class Attachment:
                 task.cancel()
 
     async def accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A connection to the sandbox's proxy."""
+        await self._admit(proxy.serve, reader, writer)
+
+    async def accept_redirected(self, reader: asyncio.StreamReader,
+                                writer: asyncio.StreamWriter) -> None:
+        """A connection of the sandbox's, redirected in its gateway (transparent mode)."""
+        await self._admit(transparent.serve, reader, writer)
+
+    async def _admit(self, serve: Callable[[Attachment, asyncio.StreamReader,
+                                            asyncio.StreamWriter], Coroutine[Any, Any, None]],
+                     reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         policy = self.policy
         cap = DEFAULT_MAX_CONNECTIONS
         if policy is not None and policy.max_connections is not None:
@@ -156,7 +210,12 @@ class Attachment:
         assert task is not None
         self._tasks.add(task)
         try:
-            await proxy.serve(self, reader, writer)
+            await serve(self, reader, writer)
+        except asyncio.CancelledError:
+            # Ended by warden (the sandbox went, its budget was spent, the relay idled): the
+            # connection is closed, and asyncio's stream server must not see a cancelled
+            # task (Python 3.11 logs one as an error).
+            writer.close()
         finally:
             self.open -= 1
             self._tasks.discard(task)
@@ -183,10 +242,13 @@ class Egress:
     def _on_loop(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
-    def attach(self, netns_fd: int, policy: NetworkPolicy | None) -> Attachment:
+    def attach(self, netns_fd: int, policy: NetworkPolicy | None,
+               ca: tls.CertAuthority | None = None) -> Attachment:
         """warden's side of the sandbox whose network namespace is ``netns_fd``; with a
-        policy, its proxy listens from now on."""
+        policy, its proxy listens from now on. ``ca`` is the sandbox's own CA, for policies
+        that inject headers into HTTPS requests."""
         att = self._on_loop(self._new(netns_fd))
+        att.ca = ca
         try:
             self.set_policy(att, policy)
         except BaseException:
@@ -199,6 +261,8 @@ class Egress:
 
     def set_policy(self, att: Attachment, policy: NetworkPolicy | None) -> None:
         """New connections of the sandbox go by ``policy`` (None: none at all)."""
+        if policy is not None and policy.mode == "transparent" and att.gateway is None:
+            att.gateway = transparent.open_gateway(att)  # first: a failure changes nothing
         old = att.policy
         want = None if policy is None else policy.egress_netns
         if policy is not None and (old is None or old.egress_netns != want):
@@ -214,10 +278,20 @@ class Egress:
         elif policy is None and att._server is not None:
             self._on_loop(_close_server(att._server))
             att._server = None
+        if att.gateway is not None and (policy is None or policy.mode != "transparent"):
+            self._close_gateway(att)
+
+    def _close_gateway(self, att: Attachment) -> None:
+        gw, att.gateway = att.gateway, None
+        if gw is not None:
+            self._on_loop(gw.close())
+            os.close(gw.fd)
 
     def detach(self, att: Attachment) -> None:
-        """End everything of the sandbox: its listener, connections and exposed ports."""
+        """End everything of the sandbox: its listener, connections, exposed ports and
+        gateway."""
         self._on_loop(self._end(att))
+        self._close_gateway(att)
         if att.dialer is not None:
             self._release(att.dialer)
             att.dialer = None

@@ -11,12 +11,13 @@ but ``http://`` is forwarded (HTTPS goes through CONNECT, where the proxy sees n
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from warden.spec.network import host_name
 
-__all__ = ["MAX_HEAD", "BadRequest", "Head", "Target", "authority", "forward_head",
-           "parse_head", "socks_request"]
+__all__ = ["MAX_HEAD", "BadRequest", "Head", "Target", "authority", "error_reply",
+           "forward_head", "parse_head", "parse_origin", "socks_request"]
 
 MAX_HEAD = 16384
 MAX_HEADERS = 100
@@ -110,27 +111,52 @@ def _header(line: bytes) -> tuple[str, str]:
     return name.decode("ascii").lower(), value.strip(b" \t").decode("latin-1")
 
 
-def parse_head(raw: bytes) -> Head:
-    """The head of one request (``raw`` without the final blank line)."""
-    lines = _lines(raw)
-    parts = lines[0].split(b" ")
+def _request_line(line: bytes) -> tuple[str, str]:
+    parts = line.split(b" ")
     if len(parts) != 3 or parts[2] not in (b"HTTP/1.1", b"HTTP/1.0"):
         raise BadRequest("not an HTTP/1.x request line")
     if not parts[0] or not set(parts[0]) <= _TOKEN:
         raise BadRequest("malformed method")
-    method = parts[0].decode("ascii")
-    target_text = parts[1].decode("latin-1")
-    headers = tuple(_header(line) for line in lines[1:])
+    return parts[0].decode("ascii"), parts[1].decode("latin-1")
+
+
+def _one_host(headers: tuple[tuple[str, str], ...]) -> str | None:
     hosts = [v for k, v in headers if k == "host"]
     if len(hosts) > 1:
         raise BadRequest("more than one Host header")
+    return hosts[0] if hosts else None
+
+
+def parse_head(raw: bytes) -> Head:
+    """The head of one request (``raw`` without the final blank line)."""
+    lines = _lines(raw)
+    method, target_text = _request_line(lines[0])
+    headers = tuple(_header(line) for line in lines[1:])
+    host = _one_host(headers)
     if method == "CONNECT":
         target, path = authority(target_text, None), ""
     else:
         target, path = _absolute(target_text)
-    if hosts and authority(hosts[0], target.port if method == "CONNECT" else 80) != target:
+    if host is not None and authority(host, target.port if method == "CONNECT" else 80) != target:
         raise BadRequest("the Host header disagrees with the request's target", 403, target)
     body, length = _body(headers) if method != "CONNECT" else ("none", 0)
+    return Head(method, target, path, headers, body, length)
+
+
+def parse_origin(raw: bytes, target: Target) -> Head:
+    """The head of a request sent inside a tunnel to ``target`` (origin form, as a client
+    sends it to the host itself); its Host header, if any, must name ``target``."""
+    lines = _lines(raw)
+    method, path = _request_line(lines[0])
+    if method == "CONNECT" or not path.startswith("/"):
+        raise BadRequest("a request inside a tunnel names an origin-form path")
+    if any(ord(c) <= 0x20 or ord(c) >= 0x7F for c in path):
+        raise BadRequest("control or non-ASCII character in the URL")
+    headers = tuple(_header(line) for line in lines[1:])
+    host = _one_host(headers)
+    if host is not None and authority(host, target.port) != target:
+        raise BadRequest("the Host header disagrees with the tunnel's target", 403, target)
+    body, length = _body(headers)
     return Head(method, target, path, headers, body, length)
 
 
@@ -165,20 +191,36 @@ def _body(headers: tuple[tuple[str, str], ...]) -> tuple[str, int]:
     return "length", int(lengths[0])
 
 
-def forward_head(head: Head, extra: dict[str, str] | None = None) -> bytes:
+def forward_head(head: Head, extra: Mapping[str, str] | None = None, *,
+                 default_port: int = 80) -> bytes:
     """The request as the origin server gets it: origin-form, Host set, one request per
-    connection (``Connection: close``), the proxy's and hop-by-hop headers dropped."""
+    connection (``Connection: close``), the proxy's and hop-by-hop headers dropped, and
+    ``extra`` headers set (in place of any of the same name the request had)."""
+    extra = extra or {}
     named = {v.strip().lower() for k, v in head.headers if k == "connection"
              for v in v.split(",")}
+    named |= {k.lower() for k in extra}
     keep = [(k, v) for k, v in head.headers if k not in _HOP and k not in named and k != "host"]
     t = head.target
     host = f"[{t.host}]" if ":" in t.host else t.host
-    host = host if t.port == 80 else f"{host}:{t.port}"
+    host = host if t.port == default_port else f"{host}:{t.port}"
     out = [f"{head.method} {head.path} HTTP/1.1", f"Host: {host}"]
     out += [f"{k}: {v}" for k, v in keep]
-    out += [f"{k}: {v}" for k, v in (extra or {}).items()]
+    out += [f"{k}: {v}" for k, v in extra.items()]
     out.append("Connection: close")
     return ("\r\n".join(out) + "\r\n\r\n").encode("latin-1")
+
+
+_PHRASES = {400: "Bad Request", 403: "Forbidden", 431: "Request Header Fields Too Large",
+            502: "Bad Gateway", 429: "Too Many Requests"}
+
+
+def error_reply(status: int, reason: str) -> bytes:
+    """The proxy's own answer refusing a request; ``reason`` is warden's words."""
+    body = f"warden egress proxy: {reason}\n".encode()
+    return (f"HTTP/1.1 {status} {_PHRASES.get(status, 'Refused')}\r\n"
+            f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n").encode() + body
 
 
 def socks_request(data: bytes) -> tuple[Target | None, int]:

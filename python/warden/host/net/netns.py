@@ -22,7 +22,7 @@ from typing import TypeVar
 
 from warden.errors import SandboxSetupError
 
-__all__ = ["Dialer", "in_netns", "open_netns", "visit"]
+__all__ = ["Dialer", "in_netns", "new_netns", "open_netns", "visit"]
 
 T = TypeVar("T")
 CLONE_NEWNET = 0x40000000
@@ -77,6 +77,26 @@ def _visit(fd: int, fn: Callable[[], T]) -> T:
         except OSError:
             # The thread would stay in a sandbox's namespace: nothing may use it again.
             os._exit(70)
+
+
+def new_netns() -> int:
+    """A descriptor of a new, empty network namespace that no process is in: it lives as
+    long as the descriptor and the sockets made in it (network_namespaces(7))."""
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+
+    def make() -> int:
+        try:
+            if _libc.unshare(CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, os.strerror(err))
+            return os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        finally:
+            _setns(home)  # the visitor thread goes home, whether or not it moved
+
+    try:
+        return in_netns(home, make)
+    finally:
+        os.close(home)
 
 
 class Dialer:

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import ipaddress
 import socket
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from warden.host.net import http, resolve
@@ -22,7 +23,8 @@ from warden.host.net.rules import address_of, check_address, check_name
 if TYPE_CHECKING:
     from warden.host.net.egress import Attachment, Record
 
-__all__ = ["DIAL_TIMEOUT_S", "HEAD_TIMEOUT_S", "IDLE_TIMEOUT_S", "relay", "serve"]
+__all__ = ["DIAL_TIMEOUT_S", "HEAD_TIMEOUT_S", "IDLE_TIMEOUT_S", "dial", "pump", "relay", "serve",
+           "tunnel"]
 
 HEAD_TIMEOUT_S = 10.0
 DIAL_TIMEOUT_S = 10.0
@@ -50,16 +52,9 @@ async def serve(att: Attachment, reader: asyncio.StreamReader,
 
 
 async def _reply(writer: asyncio.StreamWriter, status: int, reason: str) -> None:
-    body = f"warden egress proxy: {reason}\n".encode()
-    writer.write(f"HTTP/1.1 {status} {_PHRASES.get(status, 'Refused')}\r\n"
-                 f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
-                 "Connection: close\r\n\r\n".encode() + body)
+    writer.write(http.error_reply(status, reason))
     with contextlib.suppress(ConnectionError):
         await writer.drain()
-
-
-_PHRASES = {400: "Bad Request", 403: "Forbidden", 431: "Request Header Fields Too Large",
-            502: "Bad Gateway", 429: "Too Many Requests"}
 
 
 async def _http(att: Attachment, first: bytes, reader: asyncio.StreamReader,
@@ -84,9 +79,9 @@ async def _http(att: Attachment, first: bytes, reader: asyncio.StreamReader,
         return
     if via == "connect":
         writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        await relay(att, rec, (reader, writer), up)
+        await tunnel(att, rec, (reader, writer), up, head.target)
         return
-    fwd = http.forward_head(head)
+    fwd = http.forward_head(head, att.injected(head.target.host))
     rec.count(att.charge(len(fwd)), up=True)
     up[1].write(fwd)
     limit = head.length if head.body == "length" else (None if head.body == "chunked" else 0)
@@ -124,7 +119,20 @@ async def _socks(att: Attachment, reader: asyncio.StreamReader,
         writer.write(_socks_reply(5 if rec.allowed else 2))
         return
     writer.write(_socks_reply(0))
-    await relay(att, rec, (reader, writer), up)
+    await tunnel(att, rec, (reader, writer), up, target)
+
+
+async def tunnel(att: Attachment, rec: Record, inside: Stream, outside: Stream,
+                 target: http.Target) -> None:
+    """Relay an open tunnel; one to a host whose requests get headers is served by
+    warden.host.net.inject instead (its requests are read, and TLS ended, there)."""
+    headers = att.injected(target.host)
+    if headers:
+        from warden.host.net import inject
+
+        await inject.serve(att, rec, inside, outside, target, headers)
+    else:
+        await relay(att, rec, inside, outside)
 
 
 def _socks_reply(code: int) -> bytes:
@@ -170,7 +178,7 @@ async def open_target(att: Attachment, rec: Record, target: http.Target) -> Stre
             rec.deny(d.rule, str(addr))
     if not passed:
         return None
-    return await _dial(att, rec, passed, target.port)
+    return await dial(att, rec, passed, target.port)
 
 
 async def _resolve(att: Attachment, name: str) -> list[str]:
@@ -182,7 +190,8 @@ async def _resolve(att: Attachment, name: str) -> list[str]:
             return []
 
 
-async def _dial(att: Attachment, rec: Record, passed: list, port: int) -> Stream | None:
+async def dial(att: Attachment, rec: Record, passed: list, port: int) -> Stream | None:
+    """Dial the first of ``passed`` (address, rule) that answers, from the egress namespace."""
     loop = asyncio.get_running_loop()
     error = ""
     for addr, rule in passed:
@@ -229,36 +238,42 @@ class _Idle:
 
 async def _pipe(att: Attachment, rec: Record | None, src: asyncio.StreamReader,
                 dst: asyncio.StreamWriter, *, up: bool, limit: int | None = None) -> None:
-    idle = _Idle(IDLE_TIMEOUT_S)
-    try:
-        await _copy(att, rec, src, dst, up=up, left=limit, idle=idle)
-    finally:
-        idle.stop()
+    async def write(data: bytes) -> None:
+        dst.write(data)
+        await dst.drain()
+
+    await pump(att, rec, src.read, write, up=up, left=limit)
     if dst.can_write_eof():
         with contextlib.suppress(OSError):
             dst.write_eof()
 
 
-async def _copy(att: Attachment, rec: Record | None, src: asyncio.StreamReader,
-                dst: asyncio.StreamWriter, *, up: bool, left: int | None, idle: _Idle) -> None:
-    while left is None or left > 0:
-        data = await src.read(CHUNK if left is None else min(CHUNK, left))
-        idle.touch()
-        if not data:
-            break
-        if rec is not None:
-            allowed = att.charge(len(data))
-            if allowed < len(data):
-                data = data[:allowed]
-                att.exhaust()
-            rec.count(len(data), up=up)
-        if data:
-            dst.write(data)
-            await dst.drain()
-        if rec is not None and att.budget_refusal() is not None:
-            raise ConnectionAbortedError("byte budget spent")
-        if left is not None:
-            left -= len(data)
+async def pump(att: Attachment, rec: Record | None, read: Callable[[int], Awaitable[bytes]],
+               write: Callable[[bytes], Awaitable[None]], *, up: bool,
+               left: int | None) -> None:
+    """Copy from ``read`` to ``write`` until the end (or ``left`` bytes), counting into
+    ``rec`` and the sandbox's budget; cancelled once nothing moved for IDLE_TIMEOUT_S."""
+    idle = _Idle(IDLE_TIMEOUT_S)
+    try:
+        while left is None or left > 0:
+            data = await read(CHUNK if left is None else min(CHUNK, left))
+            idle.touch()
+            if not data:
+                break
+            if rec is not None:
+                allowed = att.charge(len(data))
+                if allowed < len(data):
+                    data = data[:allowed]
+                    att.exhaust()
+                rec.count(len(data), up=up)
+            if data:
+                await write(data)
+            if rec is not None and att.budget_refusal() is not None:
+                raise ConnectionAbortedError("byte budget spent")
+            if left is not None:
+                left -= len(data)
+    finally:
+        idle.stop()
 
 
 async def relay(att: Attachment, rec: Record | None, inside: Stream, outside: Stream, *,

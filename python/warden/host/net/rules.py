@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 from warden.spec.network import NetworkPolicy, Rule
 
-__all__ = ["ALWAYS_DENIED", "Decision", "address_of", "check_address", "check_name"]
+__all__ = ["ALWAYS_DENIED", "Decision", "address_of", "check_address", "check_dns",
+           "check_name", "dns_ports"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -114,3 +115,22 @@ def check_address(policy: NetworkPolicy, name: str | None, port: int, addr: IPAd
     if allow is not None:
         return Decision(True, f"allow {allow.text}")
     return Decision(False, NO_RULE)
+
+
+def check_dns(policy: NetworkPolicy, name: str) -> Decision:
+    """Whether warden answers a DNS query for ``name`` (transparent mode): only for a name an
+    allow rule names (on some port) and no deny rule refuses on every port. A name that a
+    CIDR rule alone might allow is not answered: such an address is dialled as an address."""
+    for r in policy.deny_rules:
+        if r.ports is None and r.covers_name(name):
+            return Decision(False, f"deny {r.text}")
+    for r in policy.allow_rules:
+        if r.covers_name(name):
+            return Decision(True, f"allow {r.text}")
+    return Decision(False, NO_RULE)
+
+
+def dns_ports(policy: NetworkPolicy, name: str) -> list[int]:
+    """One port of each allow rule naming ``name``: an address is given out for the name
+    when the sandbox could connect to it on one of them."""
+    return [r.ports[0] if r.ports else 443 for r in policy.allow_rules if r.covers_name(name)]

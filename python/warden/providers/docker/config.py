@@ -111,10 +111,12 @@ def _host_config(api, spec: SandboxSpec) -> dict:
 
 
 def container_config(api, spec: SandboxSpec, *, wid: str, reuse_key: str | None, owner: str,
-                     image: str, name: str) -> dict:
+                     image: str, name: str, proxy_env: dict[str, str] | None = None) -> dict:
     """The keyword arguments of ``api.create_container`` (docker.APIClient ``api``) for
-    sandbox ``wid`` of ``spec``, labelled with its owner's id (warden.host.owner)."""
-    env = {"HOME": "/workspace", "LANG": "C.UTF-8", **dict(spec.env)}
+    sandbox ``wid`` of ``spec``, labelled with its owner's id (warden.host.owner);
+    ``proxy_env`` are a policy's proxy variables."""
+    proxy_env = proxy_env or {}
+    env = {"HOME": "/workspace", "LANG": "C.UTF-8", **proxy_env, **dict(spec.env)}
     return {
         "image": image,
         "command": ["python3", "-I", "-c", BOOT, spec.entry_point or "", spec.data_dir or "",

@@ -66,6 +66,7 @@ except ImportError as _exc:  # pragma: no cover - the registry turns this into a
     raise ImportError("the Docker provider needs the Docker SDK: pip install 'warden[docker]'",
                       name="docker") from _exc
 
+from warden.providers.docker import network
 from warden.providers.docker.config import container_config
 from warden.providers.docker.link import Link, attach
 from warden.providers.docker.reconcile import CLAIMED, Housekeeper, Reconciling
@@ -83,7 +84,7 @@ _STOP_GRACE_S = 5.0
 _EXEC_GRACE_S = 5.0
 
 
-class DockerProvider(Reconciling, Provider):
+class DockerProvider(network.NetworkMixin, Reconciling, Provider):
     """Sandboxes as containers of one Docker engine (``DOCKER_HOST``, else the default socket).
 
     ``idle_seconds``: a reusable sandbox (one created with a reuse key) unused for that long is
@@ -141,7 +142,7 @@ class DockerProvider(Reconciling, Provider):
 
     def capabilities(self) -> Capabilities:
         return Capabilities(isolation="container+seccomp", limits=_ALL_LIMITS,
-                            network_policies=frozenset({"none"}), readonly_root=True,
+                            network_policies=frozenset({"none", "proxy"}), readonly_root=True,
                             images=True)
 
     def check(self, spec: SandboxSpec) -> None:
@@ -192,7 +193,8 @@ class DockerProvider(Reconciling, Provider):
         st = state_of(handle)
         cfg = container_config(self.api, handle.spec, wid=handle.id, reuse_key=handle.reuse_key,
                                owner=self.owner, image=self._image_for(handle.spec),
-                               name=f"warden-{handle.id}-{next(self._seq)}")
+                               name=f"warden-{handle.id}-{next(self._seq)}",
+                               proxy_env=network.env_for(handle.spec))
         try:
             cid = self.api.create_container(**cfg)["Id"]
         except docker.errors.ImageNotFound as exc:
@@ -213,6 +215,12 @@ class DockerProvider(Reconciling, Provider):
             raise ProviderUnavailable(f"a running container for sandbox {handle.id}",
                                       f"the Docker engine could not start it: "
                                       f"{exc.explanation or exc}") from exc
+        try:
+            network.attach(self.api, st, handle.spec, cid)
+        except (WardenError, docker.errors.APIError):  # no proxy: nothing of it is left
+            link.close()
+            self._remove(cid)
+            raise
         st.container = cid
         CLAIMED.add(cid)
         st.link = link
@@ -316,6 +324,7 @@ class DockerProvider(Reconciling, Provider):
             st.dead = st.dead or "destroyed"
             if st.container is not None:
                 self._remove(st.container)
+            network.detach(st)
 
     def usable(self, handle: SandboxHandle) -> bool:
         st = state_of(handle)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from warden.errors import InvalidArgument
 
 if TYPE_CHECKING:
+    from warden.host.net.egress import Attachment
     from warden.providers.base import SandboxHandle
     from warden.providers.docker.link import Link
 
@@ -52,6 +53,10 @@ class DockerState:
     # Set when list() makes the handle; never changed.
     foreign: bool = False
     owner: str | None = None
+    # warden's side of the current container's network (its proxy and log) for a sandbox
+    # with a NetworkPolicy; None otherwise. Set by start, ended by start (for the next
+    # container) and destroy, under ``lock`` (providers.docker.network).
+    net: Attachment | None = None
 
 
 def state_of(handle: SandboxHandle) -> DockerState:

@@ -40,6 +40,7 @@ from warden.errors import (
 )
 from warden.host import cgroups, descriptors, identity, state
 from warden.host.environ import sandbox_env
+from warden.host.net import tls
 from warden.providers.base import (
     Capabilities,
     Provider,
@@ -51,7 +52,7 @@ from warden.providers.errors import sandbox_error
 from warden.providers.execs import During, exec_result, output_cap
 from warden.providers.native import network, prepare, runner
 from warden.providers.native.files import FilesMixin
-from warden.providers.native.state import NativeState, state_of
+from warden.providers.native.state import NativeState, spec_key, state_of
 from warden.providers.native.zygote import Zygote
 from warden.spec.limits import Limits
 from warden.spec.network import NetworkPolicy
@@ -78,13 +79,6 @@ _PROVIDERS = itertools.count(1)
 # How long a worker whose channel closed has to end before it is killed: its init reports the
 # end at once; a worker that closed its channel and lives on is killed after this.
 _END_REPORT_S = 2.0
-
-def _spec_key(spec: SandboxSpec) -> tuple:
-    """Everything that makes two sandboxes different, hashable: sandboxes made ahead are
-    handed out only to a spec equal in every field."""
-    return (spec.limits, spec.network, spec.readonly, tuple(sorted(spec.labels.items())),
-            spec.code_dir, spec.mount_at, tuple(spec.writable), spec.cwd,
-            tuple(sorted(spec.env.items())), spec.image, spec.entry_point, spec.data_dir)
 
 
 class _Made:
@@ -122,11 +116,12 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
 
     def capabilities(self) -> Capabilities:
         return Capabilities(isolation="namespaces+seccomp+cgroups", limits=_ALL_LIMITS,
-                            network_policies=frozenset({"none", "proxy"}), readonly_root=True)
+                            network_policies=frozenset({"none", "proxy", "transparent"}),
+                            readonly_root=True, network_inject=True)
 
     # -- life cycle ----------------------------------------------------------------------------
 
-    def _config(self, spec: SandboxSpec, host_ws: str | None) -> dict:
+    def _config(self, spec: SandboxSpec, host_ws: str | None, bundle: str | None = None) -> dict:
         # A policy's sandbox is jailed as one of "none": only its proxy differs.
         cfg = runner.base_config(spec.limits)
         cfg["ro_paths"] = [*cfg["ro_paths"], *runner.import_roots()]
@@ -140,7 +135,7 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
             (areas if state.areas().holds(code) else binds).append((code, spec.mount_at))
         if host_ws is not None:
             areas.append((host_ws, "/workspace"))
-        cfg["ro_binds"] = binds
+        cfg["ro_binds"] = binds + network.binds(spec.network, bundle)
         cfg["area_binds"] = areas
         # warden's own areas may be read as "other" inside their 0700 directory: on a file
         # system without idmapped mounts (tmpfs before Linux 6.3) they are bound unmapped.
@@ -159,7 +154,7 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
                         return h
         # A sandbox of this spec made ahead when the last one was destroyed (warden.providers.native.prepare),
         # or one made now. Either way it is new: no call has reached its worker yet.
-        key = (self._token, _spec_key(spec))
+        key = (self._token, spec_key(spec))
         made = prepare.preparer().sandbox(key, partial(_Made, self, spec))
         handle = made.handle
         handle.spec = spec
@@ -201,7 +196,8 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
                 raise
             # The identity is handed back once the cgroup, and so everything of it, is gone.
             undo.callback(prep.release, cg, host_id=host_id)
-            pid, got, chan, netns = self._start_worker(spec, host_ws, cg, host_id, undo)
+            ca, bundle = trust = network.trust_store(spec.network, undo)
+            pid, got, chan, netns = self._start_worker(spec, host_ws, cg, host_id, undo, trust)
             handle = SandboxHandle(
                 id=f"native-{os.getpid()}-{next(self._seq)}", provider=self.name, spec=spec,
                 labels=dict(spec.labels),
@@ -209,13 +205,14 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
                     pid=pid, pidfd=got[0], status_fd=got[1], mount_ns=tuple(got[2:]), chan=chan,
                     cgroup=cg, host_id=host_id, host_ws=host_ws,
                     large_dir=f"/proc/{pid}/root{spec.data_dir}" if spec.data_dir else None,
-                    netns=netns))
+                    netns=netns, ca=ca, ca_bundle=bundle))
             network.attach(state_of(handle), spec.network)
             undo.pop_all()
         return handle
 
     def _start_worker(self, spec: SandboxSpec, host_ws: str | None, cg: cgroups.SandboxCgroup,
                       host_id: identity.HostId, undo: contextlib.ExitStack,
+                      trust: tuple[tls.CertAuthority | None, str | None],
                       ) -> tuple[int, list[int], Channel, int]:
         """Have the zygote fork the sandbox into ``cg`` as ``host_id``: (its init's pid, the
         descriptors that came with the answer — the init's pidfd, its status pipe, the mount
@@ -231,7 +228,8 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
                                               socket.AF_UNIX, socket.SOCK_STREAM)
             undo.callback(host.close)
             sent.callback(child.close)
-            cfg = self._config(spec, host_ws)
+            ca, bundle = trust
+            cfg = self._config(spec, host_ws, bundle)
             cfg.update(host_id.config())
             cfg["cgroup_procs"] = cg.procs_files()
             # The sandbox's mount namespace comes back with the pidfd and is closed after the
@@ -244,7 +242,8 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
             # A reply carries at most one descriptor, and decodes within the sandbox's budget.
             chan = Channel(host, max_fds=bounds.REPLY_FDS, budget=bounds.decode_budget(
                 spec.limits.memory_mb << 20, self.max_decode_bytes))
-            setup = {"config": cfg, "env": sandbox_env(network.env_for(spec.network, spec.env)),
+            env = network.env_for(spec.network, spec.env, ca)
+            setup = {"config": cfg, "env": sandbox_env(env),
                      "entry": spec.entry_point or None, "data_dir": spec.data_dir or None}
             result, got = descriptors.at_step(
                 "zygote spawn", self._zygote.spawn, chan, setup, fds, netns=True,
@@ -257,11 +256,6 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
             # worker, and the removal of its cgroup takes whatever is left.
             raise descriptors.exhausted("receiving the sandbox's pidfd", errno.EMFILE)
         return cast("dict[str, int]", result)["pid"], got, chan, kept  # the zygote's own
-
-    @staticmethod
-    def _env(handle: SandboxHandle) -> dict[str, str]:
-        return dict(e.split("=", 1)
-                    for e in sandbox_env(network.env_for(handle.spec.network, handle.spec.env)))
 
     def _kill(self, handle: SandboxHandle) -> None:
         st = state_of(handle)
@@ -468,7 +462,7 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
         t0 = time.monotonic()
         with st.lock:
             self._check_live(handle)
-            before = st.cgroup.stats()
+            before, sent = st.cgroup.stats(), self.egress_bytes(handle)
             window = st.cgroup.peak_window()
             try:
                 # The worker enforces the command's own deadline; the call's deadline is a
@@ -481,11 +475,11 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
             after = st.cgroup.stats()
             st.oom_seen = after.oom_kills
         d = after.since(before)
-        return self._parse(handle, exec_result, reply, cap, During(
+        return network.egressed(handle, sent, self._parse(handle, exec_result, reply, cap, During(
             oom_killed=d.oom_kills > 0, memory_limit_hit=d.memory_limit_hit,
             pids_limit_hit=d.pids_limit_hit, peak_window=peak,
             peak_before=before.peak_memory_bytes, peak_after=after.peak_memory_bytes),
-            time.monotonic() - t0)
+            time.monotonic() - t0))
 
     def run(self, argv: Sequence[str], *, stdin: bytes | None = None,
             limits: Limits | None = None, network: str | NetworkPolicy = "none",

@@ -19,10 +19,11 @@ if TYPE_CHECKING:
     from warden.host.cgroups import SandboxCgroup
     from warden.host.identity import HostId
     from warden.host.net.egress import Attachment
-    from warden.providers.base import SandboxHandle
+    from warden.host.net.tls import CertAuthority
+    from warden.providers.base import SandboxHandle, SandboxSpec
     from warden.wire.channel import Channel
 
-__all__ = ["NativeState", "state_of"]
+__all__ = ["NativeState", "spec_key", "state_of"]
 
 
 @dataclass(slots=True, eq=False)
@@ -73,6 +74,11 @@ class NativeState:
     # warden's side of the sandbox's network (its proxy, log, exposed ports); None until a
     # policy or an exposed port needs it. Set under ``lock``; ended by teardown.
     net: Attachment | None = None
+    # The sandbox's own CA, for a policy that injects headers into HTTPS requests, and the
+    # host file of its trust store (bound read-only inside). Set by _spawn; the file is
+    # removed by teardown (providers.native.network.detach).
+    ca: CertAuthority | None = None
+    ca_bundle: str | None = None
 
 
 def state_of(handle: SandboxHandle) -> NativeState:
@@ -83,3 +89,11 @@ def state_of(handle: SandboxHandle) -> NativeState:
                               f"a sandbox of the native provider, not of {handle.provider!r}; "
                               "pass each handle to the provider that made it")
     return st
+
+
+def spec_key(spec: SandboxSpec) -> tuple:
+    """Everything that makes two sandboxes different, hashable: sandboxes made ahead are
+    handed out only to a spec equal in every field."""
+    return (spec.limits, spec.network, spec.readonly, tuple(sorted(spec.labels.items())),
+            spec.code_dir, spec.mount_at, tuple(spec.writable), spec.cwd,
+            tuple(sorted(spec.env.items())), spec.image, spec.entry_point, spec.data_dir)
