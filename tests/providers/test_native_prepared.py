@@ -67,7 +67,7 @@ def call(p, h, payload):
 def test_the_sandbox_made_ahead_is_new_and_handed_out_next(native):
     p, root = native
     spec = spec_for(root, "acme")
-    from warden.providers.native.provider import _spec_key
+    from warden.providers.native.state import spec_key as _spec_key
 
     key = (p._token, _spec_key(spec))
     first = p.create(spec)
@@ -89,7 +89,7 @@ def test_the_sandbox_made_ahead_is_new_and_handed_out_next(native):
 def test_a_sandbox_made_ahead_goes_only_to_an_equal_spec(native):
     p, root = native
     a, b = spec_for(root, "a"), spec_for(root, "b")
-    from warden.providers.native.provider import _spec_key
+    from warden.providers.native.state import spec_key as _spec_key
 
     p.destroy(p.create(a))
     wait_for(lambda: len(made_ahead(_spec_key(a))) == 1)
@@ -103,7 +103,7 @@ def test_a_sandbox_made_ahead_goes_only_to_an_equal_spec(native):
 def test_a_worker_killed_while_waiting_is_never_handed_out(native):
     p, root = native
     spec = spec_for(root, "k")
-    from warden.providers.native.provider import _spec_key
+    from warden.providers.native.state import spec_key as _spec_key
 
     p.destroy(p.create(spec))
     wait_for(lambda: len(made_ahead(_spec_key(spec))) == 1)
@@ -120,7 +120,7 @@ def test_close_leaves_nothing_made_ahead(tmp_path):
     root = plugin_root(tmp_path)
     p = NativeProvider()
     spec = spec_for(root, "c")
-    from warden.providers.native.provider import _spec_key
+    from warden.providers.native.state import spec_key as _spec_key
 
     p.destroy(p.create(spec))
     wait_for(lambda: len(made_ahead(_spec_key(spec))) == 1)
