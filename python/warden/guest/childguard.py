@@ -25,11 +25,10 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 import struct
 from typing import Any
 
-__all__ = ["Guard", "build"]
+__all__ = ["Guard", "build", "prctl"]
 
 _AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 # name -> (x86_64, aarch64) numbers, from the kernel's syscall tables.
@@ -63,7 +62,7 @@ def _arg(i: int) -> int:
 def build(pids: tuple[int, ...], groups: tuple[int, ...]) -> list[tuple[int, int, int, int]]:
     """The filter's instructions (code, jt, jf, k): ``pids`` are processes the child must not
     reach, ``groups`` process groups."""
-    arch = platform.machine()
+    arch = os.uname().machine
     if arch not in _AUDIT_ARCH:
         raise OSError(errno.ENOSYS, f"the fork server's child filter knows no {arch} numbers")
     col = 0 if arch == "x86_64" else 1
@@ -102,6 +101,13 @@ def build(pids: tuple[int, ...], groups: tuple[int, ...]) -> list[tuple[int, int
             prog.append((item[0], item[1], item[2], item[3]))
     prog += [(_RET_K, 0, 0, _ALLOW), (_RET_K, 0, 0, _DENY)]
     return prog
+
+
+def prctl(option: int, arg: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
 
 
 class Guard:
