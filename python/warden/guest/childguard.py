@@ -14,8 +14,9 @@ a descriptor or a user id, which no target needs:
 * pidfd_send_signal (a /proc/<pid> directory is a pidfd for it), setpriority (PRIO_USER
   renices every process of the user), ioprio_set: refused outright.
 
-The program is built once by the fork server (``build``) and installed by each child
-(``install``, one prctl). Reading another process's memory needs more than this filter:
+The program is built once by the fork server's forker (``build``) and installed on the forker
+itself (``install``), after setup: every child inherits it, so no input pays for it, and the
+forker, which only kills its own children and what they left, needs nothing it refuses. Reading another process's memory needs more than this filter:
 the sandbox's filter denies ptrace and process_vm_*, and the fork server makes itself
 non-dumpable so that /proc/<pid>/mem is closed to a process without capabilities.
 """

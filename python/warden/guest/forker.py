@@ -16,7 +16,8 @@ other input in its memory. Per input the forker:
 The child, before the target runs: its own process group; descriptors 0 (its input), 1
 (/dev/null), 2 (stderr, where faulthandler reports a fatal signal with the Python stack) and 3
 (its result), no other; RLIMIT_AS and RLIMIT_CPU for the input's limits; the child filter of
-warden.guest.childguard; killed if the forker dies. Results are written with warden.guest.carry.
+warden.guest.childguard (installed once on the forker, inherited); killed if the forker dies.
+Results are written with warden.guest.carry.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ __all__ = ["BOOT", "FORKER_FDS", "STATUS", "TOLD_FD", "Fds", "Limits", "main", "
 STATUS = struct.Struct("<iiiqqq")
 KIND_DONE, KIND_FORK_FAILED = 0, 1
 _HEADER = struct.Struct("<I")
+_OK_MAP = b"\x81\xa1v"
+# A plain int: an enum member through ctypes touches more pages of a child.
+_SIGKILL = int(signal.SIGKILL)
 _PR_SET_PDEATHSIG, _PR_SET_DUMPABLE, _PR_SET_CHILD_SUBREAPER = 1, 4, 36
 # What an input may allocate beyond its limit to report a MemoryError.
 REPORT_RESERVE = 16 << 20
@@ -128,15 +132,15 @@ def _child(entry: Callable[[Any], Any], fds: Fds, null: int, lim: Limits, guard:
             resource.setrlimit(resource.RLIMIT_AS, (soft, soft + REPORT_RESERVE))
         if lim.cpu_s is not None:
             resource.setrlimit(resource.RLIMIT_CPU, (lim.cpu_s, lim.cpu_s + 1))
-        guard.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        guard.prctl(_PR_SET_PDEATHSIG, _SIGKILL)
         guard.prctl(_PR_SET_DUMPABLE, 1)  # its own /proc entries readable by itself again
-        guard.install()
         value = carry.decode(_read_exact(0, _HEADER.unpack(_read_exact(0, 4))[0]))
     except BaseException as exc:
         os.write(2, f"warden fork server: preparing the input failed: {exc!r}\n".encode())
         os._exit(71)
+    msg: dict | None = None
     try:
-        msg: dict = {"v": _run_target(entry, value)}
+        result = _run_target(entry, value)
     except MemoryError as exc:
         soft, hard = resource.getrlimit(resource.RLIMIT_AS)
         resource.setrlimit(resource.RLIMIT_AS, (hard, hard))  # room to report it
@@ -145,7 +149,8 @@ def _child(entry: Callable[[Any], Any], fds: Fds, null: int, lim: Limits, guard:
         msg = _exception(exc, False)
     del value
     try:
-        blob = carry.encode(msg, "result")
+        # {"v": result} as msgpack: a map of one, the key "v", then the result.
+        blob = carry.encode(msg, "result") if msg else _OK_MAP + carry.encode(result, "result")
     except Exception as exc:
         blob = carry.encode(_exception(TypeError(
             f"the target's result cannot be carried back: {exc}"), False))
@@ -193,7 +198,7 @@ def _one(entry: Callable[[Any], Any], fds: Fds, null: int, lim: Limits, guard: G
     pidfd = os.pidfd_open(pid)
     try:
         if not select.select([pidfd], [], [], lim.wall_s)[0]:
-            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)  # not reaped yet: the pid is still the child's
             timed_out = 1
     finally:
         os.close(pidfd)
@@ -224,6 +229,9 @@ def serve(entry: Callable[[Any], Any], fds: Fds, lim: Limits, collector: int,
     gc.collect()
     gc.freeze()
     as_base = _vm_size()
+    # The child filter, on the forker itself: every child inherits it, at no cost per input.
+    # The forker needs none of what it refuses (it kills only its children and what they left).
+    guard.install()
     while True:
         go = os.read(fds.ctl, 1)
         if go != b"g":
