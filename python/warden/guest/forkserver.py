@@ -169,6 +169,9 @@ class _Exchange:
         poller.register(st["in_w"], select.POLLOUT)
         for fd in (st["res"], st["err"], st["status"]):
             poller.register(fd, select.POLLIN)
+        # The input first, as much as the pipe takes (all of it, mostly): no child is alive and
+        # the pipe is empty, and the child finds it there instead of waiting for this process.
+        self._send(poller)
         forker._write_all(st["ctl"], b"g")
         while len(self.status) < forker.STATUS.size:
             for fd, _ev in poller.poll():
