@@ -100,13 +100,19 @@ def _setup(msg: dict) -> dict:
     for fd in (in_w, res_r, err_r):
         _nonblocking(fd)
     blob = carry.encode(msg)
-    forker._write_all(ctl_w, _HEADER.pack(len(blob)) + blob)
+    try:
+        forker._write_all(ctl_w, _HEADER.pack(len(blob)) + blob)
+    except BrokenPipeError:
+        pass  # the forker ended already: said below, with what it wrote to stderr
     told, setup_err = _hear_setup(told_r, err_r)
     if told != b"\0":
         os.waitpid(pid, 0)
         kind, _, rest = told.decode("utf-8", "replace").partition("\0")
         message, _, text = rest.partition("\0")
         _close_all((ctl_w, st_r, in_r, in_w, res_r, err_r))
+        if not told:  # the forker's interpreter ended before setup could run
+            message = "the fork server's forker ended before setup ran"
+            text = setup_err.decode("utf-8", "replace")
         raise PluginError(kind or "SetupError", f"setup failed: {message}", text)
     _state.update(pid=pid, ctl=ctl_w, status=st_r, in_r=in_r, in_w=in_w, res=res_r, err=err_r,
                   cap=int(msg["result_cap"]))
