@@ -40,6 +40,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     args = ap.parse_args()
     s = args.seconds
+    load0 = f"{os.getloadavg()[0]:.2f}"
     cpus = len(os.sched_getaffinity(0))
     results: dict[str, float] = {}
     exec(SETUP, ns := {})  # nosec B102 - the same trivial target, in this process
@@ -60,6 +61,8 @@ def main() -> None:
     results.update(hypothesis_rates(s))
     width = max(len(k) for k in results)
     base = results["warden.run per input"]
+    print(f"load average {load0} at the start, {os.getloadavg()[0]:.2f} at the end; "
+          f"{cpus} CPUs")
     for name, r in results.items():
         print(f"{name:<{width}}  {r:>10.1f}/s  {r / base:>8.1f}x warden.run")
 

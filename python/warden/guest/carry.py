@@ -79,7 +79,8 @@ def _default(value: Any) -> Any:
 def encode(value: object, name: str = "input") -> bytes:
     """``value`` as bytes, or InvalidArgument saying why it cannot travel."""
     t = type(value)
-    if t is bytes or t is str or value is None:
+    if t is bytes or t is str or value is None or t is bool or (
+            t is int and _INT_MIN <= value <= _INT_MAX):  # type: ignore[operator]
         try:
             return msgpack.packb(value, use_bin_type=True)
         except (TypeError, ValueError, UnicodeEncodeError) as exc:
@@ -128,8 +129,29 @@ class _Decoder:
         return msgpack.unpackb(data, ext_hook=self.hook, raw=False, strict_map_key=False)
 
 
+# One-byte values, and bytes alone (a fuzzer's input), decoded without msgpack: the fewer
+# objects a fork server's child touches, the fewer pages it copies.
+_ONE = {b"\xc0": None, b"\xc2": False, b"\xc3": True}
+_BIN = {0xC4: 1, 0xC5: 2, 0xC6: 4}
+
+
+def _fast(data: bytes) -> Any:
+    """The value of ``data`` if it is a positive fixint, None, a bool or one bin; else the
+    ``_fast`` function itself (no value is that)."""
+    n = len(data)
+    if n == 1:
+        return data[0] if data[0] < 0x80 else _ONE.get(data, _fast)
+    width = _BIN.get(data[0], 0) if n else 0
+    if width and n >= 1 + width and int.from_bytes(data[1:1 + width], "big") == n - 1 - width:
+        return data[1 + width:]
+    return _fast
+
+
 def decode(data: bytes) -> Any:
     """The value ``encode`` made; ProtocolError for anything else."""
+    value = _fast(data)
+    if value is not _fast:
+        return value
     try:
         return _Decoder().load(data)
     except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:

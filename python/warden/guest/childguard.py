@@ -17,8 +17,9 @@ a descriptor or a user id, which no target needs:
   queues outlive the child that made them, in the sandbox's IPC namespace, where no restore
   reaches them: the next input would find what this one left there.
 
-The program is built once by the fork server (``build``) and installed by each child
-(``install``, one prctl). Reading another process's memory needs more than this filter:
+The program is built once by the fork server's forker (``build``) and installed on the forker
+itself (``install``), after setup: every child inherits it, so no input pays for it, and the
+forker, which only kills its own children and what they left, needs nothing it refuses. Reading another process's memory needs more than this filter:
 the sandbox's filter denies ptrace and process_vm_*, and the fork server makes itself
 non-dumpable so that /proc/<pid>/mem is closed to a process without capabilities.
 """
@@ -28,11 +29,10 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 import struct
 from typing import Any
 
-__all__ = ["Guard", "build"]
+__all__ = ["Guard", "build", "prctl"]
 
 _AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 # name -> (x86_64, aarch64) numbers, from the kernel's syscall tables.
@@ -68,7 +68,7 @@ def _arg(i: int) -> int:
 def build(pids: tuple[int, ...], groups: tuple[int, ...]) -> list[tuple[int, int, int, int]]:
     """The filter's instructions (code, jt, jf, k): ``pids`` are processes the child must not
     reach, ``groups`` process groups."""
-    arch = platform.machine()
+    arch = os.uname().machine
     if arch not in _AUDIT_ARCH:
         raise OSError(errno.ENOSYS, f"the fork server's child filter knows no {arch} numbers")
     col = 0 if arch == "x86_64" else 1
@@ -107,6 +107,13 @@ def build(pids: tuple[int, ...], groups: tuple[int, ...]) -> list[tuple[int, int
             prog.append((item[0], item[1], item[2], item[3]))
     prog += [(_RET_K, 0, 0, _ALLOW), (_RET_K, 0, 0, _DENY)]
     return prog
+
+
+def prctl(option: int, arg: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
 
 
 class Guard:

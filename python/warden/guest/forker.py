@@ -16,15 +16,14 @@ other input in its memory. Per input the forker:
 The child, before the target runs: its own process group; descriptors 0 (its input), 1
 (/dev/null), 2 (stderr, where faulthandler reports a fatal signal with the Python stack) and 3
 (its result), no other; RLIMIT_AS and RLIMIT_CPU for the input's limits; the child filter of
-warden.guest.childguard; killed if the forker dies. Results are written with warden.guest.carry.
+warden.guest.childguard (installed once on the forker, inherited); killed if the forker dies.
+Results are written with warden.guest.carry.
 """
 
 from __future__ import annotations
 
-import asyncio
 import faulthandler
 import gc
-import inspect
 import os
 import resource
 import select
@@ -32,20 +31,22 @@ import signal
 import struct
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any
 
 from warden.guest import carry
-from warden.guest.childguard import Guard
+from warden.guest.childguard import Guard, prctl
 from warden.guest.scratch import Areas
 
-__all__ = ["STATUS", "Fds", "Limits", "serve"]
+__all__ = ["BOOT", "FORKER_FDS", "STATUS", "TOLD_FD", "Fds", "Limits", "main", "serve"]
 
 # kind, wait status, timed out, peak rss (KiB), user + system cpu (us), duration (ns)
 STATUS = struct.Struct("<iiiqqq")
 KIND_DONE, KIND_FORK_FAILED = 0, 1
 _HEADER = struct.Struct("<I")
+_OK_MAP = b"\x81\xa1v"
+# A plain int: an enum member through ctypes touches more pages of a child.
+_SIGKILL = int(signal.SIGKILL)
 _PR_SET_PDEATHSIG, _PR_SET_DUMPABLE, _PR_SET_CHILD_SUBREAPER = 1, 4, 36
 # What an input may allocate beyond its limit to report a MemoryError.
 REPORT_RESERVE = 16 << 20
@@ -89,6 +90,8 @@ def _type_name(exc: BaseException) -> str:
 
 
 def _exception(exc: BaseException, memory: bool) -> dict:
+    import traceback  # in the child, only when an input raised: the forker stays small
+
     tb = exc.__traceback__
     own = _run_target.__code__.co_filename
     while tb is not None and tb.tb_frame.f_code.co_filename == own:
@@ -105,8 +108,12 @@ def _exception(exc: BaseException, memory: bool) -> dict:
 
 def _run_target(entry: Callable[[Any], Any], value: Any) -> Any:
     result = entry(value)
-    if inspect.isawaitable(result):
-        result = asyncio.run(result)  # type: ignore[arg-type]
+    if hasattr(result, "__await__") or type(result).__name__ == "generator":
+        import asyncio  # in the child, only for a coroutine: the forker stays small
+        import inspect
+
+        if inspect.isawaitable(result):
+            result = asyncio.run(result)  # type: ignore[arg-type]
     return result
 
 
@@ -125,15 +132,15 @@ def _child(entry: Callable[[Any], Any], fds: Fds, null: int, lim: Limits, guard:
             resource.setrlimit(resource.RLIMIT_AS, (soft, soft + REPORT_RESERVE))
         if lim.cpu_s is not None:
             resource.setrlimit(resource.RLIMIT_CPU, (lim.cpu_s, lim.cpu_s + 1))
-        guard.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        guard.prctl(_PR_SET_PDEATHSIG, _SIGKILL)
         guard.prctl(_PR_SET_DUMPABLE, 1)  # its own /proc entries readable by itself again
-        guard.install()
         value = carry.decode(_read_exact(0, _HEADER.unpack(_read_exact(0, 4))[0]))
     except BaseException as exc:
         os.write(2, f"warden fork server: preparing the input failed: {exc!r}\n".encode())
         os._exit(71)
+    msg: dict | None = None
     try:
-        msg: dict = {"v": _run_target(entry, value)}
+        result = _run_target(entry, value)
     except MemoryError as exc:
         soft, hard = resource.getrlimit(resource.RLIMIT_AS)
         resource.setrlimit(resource.RLIMIT_AS, (hard, hard))  # room to report it
@@ -142,7 +149,8 @@ def _child(entry: Callable[[Any], Any], fds: Fds, null: int, lim: Limits, guard:
         msg = _exception(exc, False)
     del value
     try:
-        blob = carry.encode(msg, "result")
+        # {"v": result} as msgpack: a map of one, the key "v", then the result.
+        blob = carry.encode(msg, "result") if msg else _OK_MAP + carry.encode(result, "result")
     except Exception as exc:
         blob = carry.encode(_exception(TypeError(
             f"the target's result cannot be carried back: {exc}"), False))
@@ -190,7 +198,7 @@ def _one(entry: Callable[[Any], Any], fds: Fds, null: int, lim: Limits, guard: G
     pidfd = os.pidfd_open(pid)
     try:
         if not select.select([pidfd], [], [], lim.wall_s)[0]:
-            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)  # not reaped yet: the pid is still the child's
             timed_out = 1
     finally:
         os.close(pidfd)
@@ -221,8 +229,66 @@ def serve(entry: Callable[[Any], Any], fds: Fds, lim: Limits, collector: int,
     gc.collect()
     gc.freeze()
     as_base = _vm_size()
+    # The child filter, on the forker itself: every child inherits it, at no cost per input.
+    # The forker needs none of what it refuses (it kills only its children and what they left).
+    guard.install()
     while True:
         go = os.read(fds.ctl, 1)
         if go != b"g":
             os._exit(0)
         _write_all(fds.status, _one(entry, fds, null, lim, guard, as_base, me, collector, areas))
+
+
+# The forker is a fresh interpreter (a small process forks faster and its children copy
+# fewer pages), started by warden.guest.forkserver with its pipes at these descriptors.
+FORKER_FDS = Fds(3, 4, 5, 6, 2)
+TOLD_FD = 7
+BOOT = ("import sys; sys.path[:] = sys.argv[1:]; del sys.argv[1:]; "
+        "from warden.guest.forker import main; main()")
+_SETUP_REPLY_CAP = 1 << 20
+
+
+def _load(msg: dict) -> Callable[[Any], Any]:
+    """Run setup, return the entry function."""
+    import linecache
+
+    source, filename, name = msg["source"], msg["filename"], msg["entry"]
+    for d in reversed(msg.get("path") or []):
+        sys.path.insert(0, d)
+    # Tracebacks of setup's code show its lines although the file is not in the sandbox.
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    module = type(sys)("__warden_setup__")
+    module.__file__ = filename
+    sys.modules["__warden_setup__"] = module
+    exec(compile(source, filename, "exec"), module.__dict__)  # nosec B102 - the sandbox's code
+    entry = module.__dict__.get(name)
+    if not callable(entry):
+        raise NameError(f"setup defines no callable {name!r}; define it, or pass entry= the "
+                        "name of the function to call per input")
+    return entry
+
+
+def main() -> None:
+    """The forker's program: read setup's message on ``ctl``, run setup, say so on
+    ``TOLD_FD`` (one zero byte, or the exception), then serve. Never returns."""
+    fds = FORKER_FDS
+    try:
+        # Non-dumpable (exec made it dumpable again): a child, same user but without
+        # capabilities, cannot open this process's /proc/<pid>/mem.
+        prctl(_PR_SET_DUMPABLE, 0)
+        os.closerange(TOLD_FD + 1, 1 << 20)
+        msg = carry.decode(_read_exact(fds.ctl, _HEADER.unpack(_read_exact(fds.ctl, 4))[0]))
+        entry = _load(msg)
+        areas = Areas()
+        lim = Limits(float(msg["wall_s"]), msg.get("cpu_s"), msg.get("memory_bytes"),
+                     int(msg["result_cap"]))
+        os.write(TOLD_FD, b"\0")
+        os.close(TOLD_FD)
+    except BaseException as exc:
+        import traceback
+
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        report = f"{type(exc).__name__}\0{exc}\0{text}".encode("utf-8", "backslashreplace")
+        _write_all(TOLD_FD, report[:_SETUP_REPLY_CAP])
+        os._exit(0)
+    serve(entry, fds, lim, os.getppid(), areas)

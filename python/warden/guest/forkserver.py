@@ -2,8 +2,8 @@
 warden.ForkServer.
 
 The worker that loads this entry becomes the *collector*: it holds the channel to the host and
-never runs setup or any input. On ``setup`` it forks the *forker* (warden.guest.forker), which
-runs setup and then forks one child per input. On ``run`` it feeds each input to its child
+never runs setup or any input. On ``setup`` it starts the *forker* (warden.guest.forker), a
+fresh interpreter that runs setup and then forks one child per input. On ``run`` it feeds each input to its child
 through a pipe only that child reads, collects the child's result, its stderr and the
 forker's report of how it ended, and answers the host with one record per input:
 
@@ -20,24 +20,21 @@ signal's Python stack among them). Actions:
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
-import linecache
 import os
 import select
 import sys
-import traceback
 from typing import Any
 
 from warden.errors import PluginError, ProtocolError
-from warden.guest import forker
-from warden.guest.scratch import Areas
+from warden.guest import carry, forker
+from warden.guest.childguard import prctl
 
 __all__ = ["handle"]
 
 _HEADER = forker._HEADER
 _STDERR_TAIL = 16 << 10
-_SETUP_REPLY_CAP = 1 << 20
+_SETUP_REPLY_CAP = forker._SETUP_REPLY_CAP
 _PR_SET_DUMPABLE = 4
 
 _state: dict[str, Any] = {}
@@ -60,39 +57,26 @@ def _drain(fd: int, keep: int) -> bytes:
         got = (got + chunk)[-keep:] if keep else b""
 
 
-def _load(msg: dict) -> Any:
-    """In the forker: run setup, return the entry function."""
-    source, filename, name = msg["source"], msg["filename"], msg["entry"]
-    for d in reversed(msg.get("path") or []):
-        sys.path.insert(0, d)
-    # Tracebacks of setup's code show its lines although the file is not in the sandbox.
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    module = type(sys)("__warden_setup__")
-    module.__file__ = filename
-    sys.modules["__warden_setup__"] = module
-    exec(compile(source, filename, "exec"), module.__dict__)  # nosec B102 - the sandbox's code
-    entry = module.__dict__.get(name)
-    if not callable(entry):
-        raise NameError(f"setup defines no callable {name!r}; define it, or pass entry= the "
-                        "name of the function to call per input")
-    return entry
-
-
-def _forker_main(msg: dict, fds: forker.Fds, collector: int, told: int) -> None:
-    """The forked forker: setup, then its loop. Never returns."""
+def _spawn_forker(pipes: dict[str, int]) -> int:
+    """Start the forker, a fresh interpreter with only what it needs, its pipes at
+    forker.FORKER_FDS and TOLD_FD, stdin and stdout /dev/null; returns its pid."""
+    f = forker.FORKER_FDS
+    at = {"ctl": f.ctl, "status": f.status, "inp": f.inp, "result": f.result, "err": 2,
+          "told": forker.TOLD_FD}
+    null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+    high: dict[str, int] = {}
     try:
-        entry = _load(msg)
-        areas = Areas()
-        lim = forker.Limits(float(msg["wall_s"]), msg.get("cpu_s"), msg.get("memory_bytes"),
-                            int(msg["result_cap"]))
-        os.write(told, b"\0")
-        os.close(told)
-    except BaseException as exc:
-        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        report = f"{type(exc).__name__}\0{exc}\0{text}".encode("utf-8", "backslashreplace")
-        forker._write_all(told, report[:_SETUP_REPLY_CAP])
-        os._exit(0)
-    forker.serve(entry, fds, lim, collector, areas)
+        # Moved above every target first, so that no dup2 overwrites a pipe still to move.
+        for name, fd in pipes.items():
+            high[name] = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 64)
+        actions = [(os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, null, 1)]
+        actions += [(os.POSIX_SPAWN_DUP2, high[name], at[name]) for name in at]
+        # The collector's own path without the directory of its entry file.
+        argv = [sys.executable, "-I", "-c", forker.BOOT, *sys.path]
+        return os.posix_spawn(sys.executable, argv, dict(os.environ), file_actions=actions)
+    finally:
+        os.close(null)
+        _close_all(tuple(high.values()))
 
 
 def _setup(msg: dict) -> dict:
@@ -106,32 +90,29 @@ def _setup(msg: dict) -> dict:
     err_r, err_w = os.pipe()
     told_r, told_w = os.pipe()
     # Non-dumpable: a child, same user but without capabilities, cannot open this process's
-    # /proc/<pid>/mem; the forker inherits it.
-    _prctl(_PR_SET_DUMPABLE, 0)
-    me = os.getpid()
-    pid = os.fork()
-    if pid == 0:
-        keep = {ctl_r, st_w, in_r, res_w, err_w, told_w}
-        os.dup2(err_w, 2)
-        for fd in range(3, max(keep) + 64):
-            if fd not in keep:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-        os.closerange(max(keep) + 64, 1 << 20)
-        _forker_main(msg, forker.Fds(ctl_r, st_w, in_r, res_w, err_w), me, told_w)
+    # /proc/<pid>/mem (the forker makes itself so).
+    prctl(_PR_SET_DUMPABLE, 0)
+    pid = _spawn_forker({"ctl": ctl_r, "status": st_w, "inp": in_r, "result": res_w,
+                         "err": err_w, "told": told_w})
     for fd in (ctl_r, st_w, res_w, err_w, told_w):
         os.close(fd)
     # Not in_r: its open file is shared with the children, who read it blocking.
     for fd in (in_w, res_r, err_r):
         _nonblocking(fd)
+    blob = carry.encode(msg)
+    try:
+        forker._write_all(ctl_w, _HEADER.pack(len(blob)) + blob)
+    except BrokenPipeError:
+        pass  # the forker ended already: said below, with what it wrote to stderr
     told, setup_err = _hear_setup(told_r, err_r)
     if told != b"\0":
         os.waitpid(pid, 0)
         kind, _, rest = told.decode("utf-8", "replace").partition("\0")
         message, _, text = rest.partition("\0")
         _close_all((ctl_w, st_r, in_r, in_w, res_r, err_r))
+        if not told:  # the forker's interpreter ended before setup could run
+            message = "the fork server's forker ended before setup ran"
+            text = setup_err.decode("utf-8", "replace")
         raise PluginError(kind or "SetupError", f"setup failed: {message}", text)
     _state.update(pid=pid, ctl=ctl_w, status=st_r, in_r=in_r, in_w=in_w, res=res_r, err=err_r,
                   cap=int(msg["result_cap"]))
@@ -157,13 +138,6 @@ def _hear_setup(told: int, err: int) -> tuple[bytes, bytes]:
             got = (got + chunk)[:_SETUP_REPLY_CAP]
     os.close(told)
     return got, (said + _drain(err, _STDERR_TAIL))[-_STDERR_TAIL:]
-
-
-def _prctl(option: int, arg: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
 
 
 def _close_all(fds: tuple[int, ...]) -> None:
@@ -201,6 +175,9 @@ class _Exchange:
         poller.register(st["in_w"], select.POLLOUT)
         for fd in (st["res"], st["err"], st["status"]):
             poller.register(fd, select.POLLIN)
+        # The input first, as much as the pipe takes (all of it, mostly): no child is alive and
+        # the pipe is empty, and the child finds it there instead of waiting for this process.
+        self._send(poller)
         forker._write_all(st["ctl"], b"g")
         while len(self.status) < forker.STATUS.size:
             for fd, _ev in poller.poll():
