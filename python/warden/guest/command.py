@@ -32,6 +32,7 @@ import struct
 import subprocess
 import termios
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -55,8 +56,17 @@ class _Stream:
     data: bytearray = field(default_factory=bytearray)
     dropped: int = 0
     open: bool = True
+    # Streaming: each chunk read also goes to ``on_chunk(name, chunk)``, until
+    # ``stream_left`` bytes went that way.
+    name: str = ""
+    on_chunk: Callable[[str, bytes], None] | None = None
+    stream_left: int = 0
 
     def take(self, chunk: bytes) -> None:
+        if self.on_chunk is not None and self.stream_left > 0:
+            piece = chunk[:self.stream_left]
+            self.stream_left -= len(piece)
+            self.on_chunk(self.name, piece)
         room = self.cap - len(self.data)
         if room > 0:
             self.data += chunk[:room]
@@ -114,14 +124,19 @@ class Finished:
 
 
 def run(argv: list[str], *, stdin: bytes | None, cwd: str, env: dict | None,
-        timeout: float | None, cap: int) -> Finished:
+        timeout: float | None, cap: int, on_chunk: Callable[[str, bytes], None] | None = None,
+        stream_cap: int = 0) -> Finished:
     """Run ``argv`` until its process exits (or its deadline); OSError when it cannot start
-    (Popen's, with ``filename`` set when the command itself could not be executed)."""
+    (Popen's, with ``filename`` set when the command itself could not be executed). With
+    ``on_chunk``, every chunk read is also passed to it as it comes, up to ``stream_cap``
+    bytes of each stream."""
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, cwd=cwd, env=env, start_new_session=True)
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-    out = _Stream(proc.stdout, proc.stdout.fileno(), cap)
-    err = _Stream(proc.stderr, proc.stderr.fileno(), cap)
+    out = _Stream(proc.stdout, proc.stdout.fileno(), cap, name="stdout", on_chunk=on_chunk,
+                  stream_left=stream_cap)
+    err = _Stream(proc.stderr, proc.stderr.fileno(), cap, name="stderr", on_chunk=on_chunk,
+                  stream_left=stream_cap)
     for s in (out, err):
         os.set_blocking(s.fd, False)
     feed = _Feed(proc.stdin, stdin or b"")

@@ -36,7 +36,8 @@ from warden.wire import ops
 __all__ = ["FILE_VERBS", "sandbox_error"]
 
 FILE_VERBS = {ops.READ_FILE: "read", ops.WRITE_FILE: "write", ops.LIST_FILES: "list",
-              ops.REMOVE_FILE: "remove"}
+              ops.REMOVE_FILE: "remove", ops.EXEC: "run a command in",
+              ops.PROC_START: "start a process in"}
 
 
 def sandbox_error(exc: Exception, handle: SandboxHandle, op: str, *, path: str | None = None,

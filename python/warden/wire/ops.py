@@ -9,8 +9,9 @@ from __future__ import annotations
 
 __all__ = [
     "BATCH", "CALL", "CALL_FN", "CGROUP_STATS", "ENTRY", "EXEC", "EXEC_PYTHON", "FILE_OPS",
-    "LIST_FILES", "PING", "READ_FILE", "REMOVE_FILE", "SHUTDOWN", "TOOL_OPS", "WORKER_OPS",
-    "WRITE_FILE",
+    "LIST_FILES", "PING", "PROC_CLOSE_STDIN", "PROC_LIST", "PROC_OPS", "PROC_READ",
+    "PROC_SIGNAL", "PROC_START", "PROC_WRITE", "READ_FILE", "REMOVE_FILE", "SHUTDOWN",
+    "TOOL_OPS", "WORKER_OPS", "WRITE_FILE",
 ]
 
 # -- the worker's own ---------------------------------------------------------------------------
@@ -22,16 +23,27 @@ PING = "ping"                # -> {"pong": True, "pid": int}
 SHUTDOWN = "shutdown"        # the worker answers None and exits
 
 # -- the tool layer's ---------------------------------------------------------------------------
-EXEC = "exec"                # argv, stdin, timeout, cwd, env: a command in the sandbox
+EXEC = "exec"                # argv, stdin, timeout, cwd, env, env_add, stream, stream_cap:
+                             # a command in the sandbox; with stream, {"id", "stream", "data"}
+                             # frames come before the reply (warden.wire.streams)
 WRITE_FILE = "write_file"    # path, data
 READ_FILE = "read_file"      # path -> bytes
 LIST_FILES = "list_files"    # path -> [{"name", "type", "size"}]
 REMOVE_FILE = "remove_file"  # path: a file, a link itself, or a directory with its contents
 CALL_FN = "call_fn"          # source and/or name, payload: a function defined in the sandbox
+# Background processes (warden.guest.procs; replies checked by warden.wire.procs):
+PROC_START = "proc_start"    # argv, env, env_add, cwd, stdin (bool) -> {"pid"}
+PROC_READ = "proc_read"      # pid, offset, wait, max -> chunks from offset, the exit if over
+PROC_WRITE = "proc_write"    # pid, data -> bytes taken by the process's stdin
+PROC_CLOSE_STDIN = "proc_close_stdin"  # pid
+PROC_SIGNAL = "proc_signal"  # pid, signal: to the process's group
+PROC_LIST = "proc_list"      # -> [{"pid", "argv", "started", "cpu"}] of live processes
 
 # -- the Docker in-container program's ------------------------------------------------------------
 CGROUP_STATS = "cgroup_stats"  # -> the container cgroup's counters
 
 WORKER_OPS = frozenset({CALL, BATCH, ENTRY, EXEC_PYTHON, PING, SHUTDOWN})
 FILE_OPS = frozenset({WRITE_FILE, READ_FILE, LIST_FILES, REMOVE_FILE})
-TOOL_OPS = frozenset({EXEC, CALL_FN}) | FILE_OPS
+PROC_OPS = frozenset({PROC_START, PROC_READ, PROC_WRITE, PROC_CLOSE_STDIN, PROC_SIGNAL,
+                      PROC_LIST})
+TOOL_OPS = frozenset({EXEC, CALL_FN}) | FILE_OPS | PROC_OPS
