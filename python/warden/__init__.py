@@ -22,6 +22,8 @@ _WHERE: dict[str, str] = {
     "PayloadTooLarge": "warden.errors",
     "PidsLimitExceeded": "warden.errors",
     "PluginError": "warden.errors",
+    "ProcessNotFound": "warden.errors",
+    "ProcessStdinClosed": "warden.errors",
     "ProtocolError": "warden.errors",
     "ProviderUnavailable": "warden.errors",
     "RateLimitExceeded": "warden.errors",
@@ -40,6 +42,7 @@ _WHERE: dict[str, str] = {
     "Plugin": "warden.plugins.engine",
     "run": "warden.sandboxes.run",
     "Sandbox": "warden.sandboxes.sandbox",
+    "Process": "warden.sandboxes.process",
     "ForkServer": "warden.testing.forkserver",
     "Verdict": "warden.testing.verdict",
     "Finding": "warden.scan",
@@ -84,6 +87,8 @@ if TYPE_CHECKING:
         PayloadTooLarge,
         PidsLimitExceeded,
         PluginError,
+        ProcessNotFound,
+        ProcessStdinClosed,
         ProtocolError,
         ProviderUnavailable,
         RateLimitExceeded,
@@ -96,6 +101,7 @@ if TYPE_CHECKING:
     )
     from warden.plugins.ceilings import Ceilings
     from warden.plugins.engine import Engine, Plugin
+    from warden.sandboxes.process import Process
     from warden.sandboxes.run import run
     from warden.sandboxes.sandbox import Sandbox
     from warden.scan import Finding, Policy, scan, scan_paths

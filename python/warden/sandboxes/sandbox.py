@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
+from warden.errors import InvalidArgument
 from warden.providers.registry import get_provider
 from warden.sandboxes import checks
+from warden.sandboxes.process import Process, ProcessInfo
 from warden.spec.limits import Limits
 from warden.spec.network import NetworkEvent, NetworkPolicy
 from warden.spec.result import ExecResult
 from warden.spec.sandbox import SandboxSpec
-from warden.wire import ops
+from warden.wire import ops, procs
 
-__all__ = ["Files", "Sandbox"]
+__all__ = ["Files", "Process", "ProcessInfo", "Sandbox"]
 
 
 class Files:
@@ -75,21 +77,70 @@ class Sandbox:
     def labels(self) -> dict[str, str]:
         return dict(self._handle.labels)
 
-    def exec(self, argv: Sequence[str], stdin: bytes | str | None = None,
-             timeout: float | None = None, max_output_bytes: int | None = None) -> ExecResult:
+    def exec(self, argv: Sequence[str], *, stdin: bytes | str | None = None,
+             timeout: float | None = None, env: Mapping[str, str] | None = None,
+             cwd: str | None = None, on_stdout: Callable[[bytes], object] | None = None,
+             on_stderr: Callable[[bytes], object] | None = None,
+             max_output_bytes: int | None = None) -> ExecResult:
         """Run ``argv`` (a list: ``["sh", "-c", line]`` for a shell line) and wait for its
         process to exit. A background process it started keeps running in the sandbox; the
-        exec does not wait for it. Each of stdout and stderr keeps at most
-        ``max_output_bytes``, and never more than a sixteenth of the memory limit or what
-        fits one reply (None: that much); the rest is read and counted in
-        ``stdout_dropped``/``stderr_dropped``. The result describes this command
-        alone: its reason, limits reached and peak memory (``peak_memory_source``)."""
+        exec does not wait for it. ``env`` adds to the sandbox's environment for this
+        command; ``cwd`` is an absolute path of a directory inside the sandbox (the
+        workspace by default; a missing one is SandboxFileNotFound). Each of stdout and
+        stderr keeps at most ``max_output_bytes``, and never more than a sixteenth of the
+        memory limit or what fits one reply (None: that much); the rest is read and counted
+        in ``stdout_dropped``/``stderr_dropped``. ``on_stdout``/``on_stderr`` get each chunk
+        (at most 64 KiB) as the command prints it, in order, up to ``max_output_bytes`` of
+        each stream (1 GiB when None); an exception a callback raises stops its calls and is
+        raised once the command has ended. The result describes this command alone: its
+        reason, limits reached and peak memory (``peak_memory_source``)."""
         args = checks.argv_list(argv)
         data = checks.stdin_bytes(stdin)
         limit = checks.timeout_s(timeout)
+        extra = checks.env_map(env)
+        where = checks.cwd_path(cwd)
+        callbacks = {"stdout": checks.callback(on_stdout, "on_stdout"),
+                     "stderr": checks.callback(on_stderr, "on_stderr")}
         cap = checks.output_cap(max_output_bytes)
+        streaming = any(callbacks.values())
         return self._provider.exec(self._handle, args, stdin=data, timeout=limit,
-                                   max_output_bytes=cap)
+                                   max_output_bytes=cap, env=extra or None, cwd=where,
+                                   on_output={k: v for k, v in callbacks.items() if v}
+                                   if streaming else None)
+
+    def spawn(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
+              cwd: str | None = None, stdin: bool = True) -> Process:
+        """Start ``argv`` in the background and return at once: the process outlives this
+        call (and the sandbox's other requests run while it does) until it ends, is killed,
+        or the sandbox closes. ``env`` and ``cwd`` as for exec; ``stdin=False`` gives it
+        /dev/null. Its output is kept in the sandbox (the newest 1 MiB) until read."""
+        args = checks.argv_list(argv)
+        extra = checks.env_map(env)
+        where = checks.cwd_path(cwd)
+        piped = checks.flag(stdin, "stdin")
+        pid, started = self._provider.tool_call(
+            self._handle, ops.PROC_START,
+            {"argv": args, "env": None, "env_add": extra or None, "cwd": where,
+             "stdin": piped}, procs.parse_start)
+        return Process(self, pid, args, started)
+
+    def processes(self) -> list[ProcessInfo]:
+        """The live processes started through warden (spawn) in this sandbox: pid, argv,
+        started (a time.time() value) and cpu_s so far."""
+        return self._provider.tool_call(self._handle, ops.PROC_LIST, {}, procs.parse_list)
+
+    def attach(self, pid: int) -> Process:
+        """A Process for ``pid``, started through warden in this sandbox by any handle of it
+        (another thread's, or another Sandbox made with the same reuse_key); it reads the
+        output from the oldest still kept. ProcessNotFound when there is no such process."""
+        if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+            raise InvalidArgument("pid", pid, "the pid of a process from spawn()")
+        for info in self.processes():
+            if info.pid == pid:
+                return Process(self, pid, info.argv, info.started)
+        proc = Process(self, pid, [], None)
+        proc.poll()  # an ended process the sandbox still knows, or ProcessNotFound
+        return proc
 
     def run_python(self, code: str, timeout: float | None = None) -> ExecResult:
         """Run ``code`` in a fresh interpreter inside the sandbox: a timeout or a crash ends
