@@ -29,6 +29,7 @@ enum class MountKind : int {
   kMask,         // hide target: /dev/null over a file, empty read-only tmpfs over a dir
   kReadOnly,     // bind target onto itself, read-only
   kRemountRO,    // make an existing mount read-only (after it has been populated)
+  kDevpts,       // a devpts instance of the sandbox's own, with options `data`
 };
 
 struct MountOp {
