@@ -43,6 +43,7 @@ _WHERE: dict[str, str] = {
     "run": "warden.sandboxes.run",
     "Sandbox": "warden.sandboxes.sandbox",
     "Process": "warden.sandboxes.process",
+    "Terminal": "warden.sandboxes.terminal",
     "ForkServer": "warden.testing.forkserver",
     "Verdict": "warden.testing.verdict",
     "Finding": "warden.scan",
@@ -104,6 +105,7 @@ if TYPE_CHECKING:
     from warden.sandboxes.process import Process
     from warden.sandboxes.run import run
     from warden.sandboxes.sandbox import Sandbox
+    from warden.sandboxes.terminal import Terminal
     from warden.scan import Finding, Policy, scan, scan_paths
     from warden.spec.limits import Limits
     from warden.spec.network import NetworkEvent, NetworkPolicy

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import select
+import shutil
 import time
 
 from warden.errors import ProtocolError
@@ -49,13 +50,36 @@ def _find(msg: dict) -> procs.Proc | None:
 
 
 def op_proc_start(msg: dict, fds: list[int], used: set[int]) -> dict:
-    argv = _argv(msg)
+    """A process with pipes, or with ``tty`` ([cols, rows]) on a pseudo-terminal; ``argv``
+    nil with a tty is a login shell (bash, else sh)."""
+    tty = _size(msg.get("tty")) if msg.get("tty") is not None else None
+    if tty is not None and msg.get("argv") is None:
+        argv = [shutil.which("bash") or "/bin/sh", "-l"]
+    else:
+        argv = _argv(msg)
     stdin = msg.get("stdin", True)
     if type(stdin) is not bool:
         raise ProtocolError("proc_start 'stdin' must be true or false")
     proc = procs.table.start(argv, env=command_env(msg), cwd=command_cwd(msg.get("cwd")),
-                             stdin=stdin)
+                             stdin=stdin, tty=tty)
     return {"pid": proc.pid, "started": proc.started}
+
+
+def _size(value: object) -> tuple[int, int]:
+    if type(value) is not list or len(value) != 2 or not all(
+            type(v) is int and 1 <= v <= 0xFFFF for v in value):
+        raise ProtocolError("'tty' must be [columns, rows], each from 1 to 65535")
+    return value[0], value[1]
+
+
+def op_proc_resize(msg: dict, fds: list[int], used: set[int]) -> dict:
+    cols, rows = _size(msg.get("size"))
+    proc = _find(msg)
+    if proc is None:
+        return {"gone": True}
+    with procs.table.lock:
+        procs.resize(proc, cols, rows)
+    return {}
 
 
 def op_proc_read(msg: dict, fds: list[int], used: set[int]) -> dict:
@@ -97,7 +121,7 @@ def op_proc_write(msg: dict, fds: list[int], used: set[int]) -> dict:
     deadline = time.monotonic() + _WRITE_WAIT_S
     while done < len(view):
         with procs.table.lock:
-            pipe = proc.popen.stdin
+            pipe = proc.feed
             if pipe is None or pipe.closed or proc.status is not None:
                 return {"closed": True, "written": done}
             fd = pipe.fileno()
@@ -124,8 +148,8 @@ def op_proc_close_stdin(msg: dict, fds: list[int], used: set[int]) -> dict:
     if proc is None:
         return {"gone": True}
     with procs.table.lock:
-        if proc.popen.stdin is not None:
-            procs._close_quietly(proc.popen.stdin)
+        if proc.feed is not None:
+            procs._close_quietly(proc.feed)
     return {}
 
 
@@ -170,4 +194,5 @@ def _cpu(pid: int) -> float:
 
 OPS = {ops.PROC_START: op_proc_start, ops.PROC_READ: op_proc_read,
        ops.PROC_WRITE: op_proc_write, ops.PROC_CLOSE_STDIN: op_proc_close_stdin,
-       ops.PROC_SIGNAL: op_proc_signal, ops.PROC_LIST: op_proc_list}
+       ops.PROC_SIGNAL: op_proc_signal, ops.PROC_LIST: op_proc_list,
+       ops.PROC_RESIZE: op_proc_resize}

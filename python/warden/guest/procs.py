@@ -33,7 +33,7 @@ from typing import IO
 
 from warden.wire.streams import STREAM_CHUNK
 
-__all__ = ["KEEP_EXITED", "RING_BYTES", "Proc", "Table", "table"]
+__all__ = ["KEEP_EXITED", "RING_BYTES", "Proc", "Table", "resize", "table"]
 
 RING_BYTES = 1 << 20
 KEEP_EXITED = 256
@@ -53,6 +53,8 @@ class Proc:
     ring: collections.deque = field(default_factory=collections.deque)  # (offset, name, data)
     ring_bytes: int = 0
     end: int = 0                             # offset after the last byte read
+    feed: IO[bytes] | None = None            # where writes go: its stdin pipe or pty
+    tty: int = -1                            # the pty's master (read end), or -1
     status: int | None = None                # the wait status once reaped
     cpu: float = 0.0                         # user + system seconds once reaped
 
@@ -97,24 +99,33 @@ class Table:
         self._wake_r, self._wake_w = -1, -1
         self._thread: threading.Thread | None = None
 
-    def start(self, argv: list[str], *, env: dict | None, cwd: str, stdin: bool) -> Proc:
-        popen = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd,
-                                 env=env, start_new_session=True)
-        assert popen.stdout is not None and popen.stderr is not None
+    def start(self, argv: list[str], *, env: dict | None, cwd: str, stdin: bool,
+              tty: tuple[int, int] | None = None) -> Proc:
+        """Start ``argv`` in a session of its own: with pipes, or with ``tty`` (columns, rows)
+        on a new pseudo-terminal that becomes its controlling terminal."""
+        feed: IO[bytes] | None
+        if tty is not None:
+            popen, pipes, feed = _start_on_pty(argv, env=env, cwd=cwd, size=tty)
+        else:
+            popen = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd,
+                                     env=env, start_new_session=True)
+            assert popen.stdout is not None and popen.stderr is not None
+            pipes = {popen.stdout.fileno(): ("stdout", popen.stdout),
+                     popen.stderr.fileno(): ("stderr", popen.stderr)}
+            feed = popen.stdin
         try:
             pidfd = os.pidfd_open(popen.pid)
         except OSError:
             os.killpg(popen.pid, signals.SIGKILL)
             popen.wait()
             raise
-        pipes = {popen.stdout.fileno(): ("stdout", popen.stdout),
-                 popen.stderr.fileno(): ("stderr", popen.stderr)}
         for fd in pipes:
             os.set_blocking(fd, False)
-        if popen.stdin is not None:
-            os.set_blocking(popen.stdin.fileno(), False)
-        proc = Proc(popen, list(argv), time.time(), pidfd, pipes)
+        if feed is not None:
+            os.set_blocking(feed.fileno(), False)
+        proc = Proc(popen, list(argv), time.time(), pidfd, pipes, feed=feed,
+                    tty=next(iter(pipes)) if tty is not None else -1)
         with self.lock:
             self.procs[proc.pid] = proc
             self._ensure_pump()
@@ -201,6 +212,8 @@ class Table:
                 if not data:
                     pipe = proc.pipes.pop(fd, None)
                     if pipe is not None:
+                        if fd == proc.tty:
+                            proc.tty = -1
                         _close_quietly(pipe[1])
                     self.lock.notify_all()
                     return
@@ -226,8 +239,9 @@ class Table:
                 _close_quietly(pipe)
             proc.pipes.clear()
             os.close(proc.pidfd)
-            if proc.popen.stdin is not None:
-                _close_quietly(proc.popen.stdin)
+            if proc.feed is not None:
+                _close_quietly(proc.feed)
+            proc.tty = -1
             proc.cpu = usage.ru_utime + usage.ru_stime if usage is not None else 0.0
             proc.status = status
             self.exited.append(proc)
@@ -242,6 +256,42 @@ class Table:
             held -= old.ring_bytes
             if self.procs.get(old.pid) is old:
                 del self.procs[old.pid]
+
+
+def _start_on_pty(argv: list[str], *, env: dict | None, cwd: str, size: tuple[int, int],
+                  ) -> tuple[subprocess.Popen, dict[int, tuple[str, IO[bytes]]], IO[bytes]]:
+    """``argv`` on the slave of a new pty of the sandbox's own devpts; its output is read
+    from the master as "stdout", and writes go to a duplicate of the master."""
+    master, slave = os.openpty()
+    try:
+        cols, rows = size
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        # Runs in the child after setsid(): the slave, already its stdin, becomes its
+        # controlling terminal, so that job control and ^C reach its foreground group.
+        popen = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, cwd=cwd,
+                                 env=env, start_new_session=True,
+                                 preexec_fn=_take_controlling_tty)
+    except BaseException:
+        os.close(master)
+        raise
+    finally:
+        os.close(slave)
+    out = os.fdopen(master, "rb", buffering=0)
+    feed = os.fdopen(os.dup(master), "wb", buffering=0)
+    return popen, {master: ("stdout", out)}, feed
+
+
+def _take_controlling_tty() -> None:
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def resize(proc: Proc, cols: int, rows: int) -> bool:
+    """Set the terminal's size (the kernel sends SIGWINCH to its foreground group); False
+    when ``proc`` has no terminal open."""
+    if proc.tty < 0:
+        return False
+    fcntl.ioctl(proc.tty, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    return True
 
 
 def _close_quietly(file: object) -> None:

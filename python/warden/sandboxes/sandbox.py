@@ -9,13 +9,14 @@ from warden.errors import InvalidArgument
 from warden.providers.registry import get_provider
 from warden.sandboxes import checks
 from warden.sandboxes.process import Process, ProcessInfo
+from warden.sandboxes.terminal import Terminal, check_size
 from warden.spec.limits import Limits
 from warden.spec.network import NetworkEvent, NetworkPolicy
 from warden.spec.result import ExecResult
 from warden.spec.sandbox import SandboxSpec
 from warden.wire import ops, procs
 
-__all__ = ["Files", "Process", "ProcessInfo", "Sandbox"]
+__all__ = ["Files", "Process", "ProcessInfo", "Sandbox", "Terminal"]
 
 
 class Files:
@@ -123,6 +124,21 @@ class Sandbox:
             {"argv": args, "env": None, "env_add": extra or None, "cwd": where,
              "stdin": piped}, procs.parse_start)
         return Process(self, pid, args, started)
+
+    def terminal(self, argv: Sequence[str] | None = None, *, cols: int = 80, rows: int = 24,
+                 env: Mapping[str, str] | None = None, cwd: str | None = None) -> Terminal:
+        """A program on a pseudo-terminal of the sandbox's own: a login shell (bash, else
+        sh) when ``argv`` is None. TERM is xterm-256color unless ``env`` says otherwise; the
+        window is ``cols`` x ``rows``. The terminal is also a process of ``processes()``."""
+        args = None if argv is None else checks.argv_list(argv)
+        size = check_size(cols, rows)
+        extra = {"TERM": "xterm-256color", **checks.env_map(env)}
+        where = checks.cwd_path(cwd)
+        pid, started = self._provider.tool_call(
+            self._handle, ops.PROC_START,
+            {"argv": args, "env": None, "env_add": extra, "cwd": where, "stdin": True,
+             "tty": size}, procs.parse_start)
+        return Terminal(self, pid, args or ["<login shell>"], started)
 
     def processes(self) -> list[ProcessInfo]:
         """The live processes started through warden (spawn) in this sandbox: pid, argv,

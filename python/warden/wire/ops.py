@@ -9,7 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "BATCH", "CALL", "CALL_FN", "CGROUP_STATS", "ENTRY", "EXEC", "EXEC_PYTHON", "FILE_OPS",
-    "LIST_FILES", "PING", "PROC_CLOSE_STDIN", "PROC_LIST", "PROC_OPS", "PROC_READ",
+    "LIST_FILES", "PING", "PROC_CLOSE_STDIN", "PROC_LIST", "PROC_OPS", "PROC_READ", "PROC_RESIZE",
     "PROC_SIGNAL", "PROC_START", "PROC_WRITE", "READ_FILE", "REMOVE_FILE", "SHUTDOWN",
     "TOOL_OPS", "WORKER_OPS", "WRITE_FILE",
 ]
@@ -32,12 +32,14 @@ LIST_FILES = "list_files"    # path -> [{"name", "type", "size"}]
 REMOVE_FILE = "remove_file"  # path: a file, a link itself, or a directory with its contents
 CALL_FN = "call_fn"          # source and/or name, payload: a function defined in the sandbox
 # Background processes (warden.guest.procs; replies checked by warden.wire.procs):
-PROC_START = "proc_start"    # argv, env, env_add, cwd, stdin (bool) -> {"pid"}
+PROC_START = "proc_start"    # argv, env, env_add, cwd, stdin (bool), tty ([cols, rows] or
+                             # nil: a pseudo-terminal, argv nil a login shell) -> {"pid"}
 PROC_READ = "proc_read"      # pid, offset, wait, max -> chunks from offset, the exit if over
 PROC_WRITE = "proc_write"    # pid, data -> bytes taken by the process's stdin
 PROC_CLOSE_STDIN = "proc_close_stdin"  # pid
 PROC_SIGNAL = "proc_signal"  # pid, signal: to the process's group
 PROC_LIST = "proc_list"      # -> [{"pid", "argv", "started", "cpu"}] of live processes
+PROC_RESIZE = "proc_resize"  # pid, size [cols, rows]: a terminal's window size
 
 # -- the Docker in-container program's ------------------------------------------------------------
 CGROUP_STATS = "cgroup_stats"  # -> the container cgroup's counters
@@ -45,5 +47,5 @@ CGROUP_STATS = "cgroup_stats"  # -> the container cgroup's counters
 WORKER_OPS = frozenset({CALL, BATCH, ENTRY, EXEC_PYTHON, PING, SHUTDOWN})
 FILE_OPS = frozenset({WRITE_FILE, READ_FILE, LIST_FILES, REMOVE_FILE})
 PROC_OPS = frozenset({PROC_START, PROC_READ, PROC_WRITE, PROC_CLOSE_STDIN, PROC_SIGNAL,
-                      PROC_LIST})
+                      PROC_LIST, PROC_RESIZE})
 TOOL_OPS = frozenset({EXEC, CALL_FN}) | FILE_OPS | PROC_OPS
