@@ -70,3 +70,22 @@ def test_escape_sequences_arrive_as_raw_bytes(sb):
         out += chunk
     assert out == b"\x1b]0;title\x07\x1b[2J\x1b]52;c;aGk=\x07end"
     assert t.wait(timeout=20).exit_code == 0
+
+
+def test_a_fork_bomb_on_the_terminal_stops_at_the_pids_limit_and_the_shell_recovers():
+    """A bomb of pipelines in the foreground: forks fail at the sandbox's pids limit, ^C
+    ends the whole foreground group, and the same shell runs the next command."""
+    native_ok()
+    with warden.Sandbox(limits=warden.Limits(wall_time_s=60, pids=48)) as box:
+        t = box.terminal(["bash", "--norc", "-i"])
+        until(t, b"$ ")
+        t.write(b"bomb() { bomb | bomb; }; bomb\n")
+        out = until(t, b"Resource temporarily unavailable", seconds=60)
+        assert b"fork" in out
+        for _ in range(20):  # one ^C per round of forks that may still be retrying
+            t.write(b"\x03")
+            if b"$ " in t.read(timeout=0.5):
+                break
+        t.write(b"echo sur''vived\n")
+        until(t, b"survived\r\n", seconds=60)
+        t.close()
