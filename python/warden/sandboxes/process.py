@@ -4,7 +4,9 @@ The process lives in the sandbox's worker's table (warden.guest.procs), which ke
 in a ring buffer until read; a Process here is only a reader with an offset into it, so any
 number of them (``Sandbox.attach`` from another thread or another handle of the same sandbox)
 each see all of the output that is still kept. Every method is one short request to the
-worker; a read waits at most POLL_S there, so other requests to the sandbox get their turn.
+worker; a read waits at most POLL_S there, and the host sleeps between reads that found
+nothing, so that other requests to the sandbox get their turn however many processes are
+read at once.
 """
 
 from __future__ import annotations
@@ -27,11 +29,14 @@ from warden.wire.streams import STREAM_CHUNK
 if TYPE_CHECKING:
     from warden.sandboxes.sandbox import Sandbox
 
-__all__ = ["POLL_S", "Process", "ProcessInfo"]
+__all__ = ["BACKOFF_S", "POLL_S", "Process", "ProcessInfo"]
 
 ProcessInfo = ProcInfo
 _T = TypeVar("_T")
-POLL_S = 0.5
+# How long one read waits in the worker for output, and the longest the host sleeps
+# between reads that found none.
+POLL_S = 0.05
+BACKOFF_S = 0.1
 # The most one read brings back.
 _READ_MAX = 1 << 20
 # The backstop deadline of one request: past it the sandbox is killed as unresponsive.
@@ -62,7 +67,7 @@ class Process:
         self._t0 = time.monotonic()
 
     def __repr__(self) -> str:
-        return f"<warden.Process pid={self.pid} argv={self.argv!r} returncode={self.returncode}>"
+        return f"<warden.{type(self).__name__} pid={self.pid} argv={self.argv!r} returncode={self.returncode}>"
 
     @property
     def returncode(self) -> int | None:
@@ -112,26 +117,50 @@ class Process:
                 self._keep_unread(self._fetch(0.0))
             return self.returncode
 
+    def _step(self, deadline: float | None) -> list[tuple[str, bytes]] | None:
+        """The chunks not given yet (none when nothing came within POLL_S), or None once
+        the process has ended and all of its output was given."""
+        with self._lock:
+            if self._unread:
+                chunks = list(self._unread)
+                self._unread.clear()
+                self._unread_bytes = 0
+                return chunks
+            if self._exit is not None:
+                return None
+            left = POLL_S if deadline is None else deadline - time.monotonic()
+            return self._fetch(max(0.0, min(POLL_S, left)))
+
+    def _chunks(self, deadline: float | None) -> Iterator[list[tuple[str, bytes]]]:
+        """Rounds of chunks until the end; an empty round when ``deadline`` has passed.
+        Between empty rounds the host sleeps (up to BACKOFF_S), not the worker, so that an
+        idle process costs its sandbox's other requests almost nothing."""
+        pause = 0.005
+        while True:
+            chunks = self._step(deadline)
+            if chunks is None:
+                return
+            if chunks:
+                pause = 0.005
+                yield chunks
+                continue
+            if deadline is not None and time.monotonic() >= deadline:
+                yield []
+                continue
+            time.sleep(pause if deadline is None else
+                       max(0.0, min(pause, deadline - time.monotonic())))
+            pause = min(BACKOFF_S, pause * 2)
+
     def output(self, timeout: float | None = None) -> Iterator[tuple[str, bytes]]:
         """``(stream, bytes)`` chunks as the process prints them, until it has ended and all
         of its output was given. ``timeout`` (seconds for the whole iteration, None: no
         limit) passing raises TimeoutExceeded; the process runs on."""
         limit = checks.timeout_s(timeout) if timeout is not None else None
         deadline = None if limit is None else time.monotonic() + limit
-        while True:
-            with self._lock:
-                if self._unread:
-                    chunks = list(self._unread)
-                    self._unread.clear()
-                    self._unread_bytes = 0
-                elif self._exit is not None:
-                    return
-                else:
-                    left = POLL_S if deadline is None else deadline - time.monotonic()
-                    if left <= 0:
-                        raise TimeoutExceeded(f"process {self.pid} in sandbox {self._box.id} "
-                                              f"did not end within {limit:g}s; it runs on")
-                    chunks = self._fetch(min(POLL_S, left))
+        for chunks in self._chunks(deadline):
+            if not chunks:
+                raise TimeoutExceeded(f"process {self.pid} in sandbox {self._box.id} did not "
+                                      f"end within {limit:g}s; it runs on")
             yield from chunks
 
     def wait(self, timeout: float | None = None) -> ExecResult:

@@ -14,7 +14,7 @@ import signal
 import time
 
 from warden.errors import InvalidArgument, ProcessNotFound
-from warden.sandboxes.process import POLL_S, Process
+from warden.sandboxes.process import Process
 from warden.wire import ops
 from warden.wire.procs import gone
 
@@ -38,21 +38,9 @@ class Terminal(Process):
         program has ended (then b"" once all was read), or ``timeout`` seconds passed
         (then b"")."""
         deadline = None if timeout is None else time.monotonic() + max(0.0, float(timeout))
-        while True:
-            with self._lock:
-                if self._unread:
-                    data = b"".join(d for _, d in self._unread)
-                    self._unread.clear()
-                    self._unread_bytes = 0
-                    return data
-                if self._exit is not None:
-                    return b""
-                left = POLL_S if deadline is None else deadline - time.monotonic()
-                chunks = self._fetch(max(0.0, min(POLL_S, left)))
-                if chunks:
-                    return b"".join(d for _, d in chunks)
-                if deadline is not None and time.monotonic() >= deadline:
-                    return b""
+        for chunks in self._chunks(deadline):
+            return b"".join(d for _, d in chunks)
+        return b""
 
     def resize(self, cols: int, rows: int) -> None:
         """Set the window size; the program gets SIGWINCH."""
