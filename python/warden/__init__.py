@@ -43,6 +43,9 @@ _WHERE: dict[str, str] = {
     "run": "warden.sandboxes.run",
     "Sandbox": "warden.sandboxes.sandbox",
     "Process": "warden.sandboxes.process",
+    "AsyncSandbox": "warden.sandboxes.asyncbox",
+    "AsyncProcess": "warden.sandboxes.asyncproc",
+    "AsyncTerminal": "warden.sandboxes.asyncproc",
     "Terminal": "warden.sandboxes.terminal",
     "ForkServer": "warden.testing.forkserver",
     "Verdict": "warden.testing.verdict",
@@ -102,6 +105,8 @@ if TYPE_CHECKING:
     )
     from warden.plugins.ceilings import Ceilings
     from warden.plugins.engine import Engine, Plugin
+    from warden.sandboxes.asyncbox import AsyncSandbox
+    from warden.sandboxes.asyncproc import AsyncProcess, AsyncTerminal
     from warden.sandboxes.process import Process
     from warden.sandboxes.run import run
     from warden.sandboxes.sandbox import Sandbox

@@ -29,7 +29,7 @@ from warden.wire.streams import STREAM_CHUNK
 if TYPE_CHECKING:
     from warden.sandboxes.sandbox import Sandbox
 
-__all__ = ["BACKOFF_S", "POLL_S", "Process", "ProcessInfo"]
+__all__ = ["BACKOFF_S", "POLL_S", "Collected", "Process", "ProcessInfo"]
 
 ProcessInfo = ProcInfo
 _T = TypeVar("_T")
@@ -41,6 +41,30 @@ BACKOFF_S = 0.1
 _READ_MAX = 1 << 20
 # The backstop deadline of one request: past it the sandbox is killed as unresponsive.
 _REQUEST_S = 60.0
+
+
+class Collected:
+    """A command's output as an ExecResult keeps it: each stream up to ``keep`` bytes, the
+    rest counted as dropped."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self.out = {"stdout": bytearray(), "stderr": bytearray()}
+        self.dropped = {"stdout": 0, "stderr": 0}
+
+    def add(self, stream: str, data: bytes) -> None:
+        room = max(0, self.keep - len(self.out[stream]))
+        self.out[stream] += data[:room]
+        self.dropped[stream] += max(0, len(data) - room)
+
+    def result(self, end: ProcExit | None, took: float, timed_out: bool = False) -> ExecResult:
+        """The ExecResult of a process that ended as ``end`` (None: killed at its deadline)."""
+        sig = signals.SIGKILL if end is None else end.signal
+        reason, hit = judge(Ending(signal=sig, timed_out=timed_out))
+        out, err = self.out, self.dropped
+        return ExecResult(None if end is None else end.exit_code, sig, bytes(out["stdout"]),
+                          bytes(out["stderr"]), reason, hit, took, 0, err["stdout"] > 0,
+                          err["stderr"] > 0, err["stdout"], err["stderr"], "none")
 
 
 class Process:
@@ -167,20 +191,10 @@ class Process:
         """Wait for the process to end: its exit and the output not yet read through
         ``output`` (each stream at most the sandbox's exec output cap, the rest counted as
         dropped). TimeoutExceeded when ``timeout`` seconds pass first; it runs on."""
-        keep = self._keep
-        out = {"stdout": bytearray(), "stderr": bytearray()}
-        dropped = {"stdout": 0, "stderr": 0}
+        kept = Collected(self._keep)
         for stream, data in self.output(timeout):
-            room = max(0, keep - len(out[stream]))
-            out[stream] += data[:room]
-            dropped[stream] += max(0, len(data) - room)
-        end = self._exit
-        assert end is not None
-        reason, hit = judge(Ending(signal=end.signal))
-        return ExecResult(end.exit_code, end.signal, bytes(out["stdout"]), bytes(out["stderr"]),
-                          reason, hit, time.monotonic() - self._t0, 0,
-                          dropped["stdout"] > 0, dropped["stderr"] > 0, dropped["stdout"],
-                          dropped["stderr"], "none")
+            kept.add(stream, data)
+        return kept.result(self._exit, time.monotonic() - self._t0)
 
     def write(self, data: bytes | str) -> None:
         """Write ``data`` to the process's stdin, waiting while it does not read.
