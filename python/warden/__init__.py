@@ -43,6 +43,7 @@ _WHERE: dict[str, str] = {
     "run": "warden.sandboxes.run",
     "Sandbox": "warden.sandboxes.sandbox",
     "Process": "warden.sandboxes.process",
+    "Execution": "warden.sandboxes.notebook",
     "AsyncSandbox": "warden.sandboxes.asyncbox",
     "AsyncProcess": "warden.sandboxes.asyncproc",
     "AsyncTerminal": "warden.sandboxes.asyncproc",
@@ -107,6 +108,7 @@ if TYPE_CHECKING:
     from warden.plugins.engine import Engine, Plugin
     from warden.sandboxes.asyncbox import AsyncSandbox
     from warden.sandboxes.asyncproc import AsyncProcess, AsyncTerminal
+    from warden.sandboxes.notebook import Execution
     from warden.sandboxes.process import Process
     from warden.sandboxes.run import run
     from warden.sandboxes.sandbox import Sandbox

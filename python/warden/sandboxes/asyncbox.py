@@ -21,6 +21,7 @@ from typing import Any
 from warden.errors import ProcessNotFound, ProcessStdinClosed, TimeoutExceeded
 from warden.sandboxes import checks
 from warden.sandboxes.asyncproc import AsyncProcess, AsyncTerminal, run
+from warden.sandboxes.notebook import Execution
 from warden.sandboxes.process import Collected, ProcessInfo
 from warden.sandboxes.sandbox import Sandbox
 from warden.spec.network import NetworkEvent, NetworkPolicy
@@ -121,6 +122,16 @@ class AsyncSandbox:
 
     async def run_python(self, code: str, timeout: float | None = None) -> ExecResult:
         return await run(self._sync().run_python, code, timeout)
+
+    async def run_code(self, code: str, *, context: str = "default",
+                       timeout: float | None = None) -> Execution:
+        return await run(self._sync().run_code, code, context=context, timeout=timeout)
+
+    async def contexts(self) -> list[str]:
+        return self._sync().contexts()
+
+    async def reset_context(self, name: str) -> None:
+        await run(self._sync().reset_context, name)
 
     async def call(self, fn_source_or_name: str, payload: object = None,
                    timeout: float | None = None) -> object:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from warden.errors import InvalidArgument
 from warden.providers.registry import get_provider
 from warden.sandboxes import checks
+from warden.sandboxes.notebook import Execution, Notebook
 from warden.sandboxes.process import Process, ProcessInfo
 from warden.sandboxes.terminal import Terminal, check_size
 from warden.spec.limits import Limits
@@ -16,7 +17,7 @@ from warden.spec.result import ExecResult
 from warden.spec.sandbox import SandboxSpec
 from warden.wire import ops, procs
 
-__all__ = ["Files", "Process", "ProcessInfo", "Sandbox", "Terminal"]
+__all__ = ["Execution", "Files", "Process", "ProcessInfo", "Sandbox", "Terminal"]
 
 
 class Files:
@@ -69,6 +70,7 @@ class Sandbox:
         self.spec = spec
         self._handle = self._provider.create(spec, reuse_key=key)
         self.files = Files(self)
+        self._notebook = Notebook(self)
 
     @property
     def id(self) -> str:
@@ -165,6 +167,26 @@ class Sandbox:
         limit = checks.timeout_s(timeout)
         return self._provider.exec(self._handle, [sys.executable, "-I", "-c", source],
                                    timeout=limit)
+
+    def run_code(self, code: str, *, context: str = "default",
+                 timeout: float | None = None) -> Execution:
+        """Run ``code`` as a notebook cell in ``context`` (made on first use): its
+        variables, imports and functions persist for later cells of that context. The
+        Execution holds what it printed, ``result`` (the text of the last expression's
+        value), ``display`` (MIME bundles of rich values) and ``error``. A cell past
+        ``timeout`` is interrupted and its context kept (error "TimeoutError"), or, when it
+        does not yield, killed (error "ContextLost"). Contexts are this handle's."""
+        source = checks.python_code(code)
+        limit = checks.timeout_s(timeout) or self.spec.limits.wall_time_s
+        return self._notebook.run(source, context, limit)
+
+    def contexts(self) -> list[str]:
+        """The names of this handle's code contexts."""
+        return self._notebook.names()
+
+    def reset_context(self, name: str) -> None:
+        """End context ``name``: its next cell starts with a fresh namespace."""
+        self._notebook.reset(name)
 
     def call(self, fn_source_or_name: str, payload: object = None,
              timeout: float | None = None) -> object:
