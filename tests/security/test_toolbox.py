@@ -156,3 +156,31 @@ def test_ten_thousand_short_background_commands_leave_no_process_behind(sb):
     assert sb.processes() == []
     r = sb.exec(["sh", "-c", "n=0; for p in /proc/[0-9]*; do n=$((n+1)); done; echo $n"])
     assert int(r.stdout) < 10
+
+
+SWAPPER = ("while :; do rm -rf d; mkdir d; rm -rf d; ln -s /tmp d; done")
+
+
+def test_links_swapped_in_during_uploads_and_downloads_are_never_followed(sb):
+    """A process inside swaps directory d for a link to /tmp as fast as it can while files
+    move through d: each chunk is refused or lands in the workspace, never in /tmp."""
+    import io
+
+    sb.files.write("src.bin", b"s" * (3 << 20))
+    swapper = sb.spawn(["sh", "-c", SWAPPER], stdin=False)
+    outcomes = set()
+    for _ in range(30):
+        try:
+            sb.files.upload(io.BytesIO(b"u" * (3 << 20)), "d/up.bin")
+            outcomes.add("ok")
+        except (warden.PathEscapeError, warden.SandboxFileError) as exc:
+            outcomes.add(type(exc).__name__)
+        try:
+            sb.files.download("d/up.bin", io.BytesIO())
+        except (warden.PathEscapeError, warden.SandboxFileError) as exc:
+            outcomes.add(type(exc).__name__)
+    swapper.kill()
+    swapper.wait(timeout=30)
+    r = sb.exec(["sh", "-c", "ls -A /tmp"])
+    assert r.stdout == b"", r.stdout
+    assert "PathEscapeError" in outcomes or "SandboxFileNotFound" in outcomes

@@ -15,7 +15,7 @@ import os
 from typing import Any
 
 from warden.errors import ProtocolError
-from warden.guest import command, emit, files, procops
+from warden.guest import command, emit, fileops, files, procops
 from warden.guest.cmdargs import WORKSPACE, command_cwd, command_env
 from warden.wire import ops
 from warden.wire.codec import DEFAULT_MAX_FRAME
@@ -116,4 +116,4 @@ def op_call_fn(msg: dict, fds: list[int], used: set[int]) -> Any:
 
 OPS = {ops.EXEC: op_exec, ops.WRITE_FILE: op_write_file, ops.READ_FILE: op_read_file,
        ops.LIST_FILES: op_list_files, ops.REMOVE_FILE: op_remove_file, ops.CALL_FN: op_call_fn,
-       **procops.OPS}
+       **procops.OPS, **fileops.OPS}

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import builtins
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from typing import IO, TypeVar
 
 from warden.errors import InvalidArgument
 from warden.providers.registry import get_provider
-from warden.sandboxes import checks
+from warden.sandboxes import checks, transfer
 from warden.sandboxes.notebook import Execution, Notebook
 from warden.sandboxes.process import Process, ProcessInfo
 from warden.sandboxes.terminal import Terminal, check_size
@@ -16,8 +19,11 @@ from warden.spec.network import NetworkEvent, NetworkPolicy
 from warden.spec.result import ExecResult
 from warden.spec.sandbox import SandboxSpec
 from warden.wire import ops, procs
+from warden.wire.entries import MAX_ENTRIES, Entry, parse_entries, parse_entry
 
-__all__ = ["Execution", "Files", "Process", "ProcessInfo", "Sandbox", "Terminal"]
+_T = TypeVar("_T")
+
+__all__ = ["Entry", "Execution", "Files", "Process", "ProcessInfo", "Sandbox", "Terminal"]
 
 
 class Files:
@@ -43,6 +49,42 @@ class Files:
 
     def remove(self, path: str) -> None:
         self._box._provider.remove_file(self._box._handle, checks.file_path(path))
+
+    def _tool(self, op: str, args: dict, parse: Callable[[object], _T]) -> _T:
+        return self._box._provider.tool_call(self._box._handle, op, args, parse)
+
+    def stat(self, path: str) -> Entry:
+        """Type, size, mode and mtime of ``path`` (a link itself, not followed)."""
+        return self._tool(ops.FILE_STAT, {"path": checks.file_path(path)}, parse_entry)
+
+    def mkdir(self, path: str, parents: bool = True) -> None:
+        self._tool(ops.FILE_MKDIR, {"path": checks.file_path(path),
+                                    "parents": checks.flag(parents, "parents")}, _none)
+
+    def rename(self, src: str, dst: str) -> None:
+        self._tool(ops.FILE_RENAME, {"src": checks.file_path(src, "src"),
+                                     "dst": checks.file_path(dst, "dst")}, _none)
+
+    def entries(self, path: str = ".", recursive: bool = False) -> builtins.list[Entry]:
+        """The entries under ``path`` with type, size, mode and mtime, sorted per
+        directory (the whole tree with ``recursive``; at most 100,000)."""
+        return self._tool(ops.FILE_ENTRIES, {"path": checks.file_path(path),
+                                             "recursive": checks.flag(recursive, "recursive")},
+                          lambda v: parse_entries(v, MAX_ENTRIES))
+
+    def upload(self, src: str | os.PathLike[str] | IO[bytes], path: str) -> int:
+        """Copy a local file (a path or a binary file object) to ``path`` in 1 MiB chunks:
+        memory stays bounded whatever its size. Returns the bytes copied."""
+        return transfer.upload(self._box, src, checks.file_path(path))
+
+    def download(self, path: str, dst: str | os.PathLike[str] | IO[bytes]) -> int:
+        """Copy ``path`` to a local file (a path or a binary file object) in 1 MiB chunks.
+        Returns the bytes copied."""
+        return transfer.download(self._box, checks.file_path(path), dst)
+
+
+def _none(value: object) -> None:
+    return None
 
 
 class Sandbox:
