@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import tracemalloc
@@ -61,9 +62,7 @@ def test_upload_and_download_of_a_file_larger_than_a_frame_with_flat_host_memory
     with open(src, "rb") as a, open(dst, "rb") as b:
         assert a.read() == b.read()
     r = sb.exec(["sh", "-c", "md5sum big.bin | cut -c1-32"])
-    import hashlib
-
-    assert r.stdout.decode().strip() == hashlib.md5(src.read_bytes()).hexdigest()  # noqa: S324
+    assert r.stdout.decode().strip() == hashlib.md5(src.read_bytes()).hexdigest()
 
 
 def test_file_objects_and_empty_files(sb):
