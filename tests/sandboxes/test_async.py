@@ -4,6 +4,7 @@ blocked, cancellation killing the command, and 200 concurrent tasks on one sandb
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
 import uuid
@@ -60,7 +61,17 @@ def test_the_sandbox_methods_awaited():
                 out += await t.read(timeout=20)
             await t.resize(100, 30)
             await t.close()
-            await sb.files.remove("a.txt")
+            await sb.files.mkdir("d")
+            await sb.files.rename("a.txt", "d/b.txt")
+            assert [e.path for e in await sb.files.entries(recursive=True)] == ["d", "d/b.txt"]
+            assert (await sb.files.stat("d/b.txt")).size == 5
+            assert await sb.files.upload(io.BytesIO(b"up"), "u") == 2
+            got = io.BytesIO()
+            assert await sb.files.download("u", got) == 2 and got.getvalue() == b"up"
+            e = await sb.run_code("x = 2\nx * 21")
+            assert e.result == "42" and await sb.contexts() == ["default"]
+            await sb.reset_context("default")
+            await sb.files.remove("d")
 
     asyncio.run(go())
 

@@ -13,10 +13,12 @@ command (peak memory, limits reached) is what ``Sandbox.exec`` adds and this one
 from __future__ import annotations
 
 import asyncio
+import builtins
 import inspect
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import IO, Any
 
 from warden.errors import ProcessNotFound, ProcessStdinClosed, TimeoutExceeded
 from warden.sandboxes import checks
@@ -26,6 +28,7 @@ from warden.sandboxes.process import Collected, ProcessInfo
 from warden.sandboxes.sandbox import Sandbox
 from warden.spec.network import NetworkEvent, NetworkPolicy
 from warden.spec.result import ExecResult, exec_output_cap
+from warden.wire.entries import Entry
 from warden.wire.streams import DEFAULT_STREAM_CAP
 
 __all__ = ["AsyncFiles", "AsyncSandbox"]
@@ -50,6 +53,24 @@ class AsyncFiles:
 
     async def remove(self, path: str) -> None:
         await run(self._box._sync().files.remove, path)
+
+    async def stat(self, path: str) -> Entry:
+        return await run(self._box._sync().files.stat, path)
+
+    async def mkdir(self, path: str, parents: bool = True) -> None:
+        await run(self._box._sync().files.mkdir, path, parents)
+
+    async def rename(self, src: str, dst: str) -> None:
+        await run(self._box._sync().files.rename, src, dst)
+
+    async def entries(self, path: str = ".", recursive: bool = False) -> builtins.list[Entry]:
+        return await run(self._box._sync().files.entries, path, recursive)
+
+    async def upload(self, src: str | os.PathLike[str] | IO[bytes], path: str) -> int:
+        return await run(self._box._sync().files.upload, src, path)
+
+    async def download(self, path: str, dst: str | os.PathLike[str] | IO[bytes]) -> int:
+        return await run(self._box._sync().files.download, path, dst)
 
 
 class AsyncSandbox:
