@@ -137,3 +137,17 @@ def test_callbacks_are_checked(sb):
     assert info.value.argument == "on_stdout"
     with pytest.raises(InvalidArgument):
         sb.exec(["true"], env={"A=B": "c"})
+
+
+def test_each_result_accounts_for_its_own_cpu_and_output(sb):
+    busy = sb.exec(["python3", "-c", "import time\nt = time.process_time()\n"
+                    "while time.process_time() - t < 0.3: pass\nprint('x' * 999)"])
+    assert busy.cpu_user_s + busy.cpu_system_s >= 0.3
+    assert (busy.stdout_bytes, busy.stderr_bytes) == (1000, 0)
+    idle = sb.exec(["sh", "-c", "head -c 5000 /dev/zero >&2"], max_output_bytes=100)
+    assert idle.cpu_user_s + idle.cpu_system_s < 0.3  # not the earlier command's
+    assert (idle.stderr_bytes, len(idle.stderr), idle.stderr_dropped) == (5000, 100, 4900)
+    p = sb.spawn(["python3", "-c", "import time\nt = time.process_time()\n"
+                  "while time.process_time() - t < 0.3: pass\nprint('done')"], stdin=False)
+    r = p.wait(timeout=30)
+    assert r.cpu_user_s + r.cpu_system_s >= 0.3 and r.stdout_bytes == 5

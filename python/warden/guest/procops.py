@@ -105,7 +105,8 @@ def op_proc_read(msg: dict, fds: list[int], used: set[int]) -> dict:
     if status is not None:
         code = os.waitstatus_to_exitcode(status)
         reply["exit"] = {"exit_code": code if code >= 0 else None,
-                         "signal": -code if code < 0 else None, "cpu": cpu}
+                         "signal": -code if code < 0 else None, "cpu": cpu[0] + cpu[1],
+                         "cpu_user": cpu[0], "cpu_system": cpu[1]}
     return reply
 
 

@@ -56,7 +56,7 @@ class Proc:
     feed: IO[bytes] | None = None            # where writes go: its stdin pipe or pty
     tty: int = -1                            # the pty's master (read end), or -1
     status: int | None = None                # the wait status once reaped
-    cpu: float = 0.0                         # user + system seconds once reaped
+    cpu: tuple[float, float] = (0.0, 0.0)    # user and system seconds once reaped
 
     @property
     def pid(self) -> int:
@@ -242,7 +242,7 @@ class Table:
             if proc.feed is not None:
                 _close_quietly(proc.feed)
             proc.tty = -1
-            proc.cpu = usage.ru_utime + usage.ru_stime if usage is not None else 0.0
+            proc.cpu = (usage.ru_utime, usage.ru_stime) if usage is not None else (0.0, 0.0)
             proc.status = status
             self.exited.append(proc)
             self._forget()

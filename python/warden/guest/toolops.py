@@ -56,7 +56,8 @@ def op_exec(msg: dict, fds: list[int], used: set[int]) -> dict:
             "stdout_truncated": done.stdout_dropped > 0,
             "stderr_truncated": done.stderr_dropped > 0,
             "stdout_dropped": done.stdout_dropped, "stderr_dropped": done.stderr_dropped,
-            "max_rss_bytes": done.max_rss_bytes}
+            "max_rss_bytes": done.max_rss_bytes, "cpu_user_s": done.cpu_user_s,
+            "cpu_system_s": done.cpu_system_s}
 
 
 def _not_executed(name: str, err: int) -> dict:

@@ -64,7 +64,10 @@ class Collected:
         out, err = self.out, self.dropped
         return ExecResult(None if end is None else end.exit_code, sig, bytes(out["stdout"]),
                           bytes(out["stderr"]), reason, hit, took, 0, err["stdout"] > 0,
-                          err["stderr"] > 0, err["stdout"], err["stderr"], "none")
+                          err["stderr"] > 0, err["stdout"], err["stderr"], "none",
+                          0.0 if end is None else end.cpu_user_s,
+                          0.0 if end is None else end.cpu_system_s,
+                          len(out["stdout"]) + err["stdout"], len(out["stderr"]) + err["stderr"])
 
 
 class Process:

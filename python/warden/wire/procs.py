@@ -64,6 +64,8 @@ class ProcExit:
     exit_code: int | None
     signal: int | None
     cpu_s: float
+    cpu_user_s: float = 0.0
+    cpu_system_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,9 @@ def _exit(value: object, what: str) -> ProcExit | None:
         raise _hostile(what, "has an exit code out of range")
     if sig is not None and (type(sig) is not int or not 0 < sig < 65):
         raise _hostile(what, "names no signal")
-    return ProcExit(code, sig, _seconds(end.get("cpu"), what, "cpu"))
+    return ProcExit(code, sig, _seconds(end.get("cpu"), what, "cpu"),
+                    _seconds(end.get("cpu_user", 0.0), what, "cpu_user"),
+                    _seconds(end.get("cpu_system", 0.0), what, "cpu_system"))
 
 
 def parse_read(value: object, offset: int, most: int) -> ProcRead:
