@@ -20,10 +20,12 @@ PARENT = str(PACKAGE.parent)
 GUEST_MODULES = {
     "warden", "warden._core", "warden.errors",
     "warden.guest", "warden.guest.command", "warden.guest.files", "warden.guest.toolops",
-    "warden.guest.worker",
+    "warden.guest.worker", "warden.guest.cmdargs", "warden.guest.emit", "warden.guest.procs",
+    "warden.guest.procops", "warden.guest.fileops",
     "warden.wire", "warden.wire.bounds", "warden.wire.channel", "warden.wire.codec",
     "warden.wire.large",
-    "warden.wire.ops", "warden.wire.paths", "warden.wire.replies",
+    "warden.wire.ops", "warden.wire.paths", "warden.wire.replies", "warden.wire.streams",
+    "warden.wire.entries",
 }
 
 

@@ -31,6 +31,7 @@ enum class MountKind : int {
   kRemountRO,    // make an existing mount read-only (after it has been populated)
   kBindArea,     // attach a warden host area: a detached, idmapped, read-only clone of
                  // `source` that the parent made (jail/idmap.h), moved onto target
+  kDevpts,       // a devpts instance of the sandbox's own, with options `data`
 };
 
 struct MountOp {

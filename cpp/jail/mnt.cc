@@ -173,6 +173,11 @@ int apply(const MountOp& op, const int* fds, const int* areas) {
     case MountKind::kProc:
       if (mount("proc", t, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) return -errno;
       return 0;
+    case MountKind::kDevpts:
+      // devpts may be mounted by the owner of a user namespace (FS_USERNS_MOUNT, Linux 4.7).
+      if (mount("devpts", t, "devpts", MS_NOSUID | MS_NOEXEC, op.data.c_str()) != 0)
+        return -errno;
+      return 0;
     case MountKind::kMask: {
       struct stat st;
       if (lstat(t, &st) != 0) return op.optional && errno == ENOENT ? 0 : -errno;
@@ -204,6 +209,7 @@ Step step_of(MountKind k) {
   switch (k) {
     case MountKind::kBindRO: return Step::kBindMount;
     case MountKind::kBindDev:
+    case MountKind::kDevpts:
     case MountKind::kTmpfs: return Step::kDev;
     case MountKind::kProc:
     case MountKind::kMask:

@@ -22,7 +22,9 @@ const char* const kProcMasked[] = {
 };
 const char* const kProcReadOnly[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys"};
 
-const char* const kDevNodes[] = {"null", "zero", "full", "random", "urandom"};
+// /dev/tty is the opener's own controlling terminal (tty(4)): in a sandbox, one of its own
+// devpts or none (ENXIO), never a terminal of the host.
+const char* const kDevNodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
 
 void add(SpawnConfig* cfg, MountKind kind, std::string source, const std::string& target,
          std::string data = {}, unsigned mode = 0755, bool optional = false, bool is_dir = true) {
@@ -117,6 +119,12 @@ int plan_root(const RootSpec& spec, const HostView& host, SpawnConfig* cfg, std:
   add(cfg, MountKind::kSymlink, {}, "/dev/stdin", "/proc/self/fd/0");
   add(cfg, MountKind::kSymlink, {}, "/dev/stdout", "/proc/self/fd/1");
   add(cfg, MountKind::kSymlink, {}, "/dev/stderr", "/proc/self/fd/2");
+  // Terminals: a devpts of the sandbox's own (newinstance), so that its ptys are numbered
+  // apart from the host's and no host terminal is reachable; /dev/ptmx is its multiplexer
+  // (Documentation/filesystems/devpts.rst). ptmxmode=0666 lets the sandbox's user open it.
+  add(cfg, MountKind::kDir, {}, "/dev/pts");
+  add(cfg, MountKind::kDevpts, {}, "/dev/pts", "newinstance,ptmxmode=0666,mode=0620");
+  add(cfg, MountKind::kSymlink, {}, "/dev/ptmx", "pts/ptmx");
   add(cfg, MountKind::kDir, {}, "/dev/shm", {}, 01777);
 
   // One tmpfs for every writable directory, so that /workspace, /tmp and /dev/shm share one

@@ -98,6 +98,7 @@ const char* kind_name(MountKind k) {
     case MountKind::kReadOnly: return "ReadOnly";
     case MountKind::kRemountRO: return "RemountRO";
     case MountKind::kBindArea: return "BindArea";
+    case MountKind::kDevpts: return "Devpts";
   }
   return "?";
 }
@@ -155,7 +156,7 @@ void check_invariants(const SpawnConfig& cfg, const char* name) {
     CHECK(p[0] == '/', "%s: target %s is not under the staging root", name, op.target.c_str());
     bool mounts_over = op.kind == MountKind::kTmpfs || op.kind == MountKind::kProc ||
                        op.kind == MountKind::kMask || op.kind == MountKind::kReadOnly ||
-                       op.kind == MountKind::kRemountRO;
+                       op.kind == MountKind::kRemountRO || op.kind == MountKind::kDevpts;
     bool in_proc = p.compare(0, 6, "/proc/") == 0 && dirs.count("/proc");
     if (mounts_over) {
       // On something there already: /dev and /proc are made first; the masks are in /proc.
@@ -207,8 +208,10 @@ void test_default_layout() {
   // read-only part from writable_at.
   std::vector<std::string> want = {
       "Dir /dev", "Tmpfs /dev", "BindDev /dev/null", "BindDev /dev/zero", "BindDev /dev/full",
-      "BindDev /dev/random", "BindDev /dev/urandom", "Symlink /dev/fd", "Symlink /dev/stdin",
-      "Symlink /dev/stdout", "Symlink /dev/stderr", "Dir /dev/shm", "Dir /.rw",
+      "BindDev /dev/random", "BindDev /dev/urandom", "BindDev /dev/tty", "Symlink /dev/fd",
+      "Symlink /dev/stdin",
+      "Symlink /dev/stdout", "Symlink /dev/stderr", "Dir /dev/pts", "Devpts /dev/pts",
+      "Symlink /dev/ptmx", "Dir /dev/shm", "Dir /.rw",
       "Dir /workspace", "Dir /tmp",
       // writable_at
       "BindRO /usr", "Symlink /bin", "Symlink /sbin", "Symlink /lib", "Symlink /lib64",
@@ -226,7 +229,7 @@ void test_default_layout() {
   CHECK_EQ(got.size(), want.size());
   for (size_t i = 0; i < got.size() && i < want.size(); ++i)
     CHECK(got[i] == want[i], "step %zu: %s, expected %s", i, got[i].c_str(), want[i].c_str());
-  CHECK_EQ(cfg.writable_at, 15u);
+  CHECK_EQ(cfg.writable_at, 19u);
 
   CHECK_EQ(cfg.writable.size(), 3u);
   if (cfg.writable.size() == 3) {
@@ -248,7 +251,7 @@ void test_dev() {
   CHECK_EQ(plan_root(RootSpec{}, host, &cfg, &what), 0);
   const MountOp& tmpfs = op(cfg, MountKind::kTmpfs, "/dev");
   CHECK(tmpfs.data.find("size=64k") != std::string::npos, "/dev options %s", tmpfs.data.c_str());
-  for (const char* n : {"null", "zero", "full", "random", "urandom"}) {
+  for (const char* n : {"null", "zero", "full", "random", "urandom", "tty"}) {
     int i = find(cfg, MountKind::kBindDev, std::string("/dev/") + n);
     CHECK(i >= 0, "/dev/%s not bound", n);
     if (i < 0) continue;
@@ -258,6 +261,13 @@ void test_dev() {
   CHECK_EQ(op(cfg, MountKind::kSymlink, "/dev/fd").data, "/proc/self/fd");
   CHECK_EQ(op(cfg, MountKind::kSymlink, "/dev/stderr").data, "/proc/self/fd/2");
   CHECK_EQ(op(cfg, MountKind::kDir, "/dev/shm").mode, 01777u);
+  // A devpts instance of the sandbox's own, never the host's, and ptmx pointing into it.
+  const MountOp& pts = op(cfg, MountKind::kDevpts, "/dev/pts");
+  CHECK(pts.data.find("newinstance") != std::string::npos, "devpts options %s", pts.data.c_str());
+  CHECK(pts.data.find("ptmxmode=0666") != std::string::npos, "devpts options %s",
+        pts.data.c_str());
+  CHECK_EQ(op(cfg, MountKind::kSymlink, "/dev/ptmx").data, "pts/ptmx");
+  CHECK(find(cfg, MountKind::kBindDev, "/dev/ptmx") < 0, "the host's /dev/ptmx is bound");
 }
 
 void test_etc() {
@@ -504,7 +514,7 @@ void test_bind_slots() {
   int fixed = 0;
   for (const MountOp& op : cfg.mounts)
     fixed += op.kind == MountKind::kBindRO || op.kind == MountKind::kBindDev;
-  CHECK_EQ(fixed, 9);  // five devices, /usr, three /etc entries
+  CHECK_EQ(fixed, 10);  // six devices, /usr, three /etc entries
 
   // Exactly as many binds as the child has descriptor slots for, then one more.
   RootSpec spec;

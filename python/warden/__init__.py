@@ -22,6 +22,8 @@ _WHERE: dict[str, str] = {
     "PayloadTooLarge": "warden.errors",
     "PidsLimitExceeded": "warden.errors",
     "PluginError": "warden.errors",
+    "ProcessNotFound": "warden.errors",
+    "ProcessStdinClosed": "warden.errors",
     "ProtocolError": "warden.errors",
     "ProviderUnavailable": "warden.errors",
     "RateLimitExceeded": "warden.errors",
@@ -40,6 +42,12 @@ _WHERE: dict[str, str] = {
     "Plugin": "warden.plugins.engine",
     "run": "warden.sandboxes.run",
     "Sandbox": "warden.sandboxes.sandbox",
+    "Process": "warden.sandboxes.process",
+    "Execution": "warden.sandboxes.notebook",
+    "AsyncSandbox": "warden.sandboxes.asyncbox",
+    "AsyncProcess": "warden.sandboxes.asyncproc",
+    "AsyncTerminal": "warden.sandboxes.asyncproc",
+    "Terminal": "warden.sandboxes.terminal",
     "ForkServer": "warden.testing.forkserver",
     "Verdict": "warden.testing.verdict",
     "Finding": "warden.scan",
@@ -84,6 +92,8 @@ if TYPE_CHECKING:
         PayloadTooLarge,
         PidsLimitExceeded,
         PluginError,
+        ProcessNotFound,
+        ProcessStdinClosed,
         ProtocolError,
         ProviderUnavailable,
         RateLimitExceeded,
@@ -96,8 +106,13 @@ if TYPE_CHECKING:
     )
     from warden.plugins.ceilings import Ceilings
     from warden.plugins.engine import Engine, Plugin
+    from warden.sandboxes.asyncbox import AsyncSandbox
+    from warden.sandboxes.asyncproc import AsyncProcess, AsyncTerminal
+    from warden.sandboxes.notebook import Execution
+    from warden.sandboxes.process import Process
     from warden.sandboxes.run import run
     from warden.sandboxes.sandbox import Sandbox
+    from warden.sandboxes.terminal import Terminal
     from warden.scan import Finding, Policy, scan, scan_paths
     from warden.spec.limits import Limits
     from warden.spec.network import NetworkEvent, NetworkPolicy

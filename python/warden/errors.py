@@ -21,6 +21,10 @@
     │   ├── SandboxIsADirectory      also IsADirectoryError (EISDIR)
     │   ├── SandboxNotADirectory     also NotADirectoryError (ENOTDIR)
     │   └── SandboxPermissionError   also PermissionError (EACCES, EPERM)
+    ├── ProcessNotFound          no process of that pid was started through warden in the
+    │                            sandbox, or it was forgotten; also ProcessLookupError (.pid)
+    ├── ProcessStdinClosed       a write to a background process whose stdin is closed;
+    │                            also BrokenPipeError (.pid)
     ├── PayloadTooLarge          a frame or payload over a cap (.size, .limit, .direction)
     ├── ProtocolError            a peer sent bytes that are not a valid frame
     ├── RateLimitExceeded        the caller is over its rate limit (.retry_after)
@@ -52,6 +56,8 @@ __all__ = [
     "PayloadTooLarge",
     "PidsLimitExceeded",
     "PluginError",
+    "ProcessNotFound",
+    "ProcessStdinClosed",
     "ProtocolError",
     "ProviderUnavailable",
     "RateLimitExceeded",
@@ -262,6 +268,26 @@ def sandbox_file_error(errno: int, filename: str | None, *, op: str = "",
 
 
 PAYLOAD_DIRECTIONS = ("outgoing", "incoming", "reply")
+
+
+class ProcessNotFound(WardenError, ProcessLookupError):
+    """No process ``pid`` was started through warden in the sandbox (Sandbox.spawn), or it
+    ended so long ago that the sandbox forgot it."""
+
+    def __init__(self, pid: int, sandbox: str) -> None:
+        self.pid = pid
+        super().__init__(f"no process {pid} was started through warden in sandbox {sandbox}, "
+                         "or it ended long ago; list them with Sandbox.processes()")
+
+
+class ProcessStdinClosed(WardenError, BrokenPipeError):
+    """A write to the stdin of a background process that has closed it, was started with
+    ``stdin=False``, or has ended."""
+
+    def __init__(self, pid: int, sandbox: str) -> None:
+        self.pid = pid
+        super().__init__(f"the stdin of process {pid} in sandbox {sandbox} is closed (it "
+                         "ended, closed it, or was started with stdin=False)")
 
 
 class PayloadTooLarge(WardenError):

@@ -331,3 +331,83 @@ def test_no_late_reply_reaches_the_next_caller(provider, fresh):
         h = fresh(SandboxSpec(limits=warden.Limits(wall_time_s=30)))
     r = provider.call(h, "exec_python", {"code": "import time; time.sleep(2); print('fresh')"})
     assert r["stdout"] == b"fresh\n"
+
+
+# -- the toolbox: env and cwd of a command, background processes, streamed output -------------
+
+
+def test_exec_adds_env_and_runs_in_cwd(provider, box):
+    r = provider.exec(box, ["sh", "-c", 'echo "$EXTRA"; pwd'], env={"EXTRA": "x y"}, cwd="/tmp")
+    assert r.stdout == b"x y\n/tmp\n"
+    with pytest.raises(FileNotFoundError):
+        provider.exec(box, ["pwd"], cwd="/no/such/dir")
+
+
+def test_a_background_process_runs_between_requests(provider, box):
+    from warden.wire import ops
+    from warden.wire.procs import parse_list, parse_read, parse_start, parse_written
+
+    pid, _ = provider.tool_call(box, ops.PROC_START, {
+        "argv": ["sh", "-c", "read x; echo got $x"], "env": None, "env_add": {"A": "1"},
+        "cwd": None, "stdin": True}, parse_start)
+    assert [p.pid for p in provider.tool_call(box, ops.PROC_LIST, {}, parse_list)] == [pid]
+    assert provider.exec(box, ["echo", "meanwhile"]).stdout == b"meanwhile\n"
+    assert provider.tool_call(box, ops.PROC_WRITE, {"pid": pid, "data": b"hi\n"},
+                              lambda v: parse_written(v, 3)) == 3
+    offset, out, end = 0, b"", None
+    for _ in range(100):
+        at = offset
+        r = provider.tool_call(box, ops.PROC_READ,
+                               {"pid": pid, "offset": at, "wait": 0.5, "max": 1 << 20},
+                               lambda v, at=at: parse_read(v, at, 1 << 20))
+        offset, out, end = r.next, out + b"".join(d for _, d in r.chunks), r.exit
+        if end is not None:
+            break
+    assert out == b"got hi\n" and end is not None and end.exit_code == 0
+
+
+def test_streamed_exec_output_or_a_clear_refusal(provider, box):
+    chunks: list[bytes] = []
+    if provider.name == "docker":
+        with pytest.raises(ProviderUnavailable, match="streaming"):
+            provider.exec(box, ["echo", "hi"], on_output={"stdout": chunks.append})
+        return
+    r = provider.exec(box, ["sh", "-c", "echo a; echo b"], on_output={"stdout": chunks.append})
+    assert b"".join(chunks) == r.stdout == b"a\nb\n"
+
+
+def test_a_terminal_and_a_notebook_runner_on_the_same_guest_code(provider, box):
+    """The terminal (a pty as the controlling terminal) and run_code's runner are processes
+    of the guest's table: the same requests on every provider."""
+    from warden.sandboxes.notebook import _RUNNER
+    from warden.wire import ops
+    from warden.wire.procs import parse_read, parse_start, parse_written
+
+    def read_until(pid: int, want: bytes, offset: int = 0) -> tuple[bytes, int]:
+        out = b""
+        for _ in range(200):
+            at = offset
+            r = provider.tool_call(box, ops.PROC_READ,
+                                   {"pid": pid, "offset": at, "wait": 0.1, "max": 1 << 20},
+                                   lambda v, at=at: parse_read(v, at, 1 << 20))
+            offset, out = r.next, out + b"".join(d for _, d in r.chunks)
+            if want in out:
+                return out, offset
+        raise AssertionError(f"{want!r} never came: {out!r}")
+
+    pid, _ = provider.tool_call(box, ops.PROC_START, {
+        "argv": None, "env": None, "env_add": {"TERM": "xterm-256color"}, "cwd": None,
+        "stdin": True, "tty": [80, 24]}, parse_start)
+    provider.tool_call(box, ops.PROC_WRITE, {"pid": pid, "data": b"tty; echo t=$TERM\n"},
+                       lambda v: parse_written(v, 18))
+    out, _ = read_until(pid, b"t=xterm-256color\r\n")
+    assert b"/dev/pts/" in out
+    provider.tool_call(box, ops.PROC_SIGNAL, {"pid": pid, "signal": 9}, lambda v: v)
+
+    pid, _ = provider.tool_call(box, ops.PROC_START, {
+        "argv": ["python3", "-I", "-u", "-c", _RUNNER, "NONCE"], "env": None, "env_add": None,
+        "cwd": None, "stdin": True}, parse_start)
+    provider.tool_call(box, ops.PROC_WRITE, {"pid": pid, "data": b'{"code": "6 * 7"}\n'},
+                       lambda v: parse_written(v, 18))
+    out, _ = read_until(pid, b"\n")
+    assert out.startswith(b"NONCE") and b'"result": "42"' in out

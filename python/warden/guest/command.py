@@ -32,6 +32,7 @@ import struct
 import subprocess
 import termios
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -55,8 +56,17 @@ class _Stream:
     data: bytearray = field(default_factory=bytearray)
     dropped: int = 0
     open: bool = True
+    # Streaming: each chunk read also goes to ``on_chunk(name, chunk)``, until
+    # ``stream_left`` bytes went that way.
+    name: str = ""
+    on_chunk: Callable[[str, bytes], None] | None = None
+    stream_left: int = 0
 
     def take(self, chunk: bytes) -> None:
+        if self.on_chunk is not None and self.stream_left > 0:
+            piece = chunk[:self.stream_left]
+            self.stream_left -= len(piece)
+            self.on_chunk(self.name, piece)
         room = self.cap - len(self.data)
         if room > 0:
             self.data += chunk[:room]
@@ -111,17 +121,24 @@ class Finished:
     stdout_dropped: int
     stderr_dropped: int
     max_rss_bytes: int   # the largest resident set among the command and its waited children
+    cpu_user_s: float = 0.0    # user and system CPU of the command and its waited children
+    cpu_system_s: float = 0.0
 
 
 def run(argv: list[str], *, stdin: bytes | None, cwd: str, env: dict | None,
-        timeout: float | None, cap: int) -> Finished:
+        timeout: float | None, cap: int, on_chunk: Callable[[str, bytes], None] | None = None,
+        stream_cap: int = 0) -> Finished:
     """Run ``argv`` until its process exits (or its deadline); OSError when it cannot start
-    (Popen's, with ``filename`` set when the command itself could not be executed)."""
+    (Popen's, with ``filename`` set when the command itself could not be executed). With
+    ``on_chunk``, every chunk read is also passed to it as it comes, up to ``stream_cap``
+    bytes of each stream."""
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, cwd=cwd, env=env, start_new_session=True)
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-    out = _Stream(proc.stdout, proc.stdout.fileno(), cap)
-    err = _Stream(proc.stderr, proc.stderr.fileno(), cap)
+    out = _Stream(proc.stdout, proc.stdout.fileno(), cap, name="stdout", on_chunk=on_chunk,
+                  stream_left=stream_cap)
+    err = _Stream(proc.stderr, proc.stderr.fileno(), cap, name="stderr", on_chunk=on_chunk,
+                  stream_left=stream_cap)
     for s in (out, err):
         os.set_blocking(s.fd, False)
     feed = _Feed(proc.stdin, stdin or b"")
@@ -131,7 +148,7 @@ def run(argv: list[str], *, stdin: bytes | None, cwd: str, env: dict | None,
     except (AttributeError, OSError):
         pidfd = None
     try:
-        status, rss, timed_out = _wait(proc, pidfd, out, err, feed, deadline)
+        status, rss, timed_out, cpu = _wait(proc, pidfd, out, err, feed, deadline)
     finally:
         if pidfd is not None:
             os.close(pidfd)
@@ -141,7 +158,7 @@ def run(argv: list[str], *, stdin: bytes | None, cwd: str, env: dict | None,
         feed.close()
         for s in (out, err):
             s.drain_and_close()
-    return Finished(status, timed_out, out.data, err.data, out.dropped, err.dropped, rss)
+    return Finished(status, timed_out, out.data, err.data, out.dropped, err.dropped, rss, *cpu)
 
 
 class _Feed:
@@ -178,9 +195,9 @@ class _Feed:
 
 
 def _wait(proc: subprocess.Popen, pidfd: int | None, out: _Stream, err: _Stream, feed: _Feed,
-          deadline: float | None) -> tuple[int, int, bool]:
+          deadline: float | None) -> tuple[int, int, bool, tuple[float, float]]:
     """Pump the pipes until the command exits: (its wait status, its max RSS in bytes,
-    whether the deadline killed it)."""
+    whether the deadline killed it, its user and system CPU seconds)."""
     poller = select.poll()
     for s in (out, err):
         poller.register(s.fd, select.POLLIN)
@@ -191,13 +208,13 @@ def _wait(proc: subprocess.Popen, pidfd: int | None, out: _Stream, err: _Stream,
     while True:
         ended = _reap(proc, block=False)
         if ended is not None:
-            return (*ended, False)
+            return ended[0], ended[1], False, ended[2]
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
             _kill_group(proc.pid)
             ended = _reap(proc, block=True)
             assert ended is not None
-            return (*ended, True)
+            return ended[0], ended[1], True, ended[2]
         wait_s = _POLL_S if pidfd is None else left
         if wait_s is not None and left is not None:
             wait_s = min(wait_s, left)
@@ -220,10 +237,12 @@ def _kill_group(pgid: int) -> None:
         pass  # the group is gone already; the wait that follows reaps the command
 
 
-def _reap(proc: subprocess.Popen, *, block: bool) -> tuple[int, int] | None:
-    """(wait status, max RSS in bytes) once the command has exited; None while it runs."""
+def _reap(proc: subprocess.Popen, *, block: bool
+          ) -> tuple[int, int, tuple[float, float]] | None:
+    """(wait status, max RSS in bytes, (user, system) CPU seconds) once the command has
+    exited; None while it runs."""
     pid, status, usage = os.wait4(proc.pid, 0 if block else os.WNOHANG)
     if pid == 0:
         return None
     proc.returncode = os.waitstatus_to_exitcode(status)  # Popen must not wait for it again
-    return status, usage.ru_maxrss * 1024
+    return status, usage.ru_maxrss * 1024, (usage.ru_utime, usage.ru_stime)

@@ -15,14 +15,14 @@ import os
 from typing import Any
 
 from warden.errors import ProtocolError
-from warden.guest import command, files
+from warden.guest import command, emit, fileops, files, procops
+from warden.guest.cmdargs import WORKSPACE, command_cwd, command_env
 from warden.wire import ops
 from warden.wire.codec import DEFAULT_MAX_FRAME
 from warden.wire.replies import exec_output_cap
 
 __all__ = ["OPS", "WORKSPACE"]
 
-WORKSPACE = "/workspace"
 
 
 def op_exec(msg: dict, fds: list[int], used: set[int]) -> dict:
@@ -36,9 +36,13 @@ def op_exec(msg: dict, fds: list[int], used: set[int]) -> dict:
     if asked is not None and (type(asked) is not int or asked < 0):
         raise ProtocolError("exec 'max_output' must be a whole number of bytes or nil")
     cap = exec_output_cap(DEFAULT_MAX_FRAME, asked)
+    stream_cap = msg.get("stream_cap") if msg.get("stream") else 0
+    if type(stream_cap) is not int or stream_cap < 0:
+        raise ProtocolError("exec 'stream_cap' must be a whole number of bytes")
     try:
-        done = command.run(argv, stdin=msg.get("stdin"), cwd=msg.get("cwd") or WORKSPACE,
-                           env=msg.get("env"), timeout=msg.get("timeout"), cap=cap)
+        done = command.run(argv, stdin=msg.get("stdin"), cwd=command_cwd(msg.get("cwd")),
+                           env=command_env(msg), timeout=msg.get("timeout"), cap=cap,
+                           on_chunk=emit.emit if stream_cap else None, stream_cap=stream_cap)
     except OSError as exc:
         if exc.filename != argv[0] or exc.errno is None:
             raise  # not the command's exec (a missing working directory): a real failure
@@ -52,7 +56,8 @@ def op_exec(msg: dict, fds: list[int], used: set[int]) -> dict:
             "stdout_truncated": done.stdout_dropped > 0,
             "stderr_truncated": done.stderr_dropped > 0,
             "stdout_dropped": done.stdout_dropped, "stderr_dropped": done.stderr_dropped,
-            "max_rss_bytes": done.max_rss_bytes}
+            "max_rss_bytes": done.max_rss_bytes, "cpu_user_s": done.cpu_user_s,
+            "cpu_system_s": done.cpu_system_s}
 
 
 def _not_executed(name: str, err: int) -> dict:
@@ -111,4 +116,5 @@ def op_call_fn(msg: dict, fds: list[int], used: set[int]) -> Any:
 
 
 OPS = {ops.EXEC: op_exec, ops.WRITE_FILE: op_write_file, ops.READ_FILE: op_read_file,
-       ops.LIST_FILES: op_list_files, ops.REMOVE_FILE: op_remove_file, ops.CALL_FN: op_call_fn}
+       ops.LIST_FILES: op_list_files, ops.REMOVE_FILE: op_remove_file, ops.CALL_FN: op_call_fn,
+       **procops.OPS, **fileops.OPS}

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from warden.errors import PayloadTooLarge, PluginError, ProtocolError, WardenError
+from warden.guest import emit
 from warden.wire import ops as op_names
 from warden.wire.channel import Channel, ChannelClosed
 from warden.wire.codec import DEFAULT_MAX_FRAME
@@ -276,7 +277,8 @@ class _Worker:
             try:
                 if fn is None:
                     raise ProtocolError(f"unknown op {op!r}; ops are {sorted(ops)} and shutdown")
-                result = fn(msg, fds, used)
+                with emit.bound(request_id, channel.send):
+                    result = fn(msg, fds, used)
                 if inspect.isawaitable(result):
                     # An async handle, or a tool op's async function: awaited on the
                     # worker's one event loop.

@@ -11,9 +11,9 @@ weakening it: a limit the backend cannot enforce raises ProviderUnavailable nami
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from warden.errors import ProviderUnavailable
 from warden.spec.limits import Limits
@@ -23,8 +23,12 @@ from warden.spec.sandbox import LABEL_KEYS, SandboxSpec, network_kind
 
 # SandboxSpec and LABEL_KEYS live in warden.spec; they are named here too because every
 # provider, third-party ones included, speaks of them.
-__all__ = ["LABEL_KEYS", "Capabilities", "Provider", "ReconcileReport", "SandboxHandle",
-           "SandboxSpec"]
+__all__ = ["LABEL_KEYS", "Capabilities", "OutputCallbacks", "Provider", "ReconcileReport",
+           "SandboxHandle", "SandboxSpec"]
+
+_T = TypeVar("_T")
+# "stdout"/"stderr" -> what gets each chunk of that stream as it is printed.
+OutputCallbacks = Mapping[str, Callable[[bytes], object]]
 
 
 @dataclass(frozen=True)
@@ -107,11 +111,27 @@ class Provider(abc.ABC):
 
     @abc.abstractmethod
     def exec(self, handle: SandboxHandle, argv: Sequence[str], *, stdin: bytes | None = None,
-             timeout: float | None = None, max_output_bytes: int | None = None) -> ExecResult:
+             timeout: float | None = None, max_output_bytes: int | None = None,
+             env: Mapping[str, str] | None = None, cwd: str | None = None,
+             on_output: OutputCallbacks | None = None) -> ExecResult:
         """Run a command inside the sandbox and wait for its process to exit (not for
         background processes it started, which live on). Each of stdout and stderr keeps at
         most ``max_output_bytes`` (None: all that fits one reply; see providers.execs), the
-        rest counted as dropped. The result describes this command alone."""
+        rest counted as dropped. The result describes this command alone. ``env`` adds to
+        the sandbox's environment, ``cwd`` is a directory inside it (the workspace when
+        None); ``on_output`` maps "stdout"/"stderr" to a callback that gets each chunk as the
+        command prints it (warden.wire.streams), at most ``max_output_bytes`` of each
+        (DEFAULT_STREAM_CAP when None). A provider that cannot stream raises
+        ProviderUnavailable for ``on_output``."""
+
+    def tool_call(self, handle: SandboxHandle, op: str, args: dict,
+                  parse: Callable[[object], _T], *, timeout: float | None = None) -> _T:
+        """A tool op (warden.wire.ops PROC_*) whose result ``parse`` checks; a provider whose
+        sandboxes run warden's worker kills a sandbox whose result ``parse`` refuses."""
+        if not self.capabilities().worker_protocol:
+            raise ProviderUnavailable(f"operation {op!r} on provider {self.name!r}",
+                                      "it runs no warden worker in its sandboxes")
+        return parse(self.call(handle, op, args, timeout=timeout))
 
     @abc.abstractmethod
     def call(self, handle: SandboxHandle, op: str, args: dict, *,

@@ -36,7 +36,11 @@ from warden.wire import ops
 __all__ = ["FILE_VERBS", "sandbox_error"]
 
 FILE_VERBS = {ops.READ_FILE: "read", ops.WRITE_FILE: "write", ops.LIST_FILES: "list",
-              ops.REMOVE_FILE: "remove"}
+              ops.REMOVE_FILE: "remove", ops.EXEC: "run a command in",
+              ops.PROC_START: "start a process in", ops.FILE_STAT: "stat",
+              ops.FILE_MKDIR: "make directory", ops.FILE_RENAME: "rename",
+              ops.FILE_ENTRIES: "list", ops.FILE_WRITE_CHUNK: "write",
+              ops.FILE_READ_CHUNK: "read"}
 
 
 def sandbox_error(exc: Exception, handle: SandboxHandle, op: str, *, path: str | None = None,

@@ -56,4 +56,5 @@ def exec_result(reply: object | None, cap: int, during: During, took: float) -> 
         disk_full=r.disk_full))
     return ExecResult(r.exit_code, r.signal, r.stdout, r.stderr, reason, hit, took, peak,
                       r.stdout_truncated, r.stderr_truncated, r.stdout_dropped,
-                      r.stderr_dropped, source)
+                      r.stderr_dropped, source, r.cpu_user_s, r.cpu_system_s,
+                      len(r.stdout) + r.stdout_dropped, len(r.stderr) + r.stderr_dropped)

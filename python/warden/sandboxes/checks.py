@@ -5,7 +5,7 @@ a provider, a binding or the channel."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import msgpack
 
@@ -86,6 +86,12 @@ def cwd_path(cwd: object) -> str | None:
         raise InvalidArgument("cwd", cwd, "an absolute path inside the sandbox, e.g. "
                               "'/workspace/src'")
     return cwd
+
+
+def callback(fn: object, name: str) -> Callable[[bytes], object] | None:
+    if fn is not None and not callable(fn):
+        raise InvalidArgument(name, fn, "a callable taking one bytes argument, or None")
+    return fn
 
 
 def env_map(env: object) -> dict[str, str]:

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import builtins
+import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import IO, TypeVar
 
+from warden.errors import InvalidArgument
 from warden.providers.registry import get_provider
-from warden.sandboxes import checks
+from warden.sandboxes import checks, transfer
+from warden.sandboxes.notebook import Execution, Notebook
+from warden.sandboxes.process import Process, ProcessInfo
+from warden.sandboxes.terminal import Terminal, check_size
 from warden.spec.limits import Limits
 from warden.spec.network import NetworkEvent, NetworkPolicy
 from warden.spec.result import ExecResult
 from warden.spec.sandbox import SandboxSpec
-from warden.wire import ops
+from warden.wire import ops, procs
+from warden.wire.entries import MAX_ENTRIES, Entry, parse_entries, parse_entry
 
-__all__ = ["Files", "Sandbox"]
+_T = TypeVar("_T")
+
+__all__ = ["Entry", "Execution", "Files", "Process", "ProcessInfo", "Sandbox", "Terminal"]
 
 
 class Files:
@@ -39,6 +49,42 @@ class Files:
 
     def remove(self, path: str) -> None:
         self._box._provider.remove_file(self._box._handle, checks.file_path(path))
+
+    def _tool(self, op: str, args: dict, parse: Callable[[object], _T]) -> _T:
+        return self._box._provider.tool_call(self._box._handle, op, args, parse)
+
+    def stat(self, path: str) -> Entry:
+        """Type, size, mode and mtime of ``path`` (a link itself, not followed)."""
+        return self._tool(ops.FILE_STAT, {"path": checks.file_path(path)}, parse_entry)
+
+    def mkdir(self, path: str, parents: bool = True) -> None:
+        self._tool(ops.FILE_MKDIR, {"path": checks.file_path(path),
+                                    "parents": checks.flag(parents, "parents")}, _none)
+
+    def rename(self, src: str, dst: str) -> None:
+        self._tool(ops.FILE_RENAME, {"src": checks.file_path(src, "src"),
+                                     "dst": checks.file_path(dst, "dst")}, _none)
+
+    def entries(self, path: str = ".", recursive: bool = False) -> builtins.list[Entry]:
+        """The entries under ``path`` with type, size, mode and mtime, sorted per
+        directory (the whole tree with ``recursive``; at most 100,000)."""
+        return self._tool(ops.FILE_ENTRIES, {"path": checks.file_path(path),
+                                             "recursive": checks.flag(recursive, "recursive")},
+                          lambda v: parse_entries(v, MAX_ENTRIES))
+
+    def upload(self, src: str | os.PathLike[str] | IO[bytes], path: str) -> int:
+        """Copy a local file (a path or a binary file object) to ``path`` in 1 MiB chunks:
+        memory stays bounded whatever its size. Returns the bytes copied."""
+        return transfer.upload(self._box, src, checks.file_path(path))
+
+    def download(self, path: str, dst: str | os.PathLike[str] | IO[bytes]) -> int:
+        """Copy ``path`` to a local file (a path or a binary file object) in 1 MiB chunks.
+        Returns the bytes copied."""
+        return transfer.download(self._box, checks.file_path(path), dst)
+
+
+def _none(value: object) -> None:
+    return None
 
 
 class Sandbox:
@@ -66,6 +112,7 @@ class Sandbox:
         self.spec = spec
         self._handle = self._provider.create(spec, reuse_key=key)
         self.files = Files(self)
+        self._notebook = Notebook(self)
 
     @property
     def id(self) -> str:
@@ -75,21 +122,85 @@ class Sandbox:
     def labels(self) -> dict[str, str]:
         return dict(self._handle.labels)
 
-    def exec(self, argv: Sequence[str], stdin: bytes | str | None = None,
-             timeout: float | None = None, max_output_bytes: int | None = None) -> ExecResult:
+    def exec(self, argv: Sequence[str], *, stdin: bytes | str | None = None,
+             timeout: float | None = None, env: Mapping[str, str] | None = None,
+             cwd: str | None = None, on_stdout: Callable[[bytes], object] | None = None,
+             on_stderr: Callable[[bytes], object] | None = None,
+             max_output_bytes: int | None = None) -> ExecResult:
         """Run ``argv`` (a list: ``["sh", "-c", line]`` for a shell line) and wait for its
         process to exit. A background process it started keeps running in the sandbox; the
-        exec does not wait for it. Each of stdout and stderr keeps at most
-        ``max_output_bytes``, and never more than a sixteenth of the memory limit or what
-        fits one reply (None: that much); the rest is read and counted in
-        ``stdout_dropped``/``stderr_dropped``. The result describes this command
-        alone: its reason, limits reached and peak memory (``peak_memory_source``)."""
+        exec does not wait for it. ``env`` adds to the sandbox's environment for this
+        command; ``cwd`` is an absolute path of a directory inside the sandbox (the
+        workspace by default; a missing one is SandboxFileNotFound). Each of stdout and
+        stderr keeps at most ``max_output_bytes``, and never more than a sixteenth of the
+        memory limit or what fits one reply (None: that much); the rest is read and counted
+        in ``stdout_dropped``/``stderr_dropped``. ``on_stdout``/``on_stderr`` get each chunk
+        (at most 64 KiB) as the command prints it, in order, up to ``max_output_bytes`` of
+        each stream (1 GiB when None); an exception a callback raises stops its calls and is
+        raised once the command has ended. The result describes this command alone: its
+        reason, limits reached and peak memory (``peak_memory_source``)."""
         args = checks.argv_list(argv)
         data = checks.stdin_bytes(stdin)
         limit = checks.timeout_s(timeout)
+        extra = checks.env_map(env)
+        where = checks.cwd_path(cwd)
+        callbacks = {"stdout": checks.callback(on_stdout, "on_stdout"),
+                     "stderr": checks.callback(on_stderr, "on_stderr")}
         cap = checks.output_cap(max_output_bytes)
+        streaming = any(callbacks.values())
         return self._provider.exec(self._handle, args, stdin=data, timeout=limit,
-                                   max_output_bytes=cap)
+                                   max_output_bytes=cap, env=extra or None, cwd=where,
+                                   on_output={k: v for k, v in callbacks.items() if v}
+                                   if streaming else None)
+
+    def spawn(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
+              cwd: str | None = None, stdin: bool = True) -> Process:
+        """Start ``argv`` in the background and return at once: the process outlives this
+        call (and the sandbox's other requests run while it does) until it ends, is killed,
+        or the sandbox closes. ``env`` and ``cwd`` as for exec; ``stdin=False`` gives it
+        /dev/null. Its output is kept in the sandbox (the newest 1 MiB) until read."""
+        args = checks.argv_list(argv)
+        extra = checks.env_map(env)
+        where = checks.cwd_path(cwd)
+        piped = checks.flag(stdin, "stdin")
+        pid, started = self._provider.tool_call(
+            self._handle, ops.PROC_START,
+            {"argv": args, "env": None, "env_add": extra or None, "cwd": where,
+             "stdin": piped}, procs.parse_start)
+        return Process(self, pid, args, started)
+
+    def terminal(self, argv: Sequence[str] | None = None, *, cols: int = 80, rows: int = 24,
+                 env: Mapping[str, str] | None = None, cwd: str | None = None) -> Terminal:
+        """A program on a pseudo-terminal of the sandbox's own: a login shell (bash, else
+        sh) when ``argv`` is None. TERM is xterm-256color unless ``env`` says otherwise; the
+        window is ``cols`` x ``rows``. The terminal is also a process of ``processes()``."""
+        args = None if argv is None else checks.argv_list(argv)
+        size = check_size(cols, rows)
+        extra = {"TERM": "xterm-256color", **checks.env_map(env)}
+        where = checks.cwd_path(cwd)
+        pid, started = self._provider.tool_call(
+            self._handle, ops.PROC_START,
+            {"argv": args, "env": None, "env_add": extra, "cwd": where, "stdin": True,
+             "tty": size}, procs.parse_start)
+        return Terminal(self, pid, args or ["<login shell>"], started)
+
+    def processes(self) -> list[ProcessInfo]:
+        """The live processes started through warden (spawn) in this sandbox: pid, argv,
+        started (a time.time() value) and cpu_s so far."""
+        return self._provider.tool_call(self._handle, ops.PROC_LIST, {}, procs.parse_list)
+
+    def attach(self, pid: int) -> Process:
+        """A Process for ``pid``, started through warden in this sandbox by any handle of it
+        (another thread's, or another Sandbox made with the same reuse_key); it reads the
+        output from the oldest still kept. ProcessNotFound when there is no such process."""
+        if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+            raise InvalidArgument("pid", pid, "the pid of a process from spawn()")
+        for info in self.processes():
+            if info.pid == pid:
+                return Process(self, pid, info.argv, info.started)
+        proc = Process(self, pid, [], None)
+        proc.poll()  # an ended process the sandbox still knows, or ProcessNotFound
+        return proc
 
     def run_python(self, code: str, timeout: float | None = None) -> ExecResult:
         """Run ``code`` in a fresh interpreter inside the sandbox: a timeout or a crash ends
@@ -98,6 +209,26 @@ class Sandbox:
         limit = checks.timeout_s(timeout)
         return self._provider.exec(self._handle, [sys.executable, "-I", "-c", source],
                                    timeout=limit)
+
+    def run_code(self, code: str, *, context: str = "default",
+                 timeout: float | None = None) -> Execution:
+        """Run ``code`` as a notebook cell in ``context`` (made on first use): its
+        variables, imports and functions persist for later cells of that context. The
+        Execution holds what it printed, ``result`` (the text of the last expression's
+        value), ``display`` (MIME bundles of rich values) and ``error``. A cell past
+        ``timeout`` is interrupted and its context kept (error "TimeoutError"), or, when it
+        does not yield, killed (error "ContextLost"). Contexts are this handle's."""
+        source = checks.python_code(code)
+        limit = checks.timeout_s(timeout) or self.spec.limits.wall_time_s
+        return self._notebook.run(source, context, limit)
+
+    def contexts(self) -> list[str]:
+        """The names of this handle's code contexts."""
+        return self._notebook.names()
+
+    def reset_context(self, name: str) -> None:
+        """End context ``name``: its next cell starts with a fresh namespace."""
+        self._notebook.reset(name)
 
     def call(self, fn_source_or_name: str, payload: object = None,
              timeout: float | None = None) -> object:

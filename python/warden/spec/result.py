@@ -52,6 +52,12 @@ class ExecResult:
     stdout_dropped: int = 0
     stderr_dropped: int = 0
     peak_memory_source: str = "none"
+    # The command's own accounting: user and system CPU seconds of it and its waited-for
+    # children, and the bytes it wrote to stdout and stderr (kept and dropped).
+    cpu_user_s: float = 0.0
+    cpu_system_s: float = 0.0
+    stdout_bytes: int = 0
+    stderr_bytes: int = 0
     egress_bytes_up: int = 0
     egress_bytes_down: int = 0
 

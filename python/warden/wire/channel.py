@@ -15,8 +15,8 @@ import select
 import socket
 import struct
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 try:
     from warden._core import wait_readable as _wait_readable
@@ -37,6 +37,7 @@ from warden.wire.codec import (
 )
 from warden.wire.large import DEFAULT_MAX_LARGE, is_large_ref, resolve_large
 from warden.wire.replies import error_from_reply, parse_error
+from warden.wire.streams import is_stream_frame
 
 __all__ = ["MAX_FDS_PER_FRAME", "SPIN_BACKOFF", "SPIN_NS", "Channel", "ChannelClosed"]
 
@@ -386,12 +387,19 @@ class Channel:
         return next(self._ids)
 
     def request(self, msg: dict[str, Any], *, deadline: float | None = None,
-                fds: Sequence[int] = ()) -> tuple[dict[str, Any], list[int]]:
-        """Send ``msg`` (its "id" is set here) and return ``(reply, fds)`` for that id."""
+                fds: Sequence[int] = (), on_stream: Callable[[dict[str, Any]], None] | None = None,
+                ) -> tuple[dict[str, Any], list[int]]:
+        """Send ``msg`` (its "id" is set here) and return ``(reply, fds)`` for that id.
+        With ``on_stream``, stream frames of that id before the reply (warden.wire.streams)
+        go to it; one that it refuses (ProtocolError) gives the channel up."""
         request_id = msg["id"] = next(self._ids)
         self.send(msg, fds, deadline)
         try:
             reply, rfds = self.recv_with_fds(deadline)
+            while on_stream is not None and is_stream_frame(reply) and not rfds \
+                    and cast("dict[str, Any]", reply).get("id") == request_id:
+                on_stream(cast("dict[str, Any]", reply))
+                reply, rfds = self.recv_with_fds(deadline)
         except PayloadTooLarge as exc:
             # The peer's own send cap refuses a reply over it: one that came anyway is a
             # broken or hostile peer, and what it sent after it cannot be trusted in step.
@@ -415,12 +423,13 @@ class Channel:
         return reply, rfds
 
     def call(self, op: str, *, deadline: float | None = None, fds: Sequence[int] = (),
-             data_dir: str | os.PathLike[str] | None = None, **fields: Any) -> object:
+             data_dir: str | os.PathLike[str] | None = None,
+             on_stream: Callable[[dict[str, Any]], None] | None = None, **fields: Any) -> object:
         """Make one request and return its result, resolving a large-payload reference in
         it; an error reply raises (PluginError, or PayloadTooLarge from the worker)."""
         msg = {"id": 0, "op": op}
         msg.update(fields)
-        reply, rfds = self.request(msg, deadline=deadline, fds=fds)
+        reply, rfds = self.request(msg, deadline=deadline, fds=fds, on_stream=on_stream)
         used: set[int] = set()
         result = reply.get("result")
         if data_dir is None and isinstance(result, dict) and is_large_ref(result) \

@@ -295,6 +295,8 @@ class ExecReply:
     stdout_dropped: int       # bytes past the cap, read and thrown away
     stderr_dropped: int
     max_rss_bytes: int        # the largest resident set of the command's processes
+    cpu_user_s: float = 0.0   # user and system CPU of the command and its waited children
+    cpu_system_s: float = 0.0
 
 
 def _count(reply: dict[Any, Any], key: str, what: str) -> int:
@@ -302,6 +304,14 @@ def _count(reply: dict[Any, Any], key: str, what: str) -> int:
     if not 0 <= value < _MAX_COUNT:
         raise _hostile(what, f"field {key!r} is not a count")
     return int(value)
+
+
+def _seconds(reply: dict[Any, Any], key: str, what: str) -> float:
+    """CPU seconds a worker reports (0 when it does not: an older worker)."""
+    value = reply.get(key, 0.0)
+    if type(value) not in (int, float) or not 0 <= value < 1e9:
+        raise _hostile(what, f"field {key!r} is not a number of seconds")
+    return float(value)
 
 
 def parse_exec(value: object, max_output: int | None = None) -> ExecReply:
@@ -320,7 +330,9 @@ def parse_exec(value: object, max_output: int | None = None) -> ExecReply:
         disk_full=bool(_field(value, "disk_full", (bool,), what)),
         stdout_dropped=_count(value, "stdout_dropped", what),
         stderr_dropped=_count(value, "stderr_dropped", what),
-        max_rss_bytes=_count(value, "max_rss_bytes", what), **flags)
+        max_rss_bytes=_count(value, "max_rss_bytes", what),
+        cpu_user_s=_seconds(value, "cpu_user_s", what),
+        cpu_system_s=_seconds(value, "cpu_system_s", what), **flags)
     if (reply.exit_code is None) == (reply.signal is None):
         raise _hostile(what, "has both or neither of an exit code and a signal")
     if reply.signal is not None and not 0 < reply.signal < 65:

@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 from warden.errors import (
@@ -46,6 +46,7 @@ from warden.host.owner import owner_id
 from warden.providers.base import (
     LABEL_KEYS,
     Capabilities,
+    OutputCallbacks,
     Provider,
     SandboxHandle,
     SandboxSpec,
@@ -418,7 +419,12 @@ class DockerProvider(network.NetworkMixin, Reconciling, Provider):
             raise
 
     def exec(self, handle: SandboxHandle, argv: Sequence[str], *, stdin: bytes | None = None,
-             timeout: float | None = None, max_output_bytes: int | None = None) -> ExecResult:
+             timeout: float | None = None, max_output_bytes: int | None = None,
+             env: Mapping[str, str] | None = None, cwd: str | None = None,
+             on_output: OutputCallbacks | None = None) -> ExecResult:
+        if on_output is not None:
+            raise ProviderUnavailable("streaming exec output (on_stdout/on_stderr) on provider "
+                                      "'docker'", "use spawn() and Process.output() instead")
         limit = timeout if timeout is not None else handle.spec.limits.wall_time_s
         cap = output_cap(handle.spec.limits, self.max_frame, max_output_bytes)
         argv = [os.fsdecode(a) for a in argv]
@@ -432,7 +438,9 @@ class DockerProvider(network.NetworkMixin, Reconciling, Provider):
             # group); the call's own deadline is a little longer, as a backstop that kills
             # the container when the worker cannot answer.
             reply = self.call(handle, ops.EXEC, {"argv": argv, "stdin": stdin,
-                                                 "timeout": limit, "max_output": cap},
+                                                 "timeout": limit, "max_output": cap,
+                                                 "env_add": dict(env) if env else None,
+                                                 "cwd": cwd},
                               timeout=limit + _EXEC_GRACE_S)
         except MemoryLimitExceeded:
             return exec_result(None, cap, During(), time.monotonic() - t0)
@@ -453,6 +461,10 @@ class DockerProvider(network.NetworkMixin, Reconciling, Provider):
             pids_limit_hit=grew("pids_max"),
             peak_before=before.get("peak", 0), peak_after=after.get("peak", 0)),
             time.monotonic() - t0)
+
+    def tool_call(self, handle: SandboxHandle, op: str, args: dict,
+                  parse: Callable[[object], _T], *, timeout: float | None = None) -> _T:
+        return self._parsed(handle, parse, self.call(handle, op, args, timeout=timeout))
 
     # -- files: through the worker, whose tool ops confine paths to the workspace --------------
 

@@ -49,15 +49,15 @@ from warden.providers.base import (
     SandboxSpec,
 )
 from warden.providers.errors import sandbox_error
-from warden.providers.execs import During, exec_result, output_cap
 from warden.providers.native import network, prepare, runner
+from warden.providers.native.execs import ExecMixin
 from warden.providers.native.files import FilesMixin
 from warden.providers.native.state import NativeState, spec_key, state_of
 from warden.providers.native.zygote import Zygote
 from warden.spec.limits import Limits
 from warden.spec.network import NetworkPolicy
 from warden.spec.result import DEFAULT_OUTPUT_CAP, ExecResult
-from warden.wire import bounds, ops
+from warden.wire import bounds
 from warden.wire.channel import Channel, ChannelClosed
 
 __all__ = ["NativeProvider"]
@@ -97,7 +97,7 @@ class _Made:
         self.provider._teardown(self.handle)
 
 
-class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
+class NativeProvider(ExecMixin, network.NetworkMixin, FilesMixin, Provider):
     """Sandboxes of warden's own core. ``max_decode_bytes``: the absolute cap on what one
     reply may make the host allocate (warden.wire.bounds; default WARDEN_MAX_DECODE_BYTES,
     else 1 GiB); each sandbox's own bound is at most twice its memory limit."""
@@ -418,7 +418,8 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
             return self._request(handle, op, args, timeout=timeout, path=path)
 
     def _request(self, handle: SandboxHandle, op: str, args: dict, *,
-                 timeout: float | None = None, path: str | None = None) -> object:
+                 timeout: float | None = None, path: str | None = None,
+                 on_stream: Callable[[dict], None] | None = None) -> object:
         """One request; the caller holds the sandbox's lock."""
         st = state_of(handle)
         if timeout is None:
@@ -426,7 +427,8 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
         self._check_live(handle)
         deadline = time.monotonic() + timeout
         try:
-            return st.chan.call(op, deadline=deadline, data_dir=st.large_dir, **args)
+            return st.chan.call(op, deadline=deadline, data_dir=st.large_dir,
+                                on_stream=on_stream, **args)
         except TimeoutExceeded:
             self._kill(handle)
             st.dead = "timed out"
@@ -449,37 +451,6 @@ class NativeProvider(network.NetworkMixin, FilesMixin, Provider):
         st = state_of(handle)
         if st.dead:
             raise WorkerCrashed(f"sandbox {handle.id} is gone ({st.dead}); create a new one")
-
-    def exec(self, handle: SandboxHandle, argv: Sequence[str], *, stdin: bytes | None = None,
-             timeout: float | None = None, max_output_bytes: int | None = None) -> ExecResult:
-        """The result describes this command alone: the cgroup's counters are read before and
-        after it, and its peak memory is measured from its start where the kernel allows."""
-        st = state_of(handle)
-        limit = timeout if timeout is not None else handle.spec.limits.wall_time_s
-        cap = output_cap(handle.spec.limits, st.chan.max_recv, max_output_bytes)
-        args = {"argv": [os.fsdecode(a) for a in argv], "stdin": stdin, "timeout": limit,
-                "env": self._env(handle), "max_output": cap}
-        t0 = time.monotonic()
-        with st.lock:
-            self._check_live(handle)
-            before, sent = st.cgroup.stats(), self.egress_bytes(handle)
-            window = st.cgroup.peak_window()
-            try:
-                # The worker enforces the command's own deadline; the call's deadline is a
-                # little longer so the worker can report it instead of being killed.
-                reply = self._request(handle, ops.EXEC, args, timeout=limit + 5.0)
-            except MemoryLimitExceeded:
-                reply = None
-            finally:
-                peak = window.finish() if window is not None else None
-            after = st.cgroup.stats()
-            st.oom_seen = after.oom_kills
-        d = after.since(before)
-        return network.egressed(handle, sent, self._parse(handle, exec_result, reply, cap, During(
-            oom_killed=d.oom_kills > 0, memory_limit_hit=d.memory_limit_hit,
-            pids_limit_hit=d.pids_limit_hit, peak_window=peak,
-            peak_before=before.peak_memory_bytes, peak_after=after.peak_memory_bytes),
-            time.monotonic() - t0))
 
     def run(self, argv: Sequence[str], *, stdin: bytes | None = None,
             limits: Limits | None = None, network: str | NetworkPolicy = "none",
