@@ -229,3 +229,33 @@ def test_a_signal_during_a_spinning_wait_runs_its_handler():
         signal.signal(signal.SIGALRM, old)
         ca.close()
         cb.close()
+
+
+def test_a_request_interrupted_before_its_reply_gives_the_channel_up():
+    """A KeyboardInterrupt while a request waits: the late reply must never answer the next
+    request, so the channel is abandoned, not left out of step."""
+    import signal
+
+    a, b = socket.socketpair()
+    ca, cb = Channel(a), Channel(b)
+
+    def loud(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, loud)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        with pytest.raises(KeyboardInterrupt):
+            ca.request({"op": "slow"}, deadline=time.monotonic() + 10)
+        first = cb.recv(deadline=time.monotonic() + 5)
+        assert ca.abandoned is not None
+        # The late reply finds the channel closed: it can answer nothing.
+        with pytest.raises(ChannelClosed):
+            cb.send({"id": first["id"], "ok": True, "result": "late"})
+        with pytest.raises(ChannelClosed):
+            ca.request({"op": "next"}, deadline=time.monotonic() + 5)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        ca.close()
+        cb.close()

@@ -414,6 +414,11 @@ class Channel:
         except (ProtocolError, ChannelClosed) as exc:
             self.abandon(f"request {request_id} ({msg.get('op')}) failed: {exc}")
             raise
+        except BaseException:
+            # Interrupted (KeyboardInterrupt, a signal handler's exception) while the reply
+            # was on its way: it may still come, and must not answer a later request.
+            self.abandon(f"request {request_id} ({msg.get('op')}) was interrupted")
+            raise
         if type(reply) is not dict or reply.get("id") != request_id:
             _close_all(rfds)
             got = reply.get("id") if type(reply) is dict else type(reply).__name__
