@@ -11,8 +11,8 @@ from tests.network.world import PUBLIC, World, require_world
 CLIENT = (Path(__file__).parent / "client.py").read_bytes()
 
 
-@pytest.fixture(scope="module")
-def world():
+def world_with_servers():
+    """A world namespace with the test servers the network tests talk to, closed after."""
     require_world()
     w = World()
     w.api = w.server("127.0.0.1", 8080, "api")
@@ -20,6 +20,11 @@ def world():
     w.public = w.server(PUBLIC, 80, "public")
     yield w
     w.close()
+
+
+@pytest.fixture(scope="module")
+def world():
+    yield from world_with_servers()
 
 
 def inside(sb, fn: str, *args: object) -> dict:

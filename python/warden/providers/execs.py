@@ -11,13 +11,14 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass
 
+from warden.errors import ProtocolError
 from warden.spec.limits import Limits
 from warden.spec.result import ExecResult, exec_output_cap
 from warden.spec.verdict import Ending, exec_peak, judge
 from warden.wire.replies import exec_output_cap as frame_fit
 from warden.wire.replies import parse_exec
 
-__all__ = ["During", "exec_result", "output_cap"]
+__all__ = ["During", "counters", "exec_result", "output_cap"]
 
 
 def output_cap(limits: Limits, frame_cap: int, asked: int | None) -> int:
@@ -58,3 +59,17 @@ def exec_result(reply: object | None, cap: int, during: During, took: float) -> 
                       r.stdout_truncated, r.stderr_truncated, r.stdout_dropped,
                       r.stderr_dropped, source, r.cpu_user_s, r.cpu_system_s,
                       len(r.stdout) + r.stdout_dropped, len(r.stderr) + r.stderr_dropped)
+
+
+def counters(reply: object, key: str) -> dict[str, int]:
+    """A container's cgroup counters as its worker read them (Docker's exec reply): a small map of names to
+    non-negative ints, else a hostile reply."""
+    value = reply.get(key) if isinstance(reply, dict) else None
+    if value is None:
+        return {}
+    if (not isinstance(value, dict) or len(value) > 16
+            or not all(isinstance(k, str) and type(v) is int and v >= 0
+                       for k, v in value.items())):
+        raise ProtocolError(f"the exec result's {key!r} is not a map of counters; the worker "
+                            "is broken or hostile")
+    return value

@@ -52,7 +52,7 @@ from warden.providers.base import (
     SandboxSpec,
 )
 from warden.providers.errors import sandbox_error
-from warden.providers.execs import During, exec_result, output_cap
+from warden.providers.execs import During, counters, exec_result, output_cap
 from warden.spec.result import ExecResult
 from warden.wire import bounds, ops
 from warden.wire.codec import DEFAULT_MAX_FRAME, encode
@@ -450,8 +450,8 @@ class DockerProvider(network.NetworkMixin, Reconciling, Provider):
         # The worker read the container cgroup's counters around the command: their growth
         # is what this command did. The container cannot reset its peak (its cgroup files
         # are read-only inside).
-        before = self._parsed(handle, _counters, reply, "cg_before")
-        after = self._parsed(handle, _counters, reply, "cg_after")
+        before = self._parsed(handle, counters, reply, "cg_before")
+        after = self._parsed(handle, counters, reply, "cg_after")
 
         def grew(key: str) -> bool:
             return after.get(key, 0) > before.get(key, 0)
@@ -486,17 +486,3 @@ class DockerProvider(network.NetworkMixin, Reconciling, Provider):
 
     def remove_file(self, handle: SandboxHandle, path: str) -> None:
         self._file_op(handle, ops.REMOVE_FILE, path)
-
-
-def _counters(reply: object, key: str) -> dict[str, int]:
-    """The container's cgroup counters as the worker read them: a small map of names to
-    non-negative ints, else a hostile reply."""
-    value = reply.get(key) if isinstance(reply, dict) else None
-    if value is None:
-        return {}
-    if (not isinstance(value, dict) or len(value) > 16
-            or not all(isinstance(k, str) and type(v) is int and v >= 0
-                       for k, v in value.items())):
-        raise ProtocolError(f"the exec result's {key!r} is not a map of counters; the worker "
-                            "is broken or hostile")
-    return value

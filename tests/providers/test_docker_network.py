@@ -8,13 +8,18 @@ import pytest
 import warden
 
 from tests.conftest import require
-from tests.network.conftest import inside
+from tests.network.conftest import inside, world_with_servers
 from tests.network.world import require_world
-from tests.providers.conftest import docker_engine  # noqa: F401 -- the engine fixture
 
 
 @pytest.fixture(scope="module")
-def docker_provider(docker_engine):  # noqa: F811
+def world():
+    yield from world_with_servers()
+
+
+@pytest.fixture(scope="module")
+def docker_provider(docker_engine):
+    # The provider suite's engine (tests/providers/conftest.py): one private dockerd a run.
     require_world()
     require(docker_engine.available, docker_engine.why)
     return "docker"
