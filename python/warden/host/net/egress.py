@@ -336,15 +336,7 @@ class Egress:
 
 
 def _listener() -> socket.socket:
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    try:
-        s.bind(("127.0.0.1", PROXY_PORT))
-        s.listen(BACKLOG)
-        s.setblocking(False)
-    except BaseException:
-        s.close()
-        raise
-    return s
+    return netns.listener("127.0.0.1", PROXY_PORT, BACKLOG)
 
 
 async def _close_server(server: asyncio.base_events.Server) -> None:

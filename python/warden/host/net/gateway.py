@@ -126,15 +126,7 @@ def _rules(gw: int, tools: list[str | None]) -> None:
 
 def tcp_listener() -> socket.socket:
     """The socket the gateway's redirected TCP arrives at (made on a thread inside it)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    try:
-        s.bind((GATEWAY_ADDR, TCP_PORT))
-        s.listen(BACKLOG)
-        s.setblocking(False)
-    except BaseException:
-        s.close()
-        raise
-    return s
+    return netns.listener(GATEWAY_ADDR, TCP_PORT, BACKLOG)
 
 
 def dns_socket(addr: str, port: int) -> socket.socket:

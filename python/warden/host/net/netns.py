@@ -22,7 +22,7 @@ from typing import TypeVar
 
 from warden.errors import SandboxSetupError
 
-__all__ = ["Dialer", "in_netns", "new_netns", "open_netns", "visit"]
+__all__ = ["Dialer", "in_netns", "listener", "new_netns", "open_netns", "visit"]
 
 T = TypeVar("T")
 CLONE_NEWNET = 0x40000000
@@ -35,6 +35,20 @@ def _setns(fd: int) -> None:
     if _libc.setns(fd, CLONE_NEWNET) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
+
+
+def listener(addr: str, port: int, backlog: int) -> socket.socket:
+    """A non-blocking TCP listener on ``addr:port`` in the calling thread's namespace (run it
+    with in_netns to make it in another: a socket belongs to the namespace it was made in)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        s.bind((addr, port))
+        s.listen(backlog)
+        s.setblocking(False)
+    except BaseException:
+        s.close()
+        raise
+    return s
 
 
 def open_netns(path: str) -> int:
