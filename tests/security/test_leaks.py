@@ -15,7 +15,7 @@ import warden
 CHECK = textwrap.dedent('''
     import json, os, sys
     import warden
-    from warden.host import cgroups
+    from warden.host import cgroups, state
     from warden.providers.native import prepare
 
     def link(path):
@@ -36,16 +36,27 @@ CHECK = textwrap.dedent('''
                     pass
         return out
 
+    areas = os.path.join(state.state_dir(), "areas") + "/"
+
+    def others(point):
+        """A mount point in another process's area or under a dockerd's root."""
+        if point.startswith(areas):
+            return point[len(areas):].split("-", 1)[0] != str(os.getpid())
+        return "/warden-dockerd" in point
+
     def snapshot():
         # Network namespaces kept ready by the preparer are not leaks (their number varies).
         # What each descriptor is, not its number: the numbers shift as ready namespaces come
         # and go; listdir's own descriptor is left out.
         fds = sorted(t for t in (link(f"/proc/self/fd/{f}") for f in os.listdir("/proc/self/fd"))
                      if not t.startswith("net:[") and not t.endswith("/fd"))
-        # warden never mounts in the host's namespace; other software may (a dockerd), so
-        # only mounts of the kinds a sandbox makes count.
+        # Mounts of the kinds a sandbox makes count. In the host's namespace warden mounts
+        # only in its own area; other warden processes (the test run that started this one
+        # makes sandboxes ahead in the background) mount in theirs, a dockerd in its data
+        # root: those are not this process's.
         with open("/proc/self/mountinfo") as f:
-            mounts = sorted(l for l in f if " - tmpfs " in l or " - proc " in l or " /tmp " in l)
+            mounts = sorted(l for l in f if (" - tmpfs " in l or " - proc " in l or " /tmp " in l)
+                            and not others(l.split(" ")[4]))
         cg = []
         mine = f"warden-{os.getpid()}-"
         for parent in set(cgroups.driver().describe()["parents"].values()):
