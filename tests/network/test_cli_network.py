@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from tests.network.world import API
+
 CODE = ("import sys, urllib.request as u\n"
         "try:\n    print(u.urlopen(sys.argv[1], timeout=10).read().decode())\n"
         "except Exception as e:\n    print('refused', getattr(e, 'code', e))\n")
@@ -16,8 +18,8 @@ def _warden(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_allow_flags_make_a_policy(world):
-    base = ["run", "--allow", "api.test:8080", "--resolve", "api.test=127.0.0.1",
-            "--resolve", "other.test=127.0.0.1", "--egress-netns", world.path, "--",
+    base = ["run", "--allow", "api.test:8080", "--resolve", f"api.test={API}",
+            "--resolve", f"other.test={API}", "--egress-netns", world.path, "--",
             sys.executable, "-I", "-c", CODE]
     out = _warden(*base, "http://api.test:8080/cli")
     assert (out.returncode, out.stdout) == (0, "api:/cli\n"), out.stderr

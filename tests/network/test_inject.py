@@ -12,7 +12,7 @@ import warden
 
 from tests.network.certs import WorldCA
 from tests.network.conftest import inside
-from tests.network.world import World, require_world
+from tests.network.world import API, World, require_world
 
 
 @pytest.fixture(scope="module")
@@ -20,16 +20,16 @@ def world(tmp_path_factory):
     require_world()
     w = World()
     w.ca = WorldCA(tmp_path_factory.mktemp("world-ca"))
-    w.api = w.server("127.0.0.1", 8443, "api-tls", w.ca.server_context("api.test"))
-    w.plain = w.server("127.0.0.1", 8080, "api")
-    w.other = w.server("127.0.0.1", 8444, "other-tls", w.ca.server_context("other.test"))
+    w.api = w.server(API, 8443, "api-tls", w.ca.server_context("api.test"))
+    w.plain = w.server(API, 8080, "api")
+    w.other = w.server(API, 8444, "other-tls", w.ca.server_context("other.test"))
     yield w
     w.close()
 
 
 def _policy(world, token: str, **kw) -> warden.NetworkPolicy:
     base = dict(allow=["api.test:8443", "api.test:8080", "other.test:8444"],
-                resolve={"api.test": "127.0.0.1", "other.test": "127.0.0.1"},
+                resolve={"api.test": API, "other.test": API},
                 egress_netns=world.path, upstream_ca=str(world.ca.path),
                 inject={"api.test": {"Authorization": f"Bearer {token}", "X-Org": "acme"}})
     base.update(kw)
@@ -156,3 +156,4 @@ def test_the_search_finds_a_secret_that_is_inside(world):
     with warden.Sandbox(env={"GIVEN": token}) as sb:
         found = inside(sb, "search", token[:16], token[16:])
     assert found["found"]
+

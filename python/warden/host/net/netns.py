@@ -11,21 +11,25 @@ Python 3.11 has no os.setns: the libc call is made through ctypes.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import ctypes
 import errno
 import os
+import queue
 import socket
 import threading
 from collections.abc import Callable
 from typing import TypeVar
 
 from warden.errors import SandboxSetupError
+from warden.host.net import local
 
 __all__ = ["Dialer", "in_netns", "new_netns", "open_netns", "visit"]
 
 T = TypeVar("T")
 CLONE_NEWNET = 0x40000000
+STOCK = 4  # sockets of each family made ahead per egress namespace
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _local = threading.local()
@@ -100,43 +104,167 @@ def new_netns() -> int:
 
 
 class Dialer:
-    """Names resolved and sockets made inside one egress namespace (None: warden's own).
-    Its threads enter the namespace once and stay; ``close`` ends them and releases it."""
+    """Sockets made, and names resolved, inside one egress namespace (None: warden's own).
 
-    def __init__(self, netns_path: str | None, threads: int = 4) -> None:
+    Three kinds of work, kept apart so that none waits on another: the sockets the proxy
+    dials with are made ahead, a few of each family, by one thread that does nothing else
+    (``socket`` takes one at once, and is made on the spot only when the stock is out);
+    whether an address is the namespace's own is asked over a netlink socket of the namespace
+    (``local``); lookups run on resolver threads (``resolve``), started when none is idle, so
+    a lookup never waits for a thread another lookup holds. How many lookups are in flight is
+    bounded per sandbox by its caller (egress.Attachment.resolve). Every thread enters the
+    namespace once and stays; ``close`` ends them and releases it."""
+
+    def __init__(self, netns_path: str | None, stock: int = STOCK) -> None:
         self.path = netns_path
         self._fd = open_netns(netns_path) if netns_path is not None else None
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=threads, thread_name_prefix="warden-dial")
+        self._maker = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="warden-dial")
+        self._resolvers = _Threads(self._enter)
+        self._stock: dict[int, collections.deque[socket.socket]] = {
+            socket.AF_INET: collections.deque(), socket.AF_INET6: collections.deque()}
+        self._stock_max = stock
+        self._filling: set[int] = set()
+        self._lock = threading.Lock()
+        self._closed = False
         try:
             # setns(2) refuses a descriptor that is not a network namespace (EINVAL), and
             # one warden may not enter (EPERM): found here, before any sandbox relies on it.
-            self.run(lambda: None).result()
+            self.local = self._maker.submit(self._in_ns(local.LocalRoutes)).result()
         except OSError as exc:
             self.close()
             raise SandboxSetupError("egress network namespace", exc.errno or errno.EINVAL,
                                     "entering NetworkPolicy.egress_netns") from None
+        self._refill(socket.AF_INET)
 
     def _enter(self) -> None:
         if self._fd is not None and getattr(_local, "netns", None) != self._fd:
             _setns(self._fd)
             _local.netns = self._fd
 
-    def run(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
+    def _in_ns(self, fn: Callable[[], T]) -> Callable[[], T]:
         def job() -> T:
             self._enter()
             return fn()
-        return self._pool.submit(job)
+        return job
 
-    def socket(self, family: int) -> concurrent.futures.Future[socket.socket]:
-        def make() -> socket.socket:
-            s = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-            s.setblocking(False)
-            return s
-        return self.run(make)
+    def resolve(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
+        """``fn()`` (a lookup) on a resolver thread inside the namespace, started at once."""
+        return self._resolvers.submit(self._in_ns(fn))
+
+    def socket(self, family: int) -> socket.socket | concurrent.futures.Future[socket.socket]:
+        """A new non-blocking TCP socket of the namespace: one made ahead when there is one,
+        else the future of one being made."""
+        with self._lock:
+            stock = self._stock[family]
+            sock = stock.popleft() if stock else None
+        self._refill(family)
+        if sock is not None:
+            return sock
+        return self._maker.submit(self._in_ns(lambda: _tcp(family)))
+
+    def _refill(self, family: int) -> None:
+        with self._lock:
+            if self._closed or family in self._filling:
+                return
+            if len(self._stock[family]) >= self._stock_max:
+                return
+            self._filling.add(family)
+
+        def fill() -> None:
+            try:
+                while True:
+                    s = _tcp(family)
+                    with self._lock:
+                        if self._closed or len(self._stock[family]) >= self._stock_max:
+                            s.close()
+                            return
+                        self._stock[family].append(s)
+            finally:
+                with self._lock:
+                    self._filling.discard(family)
+
+        try:
+            self._maker.submit(self._in_ns(fill))
+        except RuntimeError:  # shut down meanwhile
+            with self._lock:
+                self._filling.discard(family)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        with self._lock:
+            self._closed = True
+        self._maker.shutdown(wait=True)
+        self._resolvers.close()
+        with self._lock:
+            for stock in self._stock.values():
+                while stock:
+                    stock.popleft().close()
+        if getattr(self, "local", None) is not None:
+            self.local.close()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _tcp(family: int) -> socket.socket:
+    s = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    s.setblocking(False)
+    return s
+
+
+class _Threads:
+    """Threads that run one job each at a time, a new one started whenever none is idle (the
+    callers bound how many jobs are in flight); an idle thread ends after IDLE_S."""
+
+    IDLE_S = 30.0
+
+    def __init__(self, enter: Callable[[], None]) -> None:
+        self._enter = enter
+        self._idle: list[queue.SimpleQueue] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def submit(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
+        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the resolver threads are closed")
+            inbox = self._idle.pop() if self._idle else None
+        if inbox is not None:
+            inbox.put((fn, fut))
+        else:
+            inbox = queue.SimpleQueue()
+            inbox.put((fn, fut))
+            threading.Thread(target=self._serve, args=(inbox,), name="warden-resolve",
+                             daemon=True).start()
+        return fut
+
+    def _serve(self, inbox: queue.SimpleQueue) -> None:
+        while True:
+            try:
+                job = inbox.get(timeout=self.IDLE_S)
+            except queue.Empty:
+                with self._lock:
+                    if inbox in self._idle:
+                        self._idle.remove(inbox)
+                        return
+                job = inbox.get()  # handed a job as it timed out
+            if job is None:
+                return
+            fn, fut = job
+            if fut.set_running_or_notify_cancel():
+                try:
+                    fut.set_result(fn())
+                except BaseException as exc:  # handed to the waiter, as an executor does
+                    fut.set_exception(exc)
+            with self._lock:
+                if self._closed:
+                    return
+                self._idle.append(inbox)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for inbox in idle:
+            inbox.put(None)

@@ -17,18 +17,25 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from warden.host.net import http, resolve
-from warden.host.net.rules import address_of, check_address, check_name
+from warden.host.net import http
+from warden.host.net.rules import (
+    OWN,
+    Decision,
+    IPAddress,
+    address_of,
+    check_address,
+    check_name,
+    check_own,
+)
 
 if TYPE_CHECKING:
     from warden.host.net.egress import Attachment, Record
 
-__all__ = ["DIAL_TIMEOUT_S", "HEAD_TIMEOUT_S", "IDLE_TIMEOUT_S", "dial", "pump", "relay", "serve",
-           "tunnel"]
+__all__ = ["DIAL_TIMEOUT_S", "HEAD_TIMEOUT_S", "IDLE_TIMEOUT_S", "decide", "dial", "pump", "relay",
+           "serve", "tunnel"]
 
 HEAD_TIMEOUT_S = 10.0
 DIAL_TIMEOUT_S = 10.0
-RESOLVE_TIMEOUT_S = 10.0
 IDLE_TIMEOUT_S = 300.0
 CHUNK = 256 * 1024
 
@@ -162,7 +169,7 @@ async def open_target(att: Attachment, rec: Record, target: http.Target) -> Stre
             return None
         pin = (policy.resolve or {}).get(name)
         pinned = pin is not None
-        addrs = [str(pin)] if pin is not None else await _resolve(att, name)
+        addrs = [str(pin)] if pin is not None else await att.resolve(name)
         if not addrs:
             rec.deny("the name does not resolve")
             return None
@@ -171,7 +178,7 @@ async def open_target(att: Attachment, rec: Record, target: http.Target) -> Stre
         addr = address_of(text)
         if addr is None:
             continue
-        d = check_address(policy, name, target.port, addr, pinned=pinned)
+        d = decide(att, name, target.port, addr, pinned=pinned)
         if d.allowed:
             passed.append((addr, d.rule))
         elif not passed and not rec.rule:
@@ -181,13 +188,19 @@ async def open_target(att: Attachment, rec: Record, target: http.Target) -> Stre
     return await dial(att, rec, passed, target.port)
 
 
-async def _resolve(att: Attachment, name: str) -> list[str]:
-    async with att.resolving:  # a sandbox's slow lookups never hold every resolver thread
-        fut = att.dial().run(lambda: resolve.lookup(name))
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(fut), RESOLVE_TIMEOUT_S)
-        except asyncio.TimeoutError:
-            return []
+def decide(att: Attachment, name: str | None, port: int, addr: IPAddress, *,
+           pinned: bool = False) -> Decision:
+    """The decision for dialling ``addr``:``port`` (asked for as ``name``) from the sandbox's
+    egress namespace: the policy's (rules.check_address), and then, for an address the
+    namespace holds itself, rules.check_own, asked of the kernel at this moment."""
+    d = check_address(att.policy, name, port, addr, pinned=pinned)  # type: ignore[arg-type]
+    if not d.allowed:
+        return d
+    try:
+        own = att.dial().local.is_local(addr)
+    except OSError:
+        return Decision(False, f"{OWN} (the kernel could not be asked whether it is)")
+    return check_own(att.policy, port, addr) if own else d  # type: ignore[arg-type]
 
 
 async def dial(att: Attachment, rec: Record, passed: list, port: int) -> Stream | None:
@@ -196,7 +209,8 @@ async def dial(att: Attachment, rec: Record, passed: list, port: int) -> Stream 
     error = ""
     for addr, rule in passed:
         family = socket.AF_INET6 if isinstance(addr, ipaddress.IPv6Address) else socket.AF_INET
-        sock = await asyncio.wrap_future(att.dial().socket(family))
+        made = att.dial().socket(family)
+        sock = made if isinstance(made, socket.socket) else await asyncio.wrap_future(made)
         try:
             await asyncio.wait_for(loop.sock_connect(sock, (str(addr), port)), DIAL_TIMEOUT_S)
             stream = await asyncio.open_connection(sock=sock, limit=CHUNK)

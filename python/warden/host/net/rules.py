@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from warden.spec.network import NetworkPolicy, Rule
 
-__all__ = ["ALWAYS_DENIED", "Decision", "address_of", "check_address", "check_dns",
-           "check_name", "dns_ports"]
+__all__ = ["ALWAYS_DENIED", "OWN", "Decision", "address_of", "check_address", "check_dns",
+           "check_name", "check_own", "dns_ports"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -115,6 +115,28 @@ def check_address(policy: NetworkPolicy, name: str | None, port: int, addr: IPAd
     if allow is not None:
         return Decision(True, f"allow {allow.text}")
     return Decision(False, NO_RULE)
+
+
+OWN = "always denied: an address of the egress namespace itself"
+_LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+
+
+def check_own(policy: NetworkPolicy, port: int, addr: IPAddress) -> Decision:
+    """The decision for ``addr``, an address the egress namespace holds itself (the host's own
+    when that is warden's namespace): refused, whatever allowed it so far (a name, a pin, a
+    wide CIDR such as 0.0.0.0/0 or a private range), unless a CIDR allow rule names it: one
+    that covers it on ``port`` and lies wholly inside loopback (for a loopback address) or is
+    that one address (/32, /128). Deny rules were asked before."""
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    home = next((n for n in _LOOPBACK if addr.version == n.version and addr in n),
+                ipaddress.ip_network(addr))
+    for r in policy.allow_rules:
+        if (r.network is not None and r.covers_port(port) and addr in r.network
+                and r.network.version == home.version
+                and r.network.subnet_of(home)):  # type: ignore[arg-type]
+            return Decision(True, f"allow {r.text}")
+    return Decision(False, OWN)
 
 
 def check_dns(policy: NetworkPolicy, name: str) -> Decision:
