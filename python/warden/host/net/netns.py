@@ -2,8 +2,9 @@
 
 A socket belongs for its whole life to the network namespace of the thread that made it
 (socket(7), network_namespaces(7)); it can then be used from any thread. So warden makes the
-listener a sandbox sees as its proxy inside the sandbox's namespace, and the sockets it dials
-out with inside the egress namespace, on dedicated threads that enter the namespace with
+listener a sandbox sees as its proxy inside the sandbox's namespace (on a visiting thread),
+and the sockets it dials out with inside the egress namespace (on the egress loop's own
+thread, which enters the namespace for the one socket(2) call and comes back), with
 setns(2) (CLONE_NEWNET), and does all the I/O from the host's event loop.
 
 Python 3.11 has no os.setns: the libc call is made through ctypes.
@@ -11,7 +12,6 @@ Python 3.11 has no os.setns: the libc call is made through ctypes.
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures
 import ctypes
 import errno
@@ -25,11 +25,10 @@ from typing import TypeVar
 from warden.errors import SandboxSetupError
 from warden.host.net import local
 
-__all__ = ["Dialer", "in_netns", "new_netns", "open_netns", "visit"]
+__all__ = ["Dialer", "here", "in_netns", "new_netns", "open_netns", "visit"]
 
 T = TypeVar("T")
 CLONE_NEWNET = 0x40000000
-STOCK = 4  # sockets of each family made ahead per egress namespace
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _local = threading.local()
@@ -103,102 +102,69 @@ def new_netns() -> int:
         os.close(home)
 
 
+def here(fd: int, fn: Callable[[], T]) -> T:
+    """``fn()`` run on the calling thread inside the network namespace ``fd``: setns(2) there
+    and back (two system calls, some 13 us together here), for a socket that must belong to
+    that namespace without handing work to another thread. The thread comes back or the
+    process ends: it would otherwise go on in the wrong namespace."""
+    home = getattr(_local, "home", None)
+    if home is None:
+        home = _local.home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    _setns(fd)
+    try:
+        return fn()
+    finally:
+        try:
+            _setns(home)
+        except OSError:
+            os._exit(70)
+
+
 class Dialer:
     """Sockets made, and names resolved, inside one egress namespace (None: warden's own).
 
-    Three kinds of work, kept apart so that none waits on another: the sockets the proxy
-    dials with are made ahead, a few of each family, by one thread that does nothing else
-    (``socket`` takes one at once, and is made on the spot only when the stock is out);
-    whether an address is the namespace's own is asked over a netlink socket of the namespace
-    (``local``); lookups run on resolver threads (``resolve``), started when none is idle, so
-    a lookup never waits for a thread another lookup holds. How many lookups are in flight is
-    bounded per sandbox by its caller (egress.Attachment.resolve). Every thread enters the
-    namespace once and stays; ``close`` ends them and releases it."""
+    The sockets the proxy dials with are made on the calling thread (the egress loop's), which
+    enters the namespace for the one system call (``here``): no thread hand-off on the path of
+    a connection. Whether an address is the namespace's own is asked over a netlink socket of
+    the namespace (``local``). Lookups run on resolver threads that enter the namespace once
+    and stay (``resolve``), one started whenever none is idle, so a lookup never waits for a
+    thread another lookup holds; how many are in flight is bounded per sandbox by its caller
+    (egress.Attachment.resolve). ``close`` ends them and releases the namespace."""
 
-    def __init__(self, netns_path: str | None, stock: int = STOCK) -> None:
+    def __init__(self, netns_path: str | None) -> None:
         self.path = netns_path
         self._fd = open_netns(netns_path) if netns_path is not None else None
-        self._maker = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="warden-dial")
         self._resolvers = _Threads(self._enter)
-        self._stock: dict[int, collections.deque[socket.socket]] = {
-            socket.AF_INET: collections.deque(), socket.AF_INET6: collections.deque()}
-        self._stock_max = stock
-        self._filling: set[int] = set()
-        self._lock = threading.Lock()
-        self._closed = False
         try:
             # setns(2) refuses a descriptor that is not a network namespace (EINVAL), and
             # one warden may not enter (EPERM): found here, before any sandbox relies on it.
-            self.local = self._maker.submit(self._in_ns(local.LocalRoutes)).result()
+            self.local = self._in_ns(local.LocalRoutes)
         except OSError as exc:
             self.close()
             raise SandboxSetupError("egress network namespace", exc.errno or errno.EINVAL,
                                     "entering NetworkPolicy.egress_netns") from None
-        self._refill(socket.AF_INET)
 
     def _enter(self) -> None:
         if self._fd is not None and getattr(_local, "netns", None) != self._fd:
             _setns(self._fd)
             _local.netns = self._fd
 
-    def _in_ns(self, fn: Callable[[], T]) -> Callable[[], T]:
-        def job() -> T:
-            self._enter()
-            return fn()
-        return job
+    def _in_ns(self, fn: Callable[[], T]) -> T:
+        return fn() if self._fd is None else here(self._fd, fn)
 
     def resolve(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
         """``fn()`` (a lookup) on a resolver thread inside the namespace, started at once."""
-        return self._resolvers.submit(self._in_ns(fn))
+        def job() -> T:
+            self._enter()
+            return fn()
+        return self._resolvers.submit(job)
 
-    def socket(self, family: int) -> socket.socket | concurrent.futures.Future[socket.socket]:
-        """A new non-blocking TCP socket of the namespace: one made ahead when there is one,
-        else the future of one being made."""
-        with self._lock:
-            stock = self._stock[family]
-            sock = stock.popleft() if stock else None
-        self._refill(family)
-        if sock is not None:
-            return sock
-        return self._maker.submit(self._in_ns(lambda: _tcp(family)))
-
-    def _refill(self, family: int) -> None:
-        with self._lock:
-            if self._closed or family in self._filling:
-                return
-            if len(self._stock[family]) >= self._stock_max:
-                return
-            self._filling.add(family)
-
-        def fill() -> None:
-            try:
-                while True:
-                    s = _tcp(family)
-                    with self._lock:
-                        if self._closed or len(self._stock[family]) >= self._stock_max:
-                            s.close()
-                            return
-                        self._stock[family].append(s)
-            finally:
-                with self._lock:
-                    self._filling.discard(family)
-
-        try:
-            self._maker.submit(self._in_ns(fill))
-        except RuntimeError:  # shut down meanwhile
-            with self._lock:
-                self._filling.discard(family)
+    def socket(self, family: int) -> socket.socket:
+        """A new non-blocking TCP socket of the namespace."""
+        return self._in_ns(lambda: _tcp(family))
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-        self._maker.shutdown(wait=True)
         self._resolvers.close()
-        with self._lock:
-            for stock in self._stock.values():
-                while stock:
-                    stock.popleft().close()
         if getattr(self, "local", None) is not None:
             self.local.close()
         if self._fd is not None:

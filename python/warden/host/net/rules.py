@@ -51,8 +51,11 @@ NO_RULE = "no rule allows it"
 def address_of(text: str) -> IPAddress | None:
     """``text`` as an address (an IPv4-mapped IPv6 address as the IPv4 one it carries), or
     None when it is not a literal address."""
+    text = text.strip("[]")
+    if ":" not in text and not text[:1].isdigit():
+        return None  # a name: no address literal begins so (and a failed parse is dear)
     try:
-        addr = ipaddress.ip_address(text.strip("[]"))
+        addr = ipaddress.ip_address(text)
     except ValueError:
         return None
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
