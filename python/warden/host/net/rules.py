@@ -6,7 +6,9 @@ then with each address the name resolved to, which is the address dialled.
 Order: a deny rule wins over everything; an address in an always-denied range (loopback,
 link-local with the cloud metadata address, RFC 1918, CGNAT, ULA, multicast, "this network",
 reserved) is refused unless a CIDR allow rule lying wholly inside that range covers it, or the
-name was pinned by ``resolve`` (trusted as given); then an allow rule must cover it.
+name was pinned by ``resolve`` (trusted as given); then an allow rule must cover it. Last, an
+address the egress namespace holds itself is refused unless a CIDR rule names it
+(``check_own``; whether it is one is the kernel's answer, asked by proxy.decide).
 """
 
 from __future__ import annotations
