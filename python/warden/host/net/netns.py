@@ -102,22 +102,28 @@ def new_netns() -> int:
         os.close(home)
 
 
-def here(fd: int, fn: Callable[[], T]) -> T:
+def here(fd: int, fn: Callable[[], T], home: int | None = None) -> T:
     """``fn()`` run on the calling thread inside the network namespace ``fd``: setns(2) there
-    and back (two system calls, some 13 us together here), for a socket that must belong to
+    and back (some 20 us here with the open and close of the way home), for a socket that must belong to
     that namespace without handing work to another thread. The thread comes back or the
-    process ends: it would otherwise go on in the wrong namespace."""
-    home = getattr(_local, "home", None)
+    process ends: it would otherwise go on in the wrong namespace. ``home``: a descriptor of
+    the calling thread's own namespace, kept by a caller that comes often from one thread;
+    else one is opened for the call (kept per thread, it would outlive the thread)."""
+    mine = home is None
     if home is None:
-        home = _local.home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    _setns(fd)
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        return fn()
-    finally:
+        _setns(fd)
         try:
-            _setns(home)
-        except OSError:
-            os._exit(70)
+            return fn()
+        finally:
+            try:
+                _setns(home)
+            except OSError:
+                os._exit(70)
+    finally:
+        if mine:
+            os.close(home)
 
 
 class Dialer:
@@ -135,6 +141,7 @@ class Dialer:
         self.path = netns_path
         self._fd = open_netns(netns_path) if netns_path is not None else None
         self._resolvers = _Threads(self._enter)
+        self._home: tuple[int, int] | None = None  # (thread, its namespace) for socket()
         try:
             # setns(2) refuses a descriptor that is not a network namespace (EINVAL), and
             # one warden may not enter (EPERM): found here, before any sandbox relies on it.
@@ -160,11 +167,21 @@ class Dialer:
         return self._resolvers.submit(job)
 
     def socket(self, family: int) -> socket.socket:
-        """A new non-blocking TCP socket of the namespace."""
-        return self._in_ns(lambda: _tcp(family))
+        """A new non-blocking TCP socket of the namespace. The way home of the thread that
+        asks (the egress loop's) is kept while the dialer lives."""
+        if self._fd is None:
+            return _tcp(family)
+        me = threading.get_ident()
+        if self._home is None:
+            self._home = (me, os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC))
+        home = self._home[1] if self._home[0] == me else None
+        return here(self._fd, lambda: _tcp(family), home)
 
     def close(self) -> None:
         self._resolvers.close()
+        if self._home is not None:
+            os.close(self._home[1])
+            self._home = None
         if getattr(self, "local", None) is not None:
             self.local.close()
         if self._fd is not None:
