@@ -136,9 +136,10 @@ class Attachment:
 
     async def resolve(self, name: str) -> list[str]:
         """The addresses of ``name``, looked up in the egress namespace; [] when it does not
-        resolve within RESOLVE_TIMEOUT_S (waiting for a slot included). A lookup holds one of the sandbox's RESOLVER_SLOTS
-        until its thread is done with it, also after the sandbox stopped waiting: a sandbox
-        whose lookups hang holds its own slots, never a thread another sandbox needs."""
+        resolve within RESOLVE_TIMEOUT_S (the wait for a slot included). A lookup holds one
+        of the sandbox's RESOLVER_SLOTS until its thread is done with it, also after the
+        sandbox stopped waiting: a sandbox whose lookups hang holds its own slots, never a
+        thread another sandbox needs."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + RESOLVE_TIMEOUT_S
         try:
