@@ -7,7 +7,8 @@ import ipaddress
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from warden.host.net.rules import ALWAYS_DENIED, address_of, check_address, check_name
+from warden.host.net.local import LocalRoutes
+from warden.host.net.rules import ALWAYS_DENIED, address_of, check_address, check_name, check_own
 from warden.spec.network import NetworkPolicy
 
 
@@ -98,3 +99,36 @@ def test_without_a_cidr_rule_a_name_no_rule_allows_is_settled_before_resolution(
     assert check_name(p, "api.example.com", 443) is None
     assert not check_name(p, "api.example.com", 80).allowed
     assert not check_name(p, "other.example.com", 443).allowed
+
+
+OWN = "always denied: an address of the egress namespace itself"
+
+
+@pytest.mark.parametrize(("allow", "addr", "allowed", "rule"), [
+    (["0.0.0.0/0:80"], "192.0.2.2", False, OWN),
+    (["192.0.2.0/24:80"], "192.0.2.2", False, OWN),
+    (["192.168.0.0/16:80"], "192.168.1.5", False, OWN),
+    (["192.0.2.2:80"], "192.0.2.2", True, "allow 192.0.2.2:80"),
+    (["192.0.2.2/32"], "192.0.2.2", True, "allow 192.0.2.2/32"),
+    (["192.0.2.2:81"], "192.0.2.2", False, OWN),
+    (["127.0.0.0/8:80"], "127.0.0.1", True, "allow 127.0.0.0/8:80"),
+    (["127.0.0.1:80"], "127.0.0.1", True, "allow 127.0.0.1:80"),
+    (["0.0.0.0/0:80"], "127.0.0.1", False, OWN),
+    (["[fd00::2]:80"], "fd00::2", True, "allow [fd00::2]:80"),
+    (["[fd00::/64]:80"], "fd00::2", False, OWN),
+    (["api.test:80"], "192.0.2.2", False, OWN),
+])
+def test_an_own_address_is_opened_only_by_a_cidr_rule_naming_it(allow, addr, allowed, rule):
+    d = check_own(NetworkPolicy(allow=allow), 80, address_of(addr))
+    assert (d.allowed, d.rule) == (allowed, rule)
+
+
+def test_the_kernel_says_which_addresses_are_the_namespace_s_own():
+    lr = LocalRoutes()
+    try:
+        for addr in ("127.0.0.1", "127.3.4.5", "::1", "0.0.0.0", "::"):
+            assert lr.is_local(address_of(addr)), addr
+        # TEST-NET-2 is held by no interface here (the world tests put it elsewhere).
+        assert not lr.is_local(address_of("198.51.100.99"))
+    finally:
+        lr.close()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.network.world import PUBLIC, World, require_world
+from tests.network.world import API, PUBLIC, World, require_world
 
 CLIENT = (Path(__file__).parent / "client.py").read_bytes()
 
@@ -15,8 +15,8 @@ def world_with_servers():
     """A world namespace with the test servers the network tests talk to, closed after."""
     require_world()
     w = World()
-    w.api = w.server("127.0.0.1", 8080, "api")
-    w.other = w.server("127.0.0.1", 8081, "other")
+    w.api = w.server(API, 8080, "api")
+    w.other = w.server(API, 8081, "other")
     w.public = w.server(PUBLIC, 80, "public")
     yield w
     w.close()

@@ -11,6 +11,7 @@ import threading
 import warden
 
 from tests.network.conftest import inside
+from tests.network.world import API
 from tests.plugins.test_plugins import make_plugin, native_ok
 
 FETCH = ("import urllib.request as u, sys; n = len(u.urlopen(sys.argv[1], timeout=10).read());"
@@ -18,7 +19,7 @@ FETCH = ("import urllib.request as u, sys; n = len(u.urlopen(sys.argv[1], timeou
 
 
 def _policy(world) -> warden.NetworkPolicy:
-    return warden.NetworkPolicy(allow=["api.test:8080"], resolve={"api.test": "127.0.0.1"},
+    return warden.NetworkPolicy(allow=["api.test:8080"], resolve={"api.test": API},
                                 egress_netns=world.path)
 
 

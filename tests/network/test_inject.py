@@ -4,15 +4,18 @@ is verified), absent from everything the sandbox can read."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 
 import pytest
 import warden
+from warden.host import state
+from warden.providers.native import prepare
 
 from tests.network.certs import WorldCA
 from tests.network.conftest import inside
-from tests.network.world import World, require_world
+from tests.network.world import API, World, require_world
 
 
 @pytest.fixture(scope="module")
@@ -20,16 +23,16 @@ def world(tmp_path_factory):
     require_world()
     w = World()
     w.ca = WorldCA(tmp_path_factory.mktemp("world-ca"))
-    w.api = w.server("127.0.0.1", 8443, "api-tls", w.ca.server_context("api.test"))
-    w.plain = w.server("127.0.0.1", 8080, "api")
-    w.other = w.server("127.0.0.1", 8444, "other-tls", w.ca.server_context("other.test"))
+    w.api = w.server(API, 8443, "api-tls", w.ca.server_context("api.test"))
+    w.plain = w.server(API, 8080, "api")
+    w.other = w.server(API, 8444, "other-tls", w.ca.server_context("other.test"))
     yield w
     w.close()
 
 
 def _policy(world, token: str, **kw) -> warden.NetworkPolicy:
     base = dict(allow=["api.test:8443", "api.test:8080", "other.test:8444"],
-                resolve={"api.test": "127.0.0.1", "other.test": "127.0.0.1"},
+                resolve={"api.test": API, "other.test": API},
                 egress_netns=world.path, upstream_ca=str(world.ca.path),
                 inject={"api.test": {"Authorization": f"Bearer {token}", "X-Org": "acme"}})
     base.update(kw)
@@ -156,3 +159,26 @@ def test_the_search_finds_a_secret_that_is_inside(world):
     with warden.Sandbox(env={"GIVEN": token}) as sb:
         found = inside(sb, "search", token[:16], token[16:])
     assert found["found"]
+
+
+def _warden_tmp() -> set[str]:
+    return {n for n in os.listdir("/tmp") if n.startswith(("warden-ca-", "warden-leaf-"))}
+
+
+def test_the_trust_store_lies_in_warden_s_area_and_goes_with_the_sandbox(world):
+    area = state.areas().path
+    prepare.preparer().drain()
+    before, tmp_before = set(os.listdir(area)), _warden_tmp()
+    with warden.Sandbox(network=_policy(world, secrets.token_hex(16))) as sb:
+        made = set(os.listdir(area)) - before
+        (ca_dir,) = [n for n in made if n.startswith("ca-")]
+        bundle = os.path.join(area, ca_dir, "ca-bundle.pem")
+        # What the sandbox trusts is that file, bound read-only.
+        with open(bundle, "rb") as f:
+            assert sb.exec(["cat", "/etc/warden/ca-bundle.pem"]).stdout == f.read()
+        # A leaf certificate is made for the host (its key never touches a file system).
+        assert inside(sb, "https_get", "https://api.test:8443/area", "")["status"] == 200
+    prepare.preparer().drain()
+    assert not os.path.exists(os.path.join(area, ca_dir))
+    assert set(os.listdir(area)) == before
+    assert _warden_tmp() == tmp_before

@@ -9,12 +9,12 @@ import warden
 from warden.host.net import resolve
 
 from tests.network.conftest import inside
-from tests.network.world import PUBLIC
+from tests.network.world import API, PUBLIC
 
 
 def policy(world, **kw) -> warden.NetworkPolicy:
     base = dict(allow=["api.test:8080", "public.test:80", "rebind.test:80"],
-                resolve={"api.test": "127.0.0.1", "evil.test": "127.0.0.1"},
+                resolve={"api.test": API, "evil.test": API},
                 egress_netns=world.path)
     base.update(kw)
     return warden.NetworkPolicy(**base)
@@ -43,7 +43,7 @@ def test_an_allowed_name_works_over_http_connect_and_socks5(world, box):
     assert got["body"].endswith("api:/via-socks")
     log = box.network_log()
     assert [(e.via, e.host, e.port, e.address, e.allowed, e.rule) for e in log] == [
-        (via, "api.test", 8080, "127.0.0.1", True, "allow api.test:8080")
+        (via, "api.test", 8080, API, True, "allow api.test:8080")
         for via in ("http", "connect", "socks5")]
     assert all(e.bytes_down > 0 and e.bytes_up > 0 and not e.open for e in log)
 

@@ -15,12 +15,12 @@ from warden.host.net.egress import egress
 from warden.providers.native import prepare
 
 from tests.network.conftest import inside
-from tests.network.world import require_world
+from tests.network.world import API, require_world
 from tests.plugins.test_plugins import native_ok
 
 
 def policy(world, **kw) -> warden.NetworkPolicy:
-    base = dict(allow=["api.test:8080"], resolve={"api.test": "127.0.0.1"},
+    base = dict(allow=["api.test:8080"], resolve={"api.test": API},
                 egress_netns=world.path)
     base.update(kw)
     return warden.NetworkPolicy(**base)

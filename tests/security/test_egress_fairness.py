@@ -1,6 +1,7 @@
 """One tenant's slow name lookups through the egress proxy must not stall another tenant's
-connections: each sandbox has its own resolver slots (egress.RESOLVER_SLOTS), so what it
-asks the resolver to do is its own allowance, never the threads every sandbox dials with."""
+connections or lookups: each sandbox has its own resolver slots (egress.RESOLVER_SLOTS), held
+until the lookup's thread is done with it, and a lookup never waits for a thread another
+sandbox's lookup holds (netns.Dialer starts one), nor for the thread sockets are made on."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 
 import pytest
 import warden
-from warden.host.net import resolve
+from warden.host.net import egress, resolve
 
 from tests.network.conftest import inside
 from tests.network.world import PUBLIC, World, require_world
@@ -29,16 +30,6 @@ def world():
     w.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "every sandbox with the same egress namespace shares one netns.Dialer of 4 threads, for "
-    "lookups and for making the sockets it dials with; Attachment.resolving bounds a "
-    "sandbox to RESOLVER_SLOTS lookups waited for, not to threads held: two sandboxes with "
-    "a CIDR allow rule (any name is then resolved) hold all 4 threads with lookups that do "
-    "not return (and one sandbox does it alone within RESOLVE_TIMEOUT_S, since a timed-out "
-    "lookup gives its slot back while its thread still resolves), and every other "
-    "sandbox's connection waits on Dialer.socket with no deadline. A fix needs lookups off "
-    "the dialing threads, a slot held until its thread is free, and per-sandbox fair "
-    "threads (or a resolver without threads)"))
 def test_slow_lookups_of_one_tenant_do_not_stall_another_tenant_s_connections(
         world, monkeypatch):
     release = threading.Event()
@@ -52,8 +43,10 @@ def test_slow_lookups_of_one_tenant_do_not_stall_another_tenant_s_connections(
         return [PUBLIC]
 
     monkeypatch.setattr(resolve, "lookup", lookup)
+    monkeypatch.setattr(egress, "RESOLVE_TIMEOUT_S", 2.0)
     hostile = warden.NetworkPolicy(allow=["203.0.113.0/24:80"], egress_netns=world.path)
-    benign = warden.NetworkPolicy(allow=[f"{PUBLIC}:80"], egress_netns=world.path)
+    benign = warden.NetworkPolicy(allow=[f"{PUBLIC}:80", "public.test:80"],
+                                  egress_netns=world.path)
     try:
         with warden.Sandbox(network=hostile) as a1, warden.Sandbox(network=hostile) as a2, \
                 warden.Sandbox(network=benign) as b:
@@ -66,7 +59,13 @@ def test_slow_lookups_of_one_tenant_do_not_stall_another_tenant_s_connections(
                 time.sleep(0.05)
             assert len(started) == 4, started
             got = inside(b, "connect", PUBLIC, 80)
+            named = inside(b, "connect", "public.test", 80)
+            # The hostile sandboxes' own further lookups wait for their own slots.
+            late = inside(a1, "connect", "slow-3-a1.test", 80)
+            assert len(started) == 4, started
             release.set()
     finally:
         release.set()
     assert got.get("body", "").endswith("public:/via-connect"), got
+    assert named.get("body", "").endswith("public:/via-connect"), named
+    assert "body" not in late, late

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import threading
 
-import pytest
 import warden
 from warden.host.net.rules import ALWAYS_DENIED
 
@@ -41,14 +40,6 @@ def _rule_covering(addr: str, port: int) -> str:
     return f"0.0.0.0/0:{port}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "proxy.open_target checks each address against rules.ALWAYS_DENIED and the allow rules "
-    "only: an address that the host itself holds (here its eth0 address, 192.0.2.2 in "
-    "TEST-NET-1, or a public address on a real server) passes an allow rule of 0.0.0.0/0, and "
-    "the proxy, dialling from the host's namespace, connects to the host's own service. A "
-    "fix must refuse the egress namespace's own addresses (e.g. a route lookup before the "
-    "dial: a local route, src == dst), which also changes tests/network/world.py, where the "
-    "'public' server sits on the egress namespace's own loopback"))
 def test_a_sandbox_cannot_reach_the_host_s_own_service_through_its_proxy():
     addr = _own_address()
     require(addr is not None, "the host has no non-loopback IPv4 address")
@@ -85,5 +76,6 @@ def test_a_sandbox_cannot_reach_the_host_s_own_service_through_its_proxy():
         t.join(25)
     assert reached == [], f"the host's own service at {addr}:{port} was reached"
     assert "host" not in got.get("body", "")
-    assert [e.allowed for e in log] == [False]
+    assert [(e.allowed, e.address, e.rule) for e in log] == [
+        (False, addr, "always denied: an address of the egress namespace itself")]
 

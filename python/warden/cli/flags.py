@@ -14,7 +14,8 @@ from collections.abc import Callable
 
 from warden.spec.limits import BOUNDS, NETWORK_POLICIES, parse_size
 
-__all__ = ["cwd", "env_pair", "network", "number", "provider", "size_mb", "whole"]
+__all__ = ["byte_count", "count", "cwd", "env_pair", "network", "number", "provider", "size_mb",
+           "whole"]
 
 _MIB = 1 << 20
 
@@ -97,6 +98,29 @@ def cwd(text: str) -> str:
         raise _bad(f"{text!r} is not an absolute path inside the sandbox: write e.g. "
                    "/workspace/src")
     return text
+
+
+def count(text: str) -> int:
+    """A whole number of at least 1 (``--max-connections``; NetworkPolicy checks the most)."""
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise _bad(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise _bad(f"{text} is below the least allowed, 1")
+    return value
+
+
+def byte_count(text: str) -> int:
+    """A number of bytes (``--max-bytes``): ``50M``, ``1G``, ``512K``; a bare number is
+    bytes."""
+    try:
+        value = parse_size(text, default_unit="B")
+    except ValueError as exc:
+        raise _bad(str(exc)) from None
+    if value < 1:
+        raise _bad(f"{text} is below the least allowed, 1 byte")
+    return value
 
 
 def network(text: str) -> str:

@@ -62,6 +62,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    metavar="NAME=ADDR", help="pin NAME to the address ADDR (repeatable)")
     p.add_argument("--egress-netns", metavar="PATH",
                    help="network namespace to dial out from (default: warden's own)")
+    p.add_argument("--mode", choices=("proxy", "transparent"), default=None,
+                   help="how the command reaches the allowed hosts: proxy (default: proxy "
+                   "variables point at warden's egress proxy) or transparent (every TCP "
+                   "connection and DNS query goes through warden, for programs that ignore "
+                   "proxy settings; needs root and pyroute2)")
+    p.add_argument("--max-connections", type=flags.count, metavar="N",
+                   help="most connections open at once through warden (default 64)")
+    p.add_argument("--max-bytes", type=flags.byte_count, metavar="SIZE",
+                   help="bytes up and down the command may move in all, e.g. 50M (a bare "
+                   "number is bytes; default: no cap)")
     p.add_argument("--provider", type=flags.provider, default="native", metavar="NAME",
                    help="native (default), docker, or auto")
     p.add_argument("--env", type=flags.env_pair, action="append", default=[],
@@ -105,14 +115,21 @@ def _notes(res, limits) -> list[str]:
     return notes
 
 
+# The flags that make a NetworkPolicy (any one of them does), with its field names.
+_POLICY_FLAGS = ("allow", "deny", "resolve", "egress_netns", "mode", "max_connections",
+                 "max_bytes")
+
+
 def _network(args: argparse.Namespace) -> str | NetworkPolicy:
     """--network, or the NetworkPolicy that --allow and its companions describe."""
-    if not (args.allow or args.deny or args.resolve or args.egress_netns):
+    if not any(getattr(args, f) for f in _POLICY_FLAGS):
         return args.network
     from warden.spec.network import NetworkPolicy
 
     return NetworkPolicy(allow=tuple(args.allow), deny=tuple(args.deny),
-                         resolve=dict(args.resolve), egress_netns=args.egress_netns)
+                         resolve=dict(args.resolve), egress_netns=args.egress_netns,
+                         mode=args.mode or "proxy", max_connections=args.max_connections,
+                         max_bytes=args.max_bytes)
 
 
 def run(args: argparse.Namespace) -> int:

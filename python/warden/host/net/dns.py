@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from warden.host.net import resolve
-from warden.host.net.rules import address_of, check_address, check_dns, dns_ports
+from warden.host.net.proxy import decide
+from warden.host.net.rules import address_of, check_dns, dns_ports
 from warden.spec.network import host_name
 
 if TYPE_CHECKING:
@@ -29,7 +29,6 @@ NOERROR, FORMERR, NXDOMAIN, REFUSED = 0, 1, 3, 5
 A, AAAA, IN = 1, 28, 1
 TTL_S = 30
 MAX_PENDING = 32
-RESOLVE_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -133,14 +132,14 @@ class DnsServer(asyncio.DatagramProtocol):
             rec.close()
             return NOERROR, []
         pin = (policy.resolve or {}).get(q.name)
-        found = [str(pin)] if pin is not None else await self._lookup(q.name)
+        found = [str(pin)] if pin is not None else await self.att.resolve(q.name)
         ports = dns_ports(policy, q.name)
         given = []
         for text in found:
             a = address_of(text)
             if a is None or a.version != 4:
                 continue
-            if any(check_address(policy, q.name, p, a, pinned=pin is not None).allowed
+            if any(decide(self.att, q.name, p, a, pinned=pin is not None).allowed
                    for p in ports):
                 given.append(str(a))
         if not given:
@@ -151,11 +150,3 @@ class DnsServer(asyncio.DatagramProtocol):
         rec.allow(",".join(given), decision.rule)
         rec.close()
         return NOERROR, given
-
-    async def _lookup(self, name: str) -> list[str]:
-        async with self.att.resolving:
-            fut = self.att.dial().run(lambda: resolve.lookup(name))
-            try:
-                return await asyncio.wait_for(asyncio.wrap_future(fut), RESOLVE_TIMEOUT_S)
-            except asyncio.TimeoutError:
-                return []

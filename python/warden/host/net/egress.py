@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
-from warden.host.net import netns, proxy, tls, transparent
+from warden.host.net import netns, proxy, resolve, tls, transparent
 from warden.spec.network import NetworkEvent, NetworkPolicy
 
 __all__ = ["DEFAULT_MAX_CONNECTIONS", "LOG_MAX", "PROXY_PORT", "Attachment", "Egress",
@@ -36,6 +36,7 @@ DEFAULT_MAX_CONNECTIONS = 64
 LOG_MAX = 10000
 BACKLOG = 64
 RESOLVER_SLOTS = 2
+RESOLVE_TIMEOUT_S = 10.0
 NAMES_MAX = 4096          # addresses remembered per sandbox (transparent mode)
 NAMES_PER_ADDRESS = 8
 T = TypeVar("T")
@@ -132,6 +133,30 @@ class Attachment:
     def dial(self) -> netns.Dialer:
         assert self.dialer is not None  # set with every policy (Egress.set_policy)
         return self.dialer
+
+    async def resolve(self, name: str) -> list[str]:
+        """The addresses of ``name``, looked up in the egress namespace; [] when it does not
+        resolve within RESOLVE_TIMEOUT_S (the wait for a slot included). A lookup holds one
+        of the sandbox's RESOLVER_SLOTS until its thread is done with it, also after the
+        sandbox stopped waiting: a sandbox whose lookups hang holds its own slots, never a
+        thread another sandbox needs."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RESOLVE_TIMEOUT_S
+        try:
+            await asyncio.wait_for(self.resolving.acquire(), RESOLVE_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            return []  # its own lookups hold every slot it has
+        try:
+            fut = self.dial().resolve(lambda: resolve.lookup(name))
+        except BaseException:
+            self.resolving.release()
+            raise
+        fut.add_done_callback(lambda _f: loop.call_soon_threadsafe(self.resolving.release))
+        try:
+            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)),
+                                          max(0.0, deadline - loop.time()))
+        except asyncio.TimeoutError:
+            return []
 
     def record(self, host: str, port: int, via: str) -> Record:
         rec = Record(host, port, via, self.totals)

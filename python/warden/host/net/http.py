@@ -85,11 +85,19 @@ def authority(text: str, default_port: int | None) -> Target:
 
 
 def _is_ip(text: str) -> bool:
+    if not _maybe_ip(text):
+        return False
     try:
         ipaddress.ip_address(text)
     except ValueError:
         return False
     return True
+
+
+def _maybe_ip(text: str) -> bool:
+    """False for text that no address literal looks like (IPv4 begins with a digit, IPv6 has a
+    colon): a name then costs no failed parse, which raises twice inside ipaddress."""
+    return ":" in text or text[:1].isdigit()
 
 
 def _lines(raw: bytes) -> list[bytes]:

@@ -14,36 +14,77 @@ import asyncio
 import contextlib
 import ipaddress
 import socket
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from warden.host.net import http, resolve
-from warden.host.net.rules import address_of, check_address, check_name
+from warden.host.net import http
+from warden.host.net.rules import (
+    OWN,
+    Decision,
+    IPAddress,
+    address_of,
+    check_address,
+    check_name,
+    check_own,
+)
 
 if TYPE_CHECKING:
     from warden.host.net.egress import Attachment, Record
 
-__all__ = ["DIAL_TIMEOUT_S", "HEAD_TIMEOUT_S", "IDLE_TIMEOUT_S", "dial", "pump", "relay", "serve",
-           "tunnel"]
+__all__ = ["DIAL_TIMEOUT_S", "HEAD_TIMEOUT_S", "IDLE_TIMEOUT_S", "decide", "dial", "pump", "relay",
+           "serve", "tunnel"]
 
 HEAD_TIMEOUT_S = 10.0
 DIAL_TIMEOUT_S = 10.0
-RESOLVE_TIMEOUT_S = 10.0
 IDLE_TIMEOUT_S = 300.0
 CHUNK = 256 * 1024
 
 Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+if sys.version_info >= (3, 11):
+    deadline = asyncio.timeout  # a timer, where wait_for makes a task for what it waits on
+else:
+    @contextlib.asynccontextmanager
+    async def deadline(seconds: float) -> AsyncIterator[None]:
+        """asyncio.timeout for Python 3.10: the task is cancelled when ``seconds`` pass
+        inside the block, and that comes out as TimeoutError."""
+        task = asyncio.current_task()
+        fired = []
+
+        def fire() -> None:
+            fired.append(True)
+            if task is not None:
+                task.cancel()
+
+        handle = asyncio.get_running_loop().call_later(seconds, fire)
+        try:
+            yield
+        except asyncio.CancelledError:
+            if fired:
+                raise asyncio.TimeoutError from None
+            raise
+        finally:
+            handle.cancel()
 
 
 async def serve(att: Attachment, reader: asyncio.StreamReader,
                 writer: asyncio.StreamWriter) -> None:
     """Serve one connection the sandbox made to its proxy, then close it."""
     try:
-        first = await asyncio.wait_for(reader.readexactly(1), HEAD_TIMEOUT_S)
-        if first == b"\x05":
-            await _socks(att, reader, writer)
-        else:
-            await _http(att, first, reader, writer)
+        # One deadline for all the request's head (asyncio.timeout: a timer, where wait_for
+        # would make a task for every read).
+        socks, raw = None, None
+        async with deadline(HEAD_TIMEOUT_S):
+            first = await reader.readexactly(1)
+            if first == b"\x05":
+                socks = await _socks_head(reader, writer)
+            else:
+                raw = await _http_head(first, reader, writer)
+        if socks is not None:
+            await _socks(att, socks, writer, reader)
+        elif raw is not None:
+            await _http(att, raw, reader, writer)
     except (asyncio.IncompleteReadError, asyncio.TimeoutError, asyncio.LimitOverrunError,
             ConnectionError, OSError):
         pass  # the sandbox went away or stalled: its connection simply ends
@@ -57,15 +98,21 @@ async def _reply(writer: asyncio.StreamWriter, status: int, reason: str) -> None
         await writer.drain()
 
 
-async def _http(att: Attachment, first: bytes, reader: asyncio.StreamReader,
-                writer: asyncio.StreamWriter) -> None:
+async def _http_head(first: bytes, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> bytes | None:
+    """The request's head (without its blank line); None when it was answered already."""
     try:
-        rest = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT_S)
+        rest = await reader.readuntil(b"\r\n\r\n")
     except asyncio.LimitOverrunError:
         await _reply(writer, 431, "request head too large")
-        return
+        return None
+    return first + rest[:-4]
+
+
+async def _http(att: Attachment, raw: bytes, reader: asyncio.StreamReader,
+                writer: asyncio.StreamWriter) -> None:
     try:
-        head = http.parse_head(first + rest[:-4])
+        head = http.parse_head(raw)
     except http.BadRequest as exc:
         if exc.target is not None:
             att.record(exc.target.host, exc.target.port, "http").deny(exc.reason)
@@ -88,28 +135,32 @@ async def _http(att: Attachment, first: bytes, reader: asyncio.StreamReader,
     await relay(att, rec, (reader, writer), up, up_limit=limit, until_down=True)
 
 
-async def _socks(att: Attachment, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter) -> None:
-    async def read(n: int) -> bytes:
-        return await asyncio.wait_for(reader.readexactly(n), HEAD_TIMEOUT_S)
-
-    methods = await read((await read(1))[0])
+async def _socks_head(reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> tuple[http.Target | None, int] | None:
+    """The SOCKS5 request's target (or None and the reply code refusing it); None when the
+    greeting was refused already."""
+    methods = await reader.readexactly((await reader.readexactly(1))[0])
     if 0 not in methods:
         writer.write(b"\x05\xff")  # only "no authentication": the socket is the sandbox's
-        return
+        return None
     writer.write(b"\x05\x00")
-    req = await read(4)
+    req = await reader.readexactly(4)
     if req[0] != 5:
-        return
+        return None
     size = {1: 6, 4: 18}.get(req[3])
     if size is not None:
-        rest = await read(size)
+        rest = await reader.readexactly(size)
     elif req[3] == 3:
-        n = await read(1)
-        rest = n + await read(n[0] + 2)
+        n = await reader.readexactly(1)
+        rest = n + await reader.readexactly(n[0] + 2)
     else:
         rest = b""
-    target, code = http.socks_request(req[1:] + rest)
+    return http.socks_request(req[1:] + rest)
+
+
+async def _socks(att: Attachment, request: tuple[http.Target | None, int],
+                 writer: asyncio.StreamWriter, reader: asyncio.StreamReader) -> None:
+    target, code = request
     if target is None:
         writer.write(_socks_reply(code))
         return
@@ -162,7 +213,7 @@ async def open_target(att: Attachment, rec: Record, target: http.Target) -> Stre
             return None
         pin = (policy.resolve or {}).get(name)
         pinned = pin is not None
-        addrs = [str(pin)] if pin is not None else await _resolve(att, name)
+        addrs = [str(pin)] if pin is not None else await att.resolve(name)
         if not addrs:
             rec.deny("the name does not resolve")
             return None
@@ -171,7 +222,7 @@ async def open_target(att: Attachment, rec: Record, target: http.Target) -> Stre
         addr = address_of(text)
         if addr is None:
             continue
-        d = check_address(policy, name, target.port, addr, pinned=pinned)
+        d = decide(att, name, target.port, addr, pinned=pinned)
         if d.allowed:
             passed.append((addr, d.rule))
         elif not passed and not rec.rule:
@@ -181,13 +232,19 @@ async def open_target(att: Attachment, rec: Record, target: http.Target) -> Stre
     return await dial(att, rec, passed, target.port)
 
 
-async def _resolve(att: Attachment, name: str) -> list[str]:
-    async with att.resolving:  # a sandbox's slow lookups never hold every resolver thread
-        fut = att.dial().run(lambda: resolve.lookup(name))
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(fut), RESOLVE_TIMEOUT_S)
-        except asyncio.TimeoutError:
-            return []
+def decide(att: Attachment, name: str | None, port: int, addr: IPAddress, *,
+           pinned: bool = False) -> Decision:
+    """The decision for dialling ``addr``:``port`` (asked for as ``name``) from the sandbox's
+    egress namespace: the policy's (rules.check_address), and then, for an address the
+    namespace holds itself, rules.check_own, asked of the kernel at this moment."""
+    d = check_address(att.policy, name, port, addr, pinned=pinned)  # type: ignore[arg-type]
+    if not d.allowed:
+        return d
+    try:
+        own = att.dial().local.is_local(addr)
+    except OSError:
+        return Decision(False, f"{OWN} (the kernel could not be asked whether it is)")
+    return check_own(att.policy, port, addr) if own else d  # type: ignore[arg-type]
 
 
 async def dial(att: Attachment, rec: Record, passed: list, port: int) -> Stream | None:
@@ -196,9 +253,14 @@ async def dial(att: Attachment, rec: Record, passed: list, port: int) -> Stream 
     error = ""
     for addr, rule in passed:
         family = socket.AF_INET6 if isinstance(addr, ipaddress.IPv6Address) else socket.AF_INET
-        sock = await asyncio.wrap_future(att.dial().socket(family))
         try:
-            await asyncio.wait_for(loop.sock_connect(sock, (str(addr), port)), DIAL_TIMEOUT_S)
+            sock = att.dial().socket(family)
+        except OSError as exc:
+            error = exc.strerror or "no socket"
+            continue
+        try:
+            async with deadline(DIAL_TIMEOUT_S):
+                await loop.sock_connect(sock, (str(addr), port))
             stream = await asyncio.open_connection(sock=sock, limit=CHUNK)
         except (OSError, asyncio.TimeoutError) as exc:
             sock.close()

@@ -6,7 +6,9 @@ then with each address the name resolved to, which is the address dialled.
 Order: a deny rule wins over everything; an address in an always-denied range (loopback,
 link-local with the cloud metadata address, RFC 1918, CGNAT, ULA, multicast, "this network",
 reserved) is refused unless a CIDR allow rule lying wholly inside that range covers it, or the
-name was pinned by ``resolve`` (trusted as given); then an allow rule must cover it.
+name was pinned by ``resolve`` (trusted as given); then an allow rule must cover it. Last, an
+address the egress namespace holds itself is refused unless a CIDR rule names it
+(``check_own``; whether it is one is the kernel's answer, asked by proxy.decide).
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from dataclasses import dataclass
 
 from warden.spec.network import NetworkPolicy, Rule
 
-__all__ = ["ALWAYS_DENIED", "Decision", "address_of", "check_address", "check_dns",
-           "check_name", "dns_ports"]
+__all__ = ["ALWAYS_DENIED", "OWN", "Decision", "address_of", "check_address", "check_dns",
+           "check_name", "check_own", "dns_ports"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -51,8 +53,11 @@ NO_RULE = "no rule allows it"
 def address_of(text: str) -> IPAddress | None:
     """``text`` as an address (an IPv4-mapped IPv6 address as the IPv4 one it carries), or
     None when it is not a literal address."""
+    text = text.strip("[]")
+    if ":" not in text and not text[:1].isdigit():
+        return None  # a name: no address literal begins so (and a failed parse is dear)
     try:
-        addr = ipaddress.ip_address(text.strip("[]"))
+        addr = ipaddress.ip_address(text)
     except ValueError:
         return None
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
@@ -115,6 +120,28 @@ def check_address(policy: NetworkPolicy, name: str | None, port: int, addr: IPAd
     if allow is not None:
         return Decision(True, f"allow {allow.text}")
     return Decision(False, NO_RULE)
+
+
+OWN = "always denied: an address of the egress namespace itself"
+_LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+
+
+def check_own(policy: NetworkPolicy, port: int, addr: IPAddress) -> Decision:
+    """The decision for ``addr``, an address the egress namespace holds itself (the host's own
+    when that is warden's namespace): refused, whatever allowed it so far (a name, a pin, a
+    wide CIDR such as 0.0.0.0/0 or a private range), unless a CIDR allow rule names it: one
+    that covers it on ``port`` and lies wholly inside loopback (for a loopback address) or is
+    that one address (/32, /128). Deny rules were asked before."""
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    home = next((n for n in _LOOPBACK if addr.version == n.version and addr in n),
+                ipaddress.ip_network(addr))
+    for r in policy.allow_rules:
+        if (r.network is not None and r.covers_port(port) and addr in r.network
+                and r.network.version == home.version
+                and r.network.subnet_of(home)):  # type: ignore[arg-type]
+            return Decision(True, f"allow {r.text}")
+    return Decision(False, OWN)
 
 
 def check_dns(policy: NetworkPolicy, name: str) -> Decision:

@@ -19,7 +19,6 @@ import contextlib
 import datetime
 import os
 import ssl
-import tempfile
 import threading
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -125,17 +124,17 @@ class CertAuthority:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.set_alpn_protocols(["http/1.1"])
-        # load_cert_chain reads files only: the leaf's key is on disk, in a private directory
-        # of the host, for the time of this call.
-        with tempfile.TemporaryDirectory(prefix="warden-leaf-") as d:
-            path = os.path.join(d, "leaf.pem")
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(key.private_bytes(serialization.Encoding.PEM,
-                                          serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-                f.write(cert.public_bytes(serialization.Encoding.PEM))
-            ctx.load_cert_chain(path)
+        # load_cert_chain reads files only: the leaf's key is handed over in a memfd, read
+        # through /proc/self/fd, so it never lies on a file system.
+        fd = os.memfd_create("warden-leaf", os.MFD_CLOEXEC)
+        try:
+            os.write(fd, key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption())
+                     + cert.public_bytes(serialization.Encoding.PEM))
+            ctx.load_cert_chain(f"/proc/self/fd/{fd}")
+        finally:
+            os.close(fd)
 
         def sni(sock: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> int | None:
             if name is not None and name.lower().rstrip(".") != host:

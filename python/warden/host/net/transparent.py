@@ -21,8 +21,8 @@ import struct
 from typing import TYPE_CHECKING
 
 from warden.host.net import dns, gateway, http, netns, sniff
-from warden.host.net.proxy import CHUNK, Stream, dial, relay
-from warden.host.net.rules import check_address, check_name
+from warden.host.net.proxy import CHUNK, Stream, decide, dial, relay
+from warden.host.net.rules import check_name
 
 if TYPE_CHECKING:
     from warden.host.net.egress import Attachment, Record
@@ -159,7 +159,7 @@ async def _open(att: Attachment, rec: Record, name: str | None, ip: str,
             rec.deny(early.rule, ip)
             return None
         pinned = (policy.resolve or {}).get(name) == ip
-    decision = check_address(policy, name, port, addr, pinned=pinned)
+    decision = decide(att, name, port, addr, pinned=pinned)
     if not decision.allowed:
         rec.deny(decision.rule, ip)
         return None

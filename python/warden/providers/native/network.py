@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 
 from warden.errors import InvalidArgument, WorkerCrashed
+from warden.host import state
 from warden.host.environ import sandbox_env
 from warden.host.net import expose as _expose
 from warden.host.net import gateway as _gateway
@@ -59,8 +58,11 @@ def trust_store(network: str | NetworkPolicy, undo: contextlib.ExitStack,
     if not isinstance(network, NetworkPolicy) or not network.inject:
         return None, None
     ca = tls.CertAuthority()
-    where = tempfile.mkdtemp(prefix="warden-ca-")
-    undo.callback(shutil.rmtree, where, ignore_errors=True)
+    # A directory of warden's private area (host/state.py), not of the shared /tmp: no other
+    # host user can swap or read it, and it goes with the sandbox (or the process's area).
+    where = state.areas().make("ca-")
+    undo.callback(state.areas().remove, where)
+    # Its 0700 area keeps other host users out; the sandbox reads the bound file as other.
     os.chmod(where, 0o755)
     path = os.path.join(where, "ca-bundle.pem")
     with open(path, "wb") as f:
@@ -86,7 +88,7 @@ def detach(st: NativeState) -> None:
         os.close(st.netns)
         st.netns = -1
     if st.ca_bundle is not None:
-        shutil.rmtree(os.path.dirname(st.ca_bundle), ignore_errors=True)
+        state.areas().remove(os.path.dirname(st.ca_bundle))
         st.ca_bundle = None
 
 
