@@ -30,6 +30,8 @@ HANDLER = """
             return out
         if action == "copy_twice":
             return bytes(payload).upper()
+        if action == "type":
+            return type(payload).__name__
         if action == "ping":
             return "pong"
         raise ValueError(action)
@@ -126,3 +128,16 @@ def test_sandbox_call_takes_and_returns_32_mib(data):
         assert sb.call("def count(rows):\n    return [len(r) for r in rows]\n", rows) \
             == [MIB] * 20
         assert sb.call("size", data) == SIZE
+
+
+def test_below_the_frame_cap_a_payload_arrives_as_bytes_in_one_copy(plugin):
+    """4 MiB: beside the frame (a memfd) but handed over as bytes, as inline; over the cap,
+    the mapping itself."""
+    (handle,) = plugin.workers()
+    small = os.urandom(4 * MIB)
+    kind, grown = _growth(handle, lambda: plugin.call("type", small))
+    assert kind == "bytes"
+    # One copy (4 MiB), not the frame's buffer and the decoded bytes beside it.
+    assert grown < 6 * MIB, f"the sandbox's peak rose by {grown / MIB:.1f} MiB"
+    assert plugin.call("reverse", small) == small[::-1]
+    assert plugin.call("type", os.urandom(SIZE)) == "memoryview"

@@ -240,9 +240,10 @@ class _Worker:
         return {"pong": True, "pid": os.getpid()}
 
     def take_payload(self, msg: dict, fds: list[int], used: set[int]) -> None:
-        """Map a large ``payload`` before the op runs. Its memfd stays open until the reply
-        is sent: a handler that answers with the payload itself answers with the same memfd,
-        and nothing is copied inside the sandbox."""
+        """Map a large ``payload`` before the op runs. Over the frame cap the handler gets the
+        mapping, and its memfd stays open until the reply is sent: a handler that answers with
+        the payload itself answers with the same memfd, and nothing is copied inside the
+        sandbox. Smaller, it gets bytes (one copy), as an inline payload would arrive."""
         ref = msg.get("payload")
         if not is_large_ref(ref):
             return
@@ -251,7 +252,11 @@ class _Worker:
             keep_fds=True)
         if isinstance(ref, dict) and set(ref) == {"$fd"}:
             self._kept_fd = fds[ref["$fd"]]
-            self._mapped = value if isinstance(value, memoryview) else None
+            if isinstance(value, memoryview) and value.nbytes <= self.channel.max_recv:
+                # Bytes that would have fit a frame arrive as bytes, as they would inline.
+                msg["payload"] = value.tobytes()
+            else:
+                self._mapped = value if isinstance(value, memoryview) else None
 
     def send_large(self, request_id: int, result: object, over_cap: bool = False) -> bool:
         """Send an ok reply whose result travels beside the frame; False when it is not
