@@ -268,7 +268,7 @@ class _Worker:
             self.channel.send(ok_reply(request_id, {"$fd": 0}), fds=[self._kept_fd])
             return True
         if isinstance(result, (bytes, bytearray, memoryview)):
-            if memoryview(result).nbytes <= LARGE_REPLY:
+            if memoryview(result).nbytes <= LARGE_REPLY and not over_cap:
                 return False
             ref: dict[str, Any] = {"$pipe": 0, "size": memoryview(result).nbytes}
         elif not over_cap:

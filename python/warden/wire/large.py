@@ -91,16 +91,20 @@ def read_memfd(fd: int, limit: int = DEFAULT_MAX_LARGE, *,
         # By its real size, before a page of it is touched: over the limit, or sparse.
         check_payload_file(fd, st, limit, "memfd payload")
         if st.st_size == 0:
-            return b""
-        try:
-            m = mmap.mmap(fd, st.st_size, mmap.MAP_SHARED, mmap.PROT_READ)
-        except OSError as exc:
-            raise ProtocolError(f"received memfd {fd} of {st.st_size} bytes cannot be mapped "
-                                f"({exc.strerror}); the sender is broken or hostile") from None
-        return memoryview(m)
-    finally:
-        if close:
-            os.close(fd)
+            m: mmap.mmap | None = None
+        else:
+            try:
+                m = mmap.mmap(fd, st.st_size, mmap.MAP_SHARED, mmap.PROT_READ)
+            except OSError as exc:
+                raise ProtocolError(f"received memfd {fd} of {st.st_size} bytes cannot be "
+                                    f"mapped ({exc.strerror}); the sender is broken or "
+                                    "hostile") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    if close:
+        os.close(fd)
+    return b"" if m is None else memoryview(m)
 
 
 def memfd_ref(payload: object, index: int = 0) -> tuple[dict[str, Any], int]:
