@@ -210,7 +210,9 @@ class Plugin:
 
     def call(self, action: str, payload: object = None, *, tenant: str | None = None) -> object:
         """``handle(action, payload)`` in a warm worker; returns its result. A payload msgpack
-        cannot carry is an InvalidArgument, raised before any worker is asked."""
+        cannot carry is an InvalidArgument, raised before any worker is asked. On the native
+        provider a payload over the frame cap reaches ``handle`` as a read-only memoryview
+        (the host's sealed memfd, mapped) and a large result comes back beside the reply."""
         return self._chain(self._ctx(action, tenant, ops.CALL, checks.payload(payload), None))
 
     def call_batch(self, action: str, items: list, *, tenant: str | None = None) -> list:
