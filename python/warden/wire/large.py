@@ -147,8 +147,9 @@ def feed_pipe(w: int, data: bytes | bytearray | memoryview) -> None:
 def read_pipe(fd: int, size: object, limit: int = DEFAULT_MAX_LARGE,
               deadline: float | None = None) -> bytes:
     """Read exactly ``size`` bytes from a received pipe and close it. ``size`` is checked
-    against ``limit`` before anything is allocated; fewer bytes before the writer closes is
-    a ProtocolError; the read stops at ``deadline`` (TimeoutExceeded)."""
+    against ``limit`` first; what is kept grows with what arrives, so a sender that announces
+    much and sends little costs the reader little. Fewer bytes before the writer closes is a
+    ProtocolError; the read stops at ``deadline`` (TimeoutExceeded)."""
     try:
         if not stat.S_ISFIFO(os.fstat(fd).st_mode):
             raise ProtocolError(f"received fd {fd} for a pipe payload is not a pipe")
@@ -157,26 +158,25 @@ def read_pipe(fd: int, size: object, limit: int = DEFAULT_MAX_LARGE,
         if size > limit:
             raise PayloadTooLarge(size, limit, what="pipe payload", direction="incoming")
         os.set_blocking(fd, False)
-        out = bytearray(size)
-        view = memoryview(out)
+        chunks: list[bytes] = []
         got = 0
         poller = select.poll()
         poller.register(fd, select.POLLIN)
         while got < size:
             try:
-                n = os.readv(fd, [view[got:]])
+                chunk = os.read(fd, min(size - got, _PIPE_CHUNK))
             except BlockingIOError:
                 wait = -1 if deadline is None else math.ceil((deadline - time.monotonic()) * 1000)
                 if deadline is not None and wait <= 0 or not poller.poll(wait):
                     raise TimeoutExceeded(f"a pipe payload of {size} bytes did not arrive "
                                           f"before the deadline ({got} bytes came)") from None
                 continue
-            if n == 0:
+            if not chunk:
                 raise ProtocolError(f"a pipe payload announced {size} bytes and ended after "
                                     f"{got}; the sender is broken or hostile")
-            got += n
-        view.release()
-        return bytes(out)
+            chunks.append(chunk)
+            got += len(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
     finally:
         os.close(fd)
 
