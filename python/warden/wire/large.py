@@ -6,8 +6,8 @@
   ``n`` bytes into after the frame and the receiver reads once. A worker answers this way:
   its result already exists as an object in the sandbox, and copying it into a memfd would
   hold two copies of it inside the sandbox's memory limit; a pipe holds the object and the
-  pipe's buffer (1 MiB at most). The receiver allocates ``n`` bytes only after checking
-  ``n`` against its limit, and reads within the request's deadline.
+  pipe's buffer (1 MiB at most). The receiver checks ``n`` against its limit, keeps only
+  what arrives, and reads within the request's deadline.
 * A file in the sandbox's data area (``{"$file": relpath}``), opened beneath the data
   directory by warden.wire.paths (no symbolic link followed) and read once.
 
