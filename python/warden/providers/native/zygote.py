@@ -15,11 +15,11 @@ Control protocol (warden.wire.channel frames on a unix socket, descriptors with 
 The zygote itself never reads a request: it forks a maker, which takes one request from the
 control socket, answers it and exits, and forks the next maker once it has answered. A spawn
 request carries nothing of the sandbox it is for; the maker reads the sandbox's setup,
-``{"config", "env", "entry", "data_dir", "max_large"}``, which the host sends as one frame on the worker
-socket itself, and makes the sandbox. So no tenant's configuration, environment or paths ever
-enter the zygote's memory, which every later sandbox would inherit: a worker starts with the
-clean zygote and its own setup, nothing of any other sandbox's request. (The maker is forked
-ahead of its request, so its fork is not part of the request's wait.)
+``{"config", "env", "entry", "data_dir", "max_large"}``, which the host sends as one frame on
+the worker socket itself, and makes the sandbox. So no tenant's configuration, environment or
+paths ever enter the zygote's memory, which every later sandbox would inherit: a worker starts
+with the clean zygote and its own setup, nothing of any other sandbox's request. (The maker is
+forked ahead of its request, so its fork is not part of the request's wait.)
 
 The pid, pidfd and status pipe are those of the sandbox's init (warden-init, pid 1 inside, a
 child of the zygote), which reaps for the worker and writes how it ended to the status pipe
