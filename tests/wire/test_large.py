@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import threading
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from warden import PathEscapeError, PayloadTooLarge, ProtocolError, TimeoutExceeded
 from warden.wire.large import (
     feed_pipe,
@@ -86,8 +89,6 @@ def test_file_refs_do_not_follow_symlinks_or_open_fifos(tmp_path):
 
 
 def _piped(data: bytes) -> int:
-    import threading
-
     r, w = write_pipe(data)
     threading.Thread(target=feed_pipe, args=(w, data)).start()
     return r
@@ -125,3 +126,26 @@ def test_a_value_piped_with_the_msgpack_codec():
     got = resolve_large({"$pipe": 0, "size": len(body), "$codec": "msgpack"},
                         fds=[_piped(body)], budget=1 << 20)
     assert got == {"rows": [1, 2, 3]}
+
+
+@settings(max_examples=60, deadline=None)
+@given(announced=st.integers(0, 300_000), sent=st.integers(0, 300_000),
+       limit=st.integers(0, 400_000))
+def test_a_pipe_payload_is_exactly_what_was_announced_or_refused(announced, sent, limit):
+    """Whatever a sender announces and sends: the reader returns exactly the announced bytes,
+    or refuses (over the limit, or ended short), and never reads past what it announced."""
+    data = bytes(range(256)) * (sent // 256 + 1)
+    r, w = write_pipe(b"")
+    t = threading.Thread(target=feed_pipe, args=(w, data[:sent]))
+    t.start()
+    try:
+        if announced > limit:
+            with pytest.raises(PayloadTooLarge):
+                read_pipe(r, announced, limit)
+        elif sent < announced:
+            with pytest.raises(ProtocolError, match=f"ended after {sent}"):
+                read_pipe(r, announced, limit)
+        else:
+            assert read_pipe(r, announced, limit) == data[:announced]
+    finally:
+        t.join(10)
