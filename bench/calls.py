@@ -11,6 +11,12 @@ Printed in one run:
                   python -c peer, and back to back (where each waits for its sandbox)
   python -c       a fresh interpreter per call (subprocess), the usual "isolation" baseline
   docker run      one container per call, when a Docker daemon answers
+  32 MiB          a 32 MiB bytes payload through a plugin with max_memory_mb: 64 and back:
+                  echoed (the handler returns the payload) and reversed (one new copy), with
+                  the sandbox's memory peak above its use before the call (peaks after a
+                  first call of the same size: memory the worker kept from it is not
+                  counted again); on the native provider, and on Docker when a daemon
+                  answers; 12 and 4 MiB too, which fit Docker's 16 MiB frames (--only-large)
 
 Targets: warm p50 <= 30 us, batch >= 1,000,000 items/s, fresh p50 <= 5 ms.
 """
@@ -32,6 +38,10 @@ from warden.providers.native.state import state_of
 
 PLUGIN = """
     def handle(action, payload):
+        if action == "reverse":
+            out = bytearray(payload)
+            out.reverse()
+            return out
         return payload
 
 
@@ -54,11 +64,12 @@ def timed(fn, n: int) -> list[float]:
     return out
 
 
-def make_plugin(root: str) -> str:
-    d = os.path.join(root, "bench")
+def make_plugin(root: str, memory_mb: int = 256) -> str:
+    d = os.path.join(root, f"bench{memory_mb}")
     os.makedirs(os.path.join(d, "src"))
     with open(os.path.join(d, "plugin.yaml"), "w") as f:
-        f.write("name: bench\nresources: {rate_limit: null, timeout_seconds: 30}\n"
+        f.write(f"name: bench\nresources: {{rate_limit: null, timeout_seconds: 30, "
+                f"max_memory_mb: {memory_mb}}}\n"
                 "pool: {min_workers: 1, max_workers: 1, max_calls_per_worker: 1000000000}\n")
     with open(os.path.join(d, "src", "main.py"), "w") as f:
         f.write(textwrap.dedent(PLUGIN))
@@ -75,13 +86,67 @@ def docker_ok() -> bool:
         return False
 
 
+def _usage(cg) -> int:
+    dirs = getattr(cg, "_dirs", None)
+    path = (os.path.join(dirs["memory"], "memory.usage_in_bytes") if dirs is not None
+            else os.path.join(cg.path, "memory.current"))
+    with open(path) as f:
+        return int(f.read())
+
+
+def large_rows(tmp: str, n: int, docker: bool) -> list[tuple[str, list[float] | None, str]]:
+    """The large round trips, 32, 12 and 4 MiB (the last two under Docker's frame cap):
+    (name, times, note with MB/s and the sandbox's peak above its use before the call)."""
+    rows: list[tuple[str, list[float] | None, str]] = []
+    for provider in ("native", "docker"):
+        if provider == "docker" and not docker:
+            rows.append(("large round trips, docker", None, "skipped: no Docker daemon answers"))
+            continue
+        with warden.Engine(provider) as engine:
+            plugin = engine.load(make_plugin(os.path.join(tmp, provider), 64))
+            for mib in (32, 12, 4):
+                data = os.urandom(mib << 20)
+                for action in ("echo", "reverse"):
+                    rows.append(_large_row(plugin, provider, action, data, n))
+    return rows
+
+
+def _large_row(plugin, provider: str, action: str, data: bytes,
+               n: int) -> tuple[str, list[float] | None, str]:
+    name = f"{len(data) >> 20} MiB {action}, {provider}"
+    try:
+        plugin.call(action, data)
+    except warden.WardenError as exc:
+        return (name, None, f"fails: {type(exc).__name__}")
+    grown = ""
+    if provider == "native":
+        cg = state_of(plugin.workers()[0]).cgroup
+        window, before = cg.peak_window(), _usage(cg)
+        plugin.call(action, data)
+        peak = window.finish() if window is not None else None
+        if peak is not None:
+            grown = f", peak +{(peak - before) / (1 << 20):.1f} MiB"
+    try:
+        times = timed(lambda: plugin.call(action, data), n)
+    except warden.WardenError as exc:
+        return (name, None, f"fails: {type(exc).__name__}")
+    rate = 2 * len(data) / pct(times, 50) / 1e6
+    return (name, times, f"{rate:,.0f} MB/s{grown}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--warm", type=int, default=5000)
     ap.add_argument("--batches", type=int, default=300)
     ap.add_argument("--fresh", type=int, default=50)
     ap.add_argument("--peer", type=int, default=30)
+    ap.add_argument("--large", type=int, default=10, help="32 MiB round trips per row")
+    ap.add_argument("--only-large", action="store_true", help="only the 32 MiB rows")
     args = ap.parse_args()
+    if args.only_large:
+        with tempfile.TemporaryDirectory(prefix="warden-bench-") as tmp:
+            print_large(large_rows(tmp, args.large, docker_ok()))
+        return 0
 
     rows: list[tuple[str, list[float] | None, str]] = []
     with tempfile.TemporaryDirectory(prefix="warden-bench-") as tmp, warden.Engine() as engine:
@@ -159,7 +224,24 @@ def main() -> int:
         print(f"{name:26}{p50 * scale:>9.1f} {unit}{p99 * scale:>9.1f} {unit}"
               f"{len(xs) / sum(xs):>12,.0f}   {base / p50:>17,.1f}x")
     print("targets: warm p50 <= 30 us, batch >= 1,000,000 items/s, fresh p50 <= 5 ms")
+    with tempfile.TemporaryDirectory(prefix="warden-bench-") as tmp:
+        print_large(large_rows(tmp, args.large, docker_ok()))
     return 0
+
+
+def print_large(rows: list[tuple[str, list[float] | None, str]]) -> None:
+    """The large rows, with the ratio of each Docker row's p50 to the native one's."""
+    native = {n.split(",")[0]: pct(x, 50) for n, x, _ in rows if x and n.endswith("native")}
+    print(f"\n{'':26}{'p50':>12}{'p99':>12}   payload both ways, sandbox peak / vs native")
+    for name, xs, note in rows:
+        if xs is None:
+            print(f"{name:26}{'':24}   {note}")
+            continue
+        p50, p99 = pct(xs, 50) * 1e3, pct(xs, 99) * 1e3
+        ratio = ""
+        if name.endswith("docker") and name.split(",")[0] in native:
+            ratio = f", {p50 / 1e3 / native[name.split(',')[0]]:.1f}x native"
+        print(f"{name:26}{p50:>9.1f} ms{p99:>9.1f} ms   {note}{ratio}")
 
 
 if __name__ == "__main__":

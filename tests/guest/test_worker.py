@@ -259,3 +259,44 @@ def test_load_entry(tmp_path):
         load_entry(tmp_path / "src" / "nohandle.py")
     with pytest.raises(PluginError, match="does not exist"):
         load_entry(tmp_path / "src" / "missing.py")
+
+
+def _serve_in_thread(handler: Handler, **kw):
+    import threading
+
+    from warden.guest.worker import serve
+
+    host, child = socket.socketpair()
+    t = threading.Thread(target=serve, args=(child.detach(), lambda: handler), kwargs=kw,
+                         daemon=True)
+    t.start()
+    return Channel(host), t
+
+
+def test_large_replies_go_beside_the_frame():
+    """With ``large_replies`` (the native provider): a result that is the payload's mapping
+    goes back as the same memfd, bytes over 1 MiB and any value over the frame cap through a
+    pipe, even below 1 MiB when the frame cap is smaller; over ``max_large`` the worker
+    refuses and keeps serving."""
+    def handle(action, payload):
+        return {"echo": lambda: payload, "bytes": lambda: b"b" * (3 << 20),
+                "small": lambda: b"s" * (300 << 10), "rows": lambda: [b"r" * 1000] * 400,
+                "huge": lambda: b"h" * (5 << 20)}[action]()
+
+    chan, t = _serve_in_thread(Handler(handle), max_frame=256 << 10, large_replies=True,
+                               max_large=4 << 20)
+    with chan:
+        ref, fd = memfd_ref(b"p" * (2 << 20))
+        try:
+            got = chan.call("call", action="echo", payload=ref, fds=[fd])
+        finally:
+            os.close(fd)
+        assert isinstance(got, memoryview) and got == b"p" * (2 << 20)
+        assert chan.call("call", action="bytes") == b"b" * (3 << 20)
+        assert chan.call("call", action="small") == b"s" * (300 << 10)
+        assert chan.call("call", action="rows") == [b"r" * 1000] * 400
+        with pytest.raises(PayloadTooLarge):
+            chan.call("call", action="huge")
+        assert chan.call("ping")["pong"] is True
+        chan.call("shutdown")
+    t.join(10)

@@ -135,7 +135,7 @@ def test_plugin_error_carries_type_message_and_traceback(tmp_path, engine):
     assert [h.id for h in p.workers()] == [h.id for h in before]
 
 
-def test_reply_over_the_frame_cap(tmp_path, engine):
+def test_reply_over_the_frame_cap_comes_back_whole(tmp_path, engine):
     d = make_plugin(tmp_path, "bigreply", f"""
         def handle(action, payload):
             if action == "big":
@@ -143,9 +143,31 @@ def test_reply_over_the_frame_cap(tmp_path, engine):
             return "pong"
     """, resources={"max_memory_mb": 256})
     p = engine.load(d)
-    with pytest.raises(warden.PayloadTooLarge):
-        p.call("big")
+    assert p.call("big") == b"x" * (codec.DEFAULT_MAX_FRAME + 1)
     _still_serving(engine, p)
+
+
+def test_reply_over_what_the_host_takes_is_refused_by_the_worker(tmp_path, engine):
+    from warden.providers.native import NativeProvider
+
+    # The host takes at most its decode budget beside a reply (here the absolute cap, 8 MiB);
+    # the worker refuses a larger result itself and keeps serving.
+    capped = warden.Engine(NativeProvider(max_decode_bytes=8 << 20))
+    d = make_plugin(tmp_path, "bigreply", """
+        def handle(action, payload):
+            if action == "big":
+                return b"x" * (12 << 20)
+            return "pong"
+    """, resources={"max_memory_mb": 256})
+    try:
+        p = capped.load(d)
+        before = [h.id for h in p.workers()]
+        with pytest.raises(warden.PayloadTooLarge):
+            p.call("big")
+        _still_serving(capped, p)
+        assert [h.id for h in p.workers()] == before
+    finally:
+        capped.close()
 
 
 def test_rate_limit_then_other_tenant_served(tmp_path, engine):

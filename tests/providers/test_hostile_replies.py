@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from warden.errors import PayloadTooLarge, ProtocolError, WorkerCrashed
+from warden.errors import PayloadTooLarge, ProtocolError, TimeoutExceeded, WorkerCrashed
 from warden.providers.base import SandboxSpec
 from warden.spec.limits import Limits
 from warden.wire import bounds, codec
@@ -69,6 +69,27 @@ def hostile(spec):
                         | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
             sock.sendmsg([frame({"id": rid, "ok": True, "result": {"$fd": 0}})],
                          [(*rights, struct.pack("i", fd))])
+        elif kind == "unsealed":
+            # A writable memfd that this sandbox keeps changing while the host would read it.
+            import threading
+            fd = os.memfd_create("payload", os.MFD_ALLOW_SEALING)
+            os.write(fd, b"a" * n)
+
+            def scribble():
+                while True:
+                    os.pwrite(fd, os.urandom(64), 0)
+            threading.Thread(target=scribble, daemon=True).start()
+            sock.sendmsg([frame({"id": rid, "ok": True, "result": {"$fd": 0}})],
+                         [(*rights, struct.pack("i", fd))])
+        elif kind == "pipe":
+            # {"$pipe"}: announce n bytes, send `sent` of them, then close (or hold) the pipe.
+            r, w = os.pipe()
+            fd = os.memfd_create("payload") if spec.get("not_a_pipe") else r
+            sock.sendmsg([frame({"id": rid, "ok": True, "result": {"$pipe": 0, "size": n}})],
+                         [(*rights, struct.pack("i", fd))])
+            os.write(w, b"p" * spec.get("sent", 0))
+            if not spec.get("hold"):
+                os.close(w)
         if spec.get("then_next"):
             # What the worker would answer the next request, sent now.
             sock.sendall(frame({"id": rid + 1, "ok": True, "result": "evil"}))
@@ -183,3 +204,53 @@ def test_a_memfd_of_huge_pages_is_refused_and_the_worker_replaced(provider, fres
         _hostile(provider, h, kind="hugetlb", n=2 << 20, hang=True)
     assert _host_fds() - before < 20
     _after_refusal(provider, h)
+
+
+def test_an_unsealed_memfd_the_sandbox_keeps_changing_is_refused(provider, fresh):
+    """Mapped, it could change under the host's reader (and shrink it into SIGBUS): a reply's
+    memfd must come sealed against writes, shrinking and growing."""
+    if provider.name != "native":
+        pytest.skip("the Docker attach stream carries no descriptors")
+    h = _small(fresh)
+    before = _host_fds()
+    with pytest.raises(ProtocolError, match="not sealed"):
+        _hostile(provider, h, kind="unsealed", n=4 << 20, hang=True)
+    assert _host_fds() - before < 20
+    _after_refusal(provider, h)
+
+
+@pytest.mark.parametrize("spec, error, match", [
+    # Over the bound: refused by the size it announces, before anything is allocated.
+    ({"n": BUDGET + 1}, PayloadTooLarge, "pipe payload"),
+    # Fewer bytes than announced, then the end of the pipe.
+    ({"n": 8 << 20, "sent": 1000}, ProtocolError, "ended after 1000"),
+    # A descriptor that is not a pipe where a pipe is named.
+    ({"n": 10, "not_a_pipe": True}, ProtocolError, "not a pipe"),
+])
+def test_a_pipe_payload_that_breaks_its_word_is_refused(provider, fresh, spec, error, match):
+    if provider.name != "native":
+        pytest.skip("the Docker attach stream carries no descriptors")
+    h = _small(fresh)
+    before = _host_fds()
+    _reset_peak_rss()
+    peak = _peak_rss()
+    with pytest.raises(error, match=match):
+        _hostile(provider, h, kind="pipe", hang=True, **spec)
+    assert _peak_rss() - peak < 64 << 20
+    assert _host_fds() - before < 20
+    _after_refusal(provider, h)
+
+
+def test_a_pipe_payload_that_never_comes_ends_at_the_deadline(provider, fresh):
+    """The sandbox announces as large a result as its bound allows and holds the pipe open
+    after a few bytes: the call ends at its deadline and the sandbox is killed; the host does
+    not wait for ever, nor set aside memory for bytes that never came."""
+    if provider.name != "native":
+        pytest.skip("the Docker attach stream carries no descriptors")
+    h = _small(fresh)
+    _reset_peak_rss()
+    peak = _peak_rss()
+    with pytest.raises(TimeoutExceeded):
+        _hostile(provider, h, timeout=3, kind="pipe", n=BUDGET, sent=10, hold=True, hang=True)
+    assert _peak_rss() - peak < 64 << 20
+    assert not provider.usable(h)

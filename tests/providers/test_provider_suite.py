@@ -98,9 +98,16 @@ def test_call_fn_and_plugin_error(provider, box):
     assert "in bad" in info.value.traceback
 
 
-def test_oversized_request_is_refused_and_the_sandbox_keeps_serving(provider, box):
-    with pytest.raises(PayloadTooLarge):
-        provider.call(box, "call_fn", {"name": "dbl", "payload": b"x" * (17 << 20)})
+def test_oversized_request_is_carried_or_refused_and_the_sandbox_keeps_serving(provider, box):
+    big = b"x" * (17 << 20)
+    if provider.name == "native":
+        # Beside the frame, as a sealed memfd (warden.providers.native.payloads).
+        assert provider.call(box, "call_fn", {"source": "def size(b):\n    return len(b)\n",
+                                              "payload": big}) == len(big)
+    else:
+        # The attach stream carries frames alone, each at most the frame cap.
+        with pytest.raises(PayloadTooLarge):
+            provider.call(box, "call_fn", {"name": "dbl", "payload": big})
     assert provider.call(box, "ping", {})["pong"] is True
 
 

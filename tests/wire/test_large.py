@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import os
+import threading
 
 import pytest
-from warden import PathEscapeError, PayloadTooLarge, ProtocolError
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from warden import PathEscapeError, PayloadTooLarge, ProtocolError, TimeoutExceeded
 from warden.wire.large import (
+    feed_pipe,
     make_memfd,
     memfd_ref,
     put_large,
     read_large_file,
     read_memfd,
+    read_pipe,
     resolve_large,
+    write_pipe,
 )
 
 
@@ -80,3 +86,66 @@ def test_file_refs_do_not_follow_symlinks_or_open_fifos(tmp_path):
         resolve_large({"$file": "dirlink/secret"}, data_dir=data)
     with pytest.raises(PathEscapeError, match="not a regular file"):
         resolve_large({"$file": "fifo"}, data_dir=data)
+
+
+def _piped(data: bytes) -> int:
+    r, w = write_pipe(data)
+    threading.Thread(target=feed_pipe, args=(w, data)).start()
+    return r
+
+
+def test_pipe_payload_round_trip_and_refusals():
+    data = os.urandom(3 << 20)
+    assert read_pipe(_piped(data), len(data)) == data
+    with pytest.raises(PayloadTooLarge):
+        read_pipe(_piped(b"x" * 100), 100, limit=10)
+    with pytest.raises(ProtocolError, match="ended after 3"):
+        read_pipe(_piped(b"abc"), 10)
+    with pytest.raises(ProtocolError, match="not a pipe"):
+        read_pipe(make_memfd(b"abc"), 3)
+    with pytest.raises(ProtocolError, match="whole number"):
+        read_pipe(_piped(b"abc"), "3")
+
+
+def test_a_pipe_payload_that_stalls_ends_at_the_deadline():
+    import time
+
+    r, w = write_pipe(b"")
+    os.write(w, b"ab")
+    try:
+        with pytest.raises(TimeoutExceeded):
+            read_pipe(r, 10, deadline=time.monotonic() + 0.2)
+    finally:
+        os.close(w)
+
+
+def test_a_value_piped_with_the_msgpack_codec():
+    import msgpack
+
+    body = msgpack.packb({"rows": [1, 2, 3]})
+    got = resolve_large({"$pipe": 0, "size": len(body), "$codec": "msgpack"},
+                        fds=[_piped(body)], budget=1 << 20)
+    assert got == {"rows": [1, 2, 3]}
+
+
+@settings(max_examples=60, deadline=None)
+@given(announced=st.integers(0, 300_000), sent=st.integers(0, 300_000),
+       limit=st.integers(0, 400_000))
+def test_a_pipe_payload_is_exactly_what_was_announced_or_refused(announced, sent, limit):
+    """Whatever a sender announces and sends: the reader returns exactly the announced bytes,
+    or refuses (over the limit, or ended short), and never reads past what it announced."""
+    data = bytes(range(256)) * (sent // 256 + 1)
+    r, w = write_pipe(b"")
+    t = threading.Thread(target=feed_pipe, args=(w, data[:sent]))
+    t.start()
+    try:
+        if announced > limit:
+            with pytest.raises(PayloadTooLarge):
+                read_pipe(r, announced, limit)
+        elif sent < announced:
+            with pytest.raises(ProtocolError, match=f"ended after {sent}"):
+                read_pipe(r, announced, limit)
+        else:
+            assert read_pipe(r, announced, limit) == data[:announced]
+    finally:
+        t.join(10)

@@ -30,13 +30,23 @@ from warden.errors import PayloadTooLarge, PluginError, ProtocolError, WardenErr
 from warden.guest import emit
 from warden.wire import ops as op_names
 from warden.wire.channel import Channel, ChannelClosed
-from warden.wire.codec import DEFAULT_MAX_FRAME
-from warden.wire.large import resolve_large
+from warden.wire.codec import DEFAULT_MAX_FRAME, new_packer, pack
+from warden.wire.large import (
+    DEFAULT_MAX_LARGE,
+    feed_pipe,
+    is_large_ref,
+    resolve_large,
+    write_pipe,
+)
 from warden.wire.replies import error_reply, ok_reply
 
 __all__ = ["ENTRY_MODULE", "Handler", "load_entry", "log_to_stderr", "main", "serve"]
 
 ENTRY_MODULE = "warden_plugin_entry"
+
+# A bytes result above this goes back through a pipe (warden.wire.large) where the channel
+# carries descriptors: packed into a frame, it would be a second copy inside the sandbox.
+LARGE_REPLY = 1 << 20
 
 # Named, not __name__: run as `python -m warden.guest.worker` this module is __main__.
 log = logging.getLogger("warden.guest.worker")
@@ -130,8 +140,13 @@ class _CappedText(io.TextIOBase):
 
 class _Worker:
     def __init__(self, channel: Channel, handler_factory: Callable[[], object],
-                 data_dir: str | None, extra_ops: dict | None = None) -> None:
+                 data_dir: str | None, extra_ops: dict | None = None,
+                 large_replies: bool = False) -> None:
         self.extra_ops = dict(extra_ops or {})
+        self.large_replies = large_replies
+        # The memfd of this request's payload and its mapping, until the reply is sent.
+        self._kept_fd: int | None = None
+        self._mapped: object = None
         self.channel = channel
         self.data_dir = data_dir
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -224,16 +239,87 @@ class _Worker:
     def op_ping(self, msg: dict, fds: list[int], used: set[int]) -> Any:
         return {"pong": True, "pid": os.getpid()}
 
+    def take_payload(self, msg: dict, fds: list[int], used: set[int]) -> None:
+        """Map a large ``payload`` before the op runs. Over the frame cap the handler gets the
+        mapping, and its memfd stays open until the reply is sent: a handler that answers with
+        the payload itself answers with the same memfd, and nothing is copied inside the
+        sandbox. Smaller, it gets bytes (one copy), as an inline payload would arrive."""
+        ref = msg.get("payload")
+        if not is_large_ref(ref):
+            return
+        msg["payload"] = value = resolve_large(
+            ref, fds=fds, data_dir=self.data_dir, used=used, limit=self.channel.max_large,
+            keep_fds=True)
+        if isinstance(ref, dict) and set(ref) == {"$fd"}:
+            self._kept_fd = fds[ref["$fd"]]
+            if isinstance(value, memoryview) and value.nbytes <= self.channel.max_recv:
+                # Bytes that would have fit a frame arrive as bytes, as they would inline.
+                msg["payload"] = value.tobytes()
+            else:
+                self._mapped = value if isinstance(value, memoryview) else None
+
+    def send_large(self, request_id: int, result: object, over_cap: bool = False) -> bool:
+        """Send an ok reply whose result travels beside the frame; False when it is not
+        large enough (or this channel carries no descriptors) and goes inline. ``over_cap``:
+        the result was found too large for a frame (any value then goes)."""
+        if not self.large_replies:
+            return False
+        if result is not None and result is self._mapped and self._kept_fd is not None:
+            self.channel.send(ok_reply(request_id, {"$fd": 0}), fds=[self._kept_fd])
+            return True
+        if isinstance(result, (bytes, bytearray, memoryview)):
+            if memoryview(result).nbytes <= LARGE_REPLY and not over_cap:
+                return False
+            ref: dict[str, Any] = {"$pipe": 0, "size": memoryview(result).nbytes}
+        elif not over_cap:
+            return False
+        else:
+            # A value over the frame cap (the caller found it so): packed once, then piped.
+            result = pack(new_packer(), result)
+            ref = {"$pipe": 0, "size": len(result), "$codec": "msgpack"}
+        size = memoryview(result).nbytes
+        if size > self.channel.max_large:
+            raise PayloadTooLarge(size, self.channel.max_large, what="reply payload",
+                                  direction="outgoing")
+        r, w = write_pipe(result)
+        try:
+            self.channel.send(ok_reply(request_id, ref), fds=[r])
+        except BaseException:
+            os.close(w)
+            raise
+        finally:
+            os.close(r)
+        feed_pipe(w, result)
+        return True
+
     def reply(self, reply: dict) -> None:
         try:
-            self.channel.send(reply)
+            self._send_reply(reply)
         except PayloadTooLarge as exc:
-            # The reply itself is over the cap: say so instead, and keep serving.
+            # The result is over what the host takes: say so instead, and keep serving.
             self.channel.send(error_reply(reply["id"], exc, origin="warden"))
         except ProtocolError as exc:
             # The result is not msgpack-encodable: a plugin bug, reported as such.
             self.channel.send(error_reply(reply["id"], TypeError(
                 f"the result cannot be sent back: {exc}"), origin="plugin"))
+        finally:
+            self._mapped = None
+            if self._kept_fd is not None:
+                os.close(self._kept_fd)
+                self._kept_fd = None
+
+    def _send_reply(self, reply: dict) -> None:
+        if reply.get("ok") is not True or not self.large_replies:
+            self.channel.send(reply)
+            return
+        if self.send_large(reply["id"], reply["result"]):
+            return
+        try:
+            self.channel.send(reply)
+            return
+        except PayloadTooLarge:
+            pass  # refused before a byte went out: the channel is in step
+        self.send_large(reply["id"], reply["result"], over_cap=True)
 
     def serve(self) -> int:
         try:
@@ -272,45 +358,57 @@ class _Worker:
             if op == op_names.SHUTDOWN:
                 channel.send(ok_reply(request_id, None))
                 return 0
-            fn = ops.get(op) if isinstance(op, str) else None
-            used: set[int] = set()
-            try:
-                if fn is None:
-                    raise ProtocolError(f"unknown op {op!r}; ops are {sorted(ops)} and shutdown")
-                with emit.bound(request_id, channel.send):
-                    result = fn(msg, fds, used)
-                if inspect.isawaitable(result):
-                    # An async handle, or a tool op's async function: awaited on the
-                    # worker's one event loop.
-                    result = self.run_awaitable(result)
-                reply = ok_reply(request_id, result)
-            except PluginError as exc:
-                reply = error_reply(request_id, exc, origin="plugin")
-            except WardenError as exc:
-                # The worker's own refusal: a bad request, a frame over a cap, a path out of
-                # its area, a file operation that failed.
-                reply = error_reply(request_id, exc, origin="warden")
-            except (Exception, SystemExit) as exc:
-                # SystemExit too: a plugin calling sys.exit() fails its call, not the worker.
-                reply = error_reply(request_id, exc, origin="plugin")
-            finally:
-                for i, fd in enumerate(fds):
-                    if i not in used:
-                        os.close(fd)
-            self.reply(reply)
+            # One request in a call of its own: nothing of it (a large result above all)
+            # outlives its reply, to sit beside the next request's.
+            self._answer(request_id, ops.get(op) if isinstance(op, str) else None, op, ops,
+                         msg, fds)
+            del msg, fds
+
+    def _answer(self, request_id: int, fn: Callable | None, op: object, ops: dict,
+                msg: dict, fds: list[int]) -> None:
+        used: set[int] = set()
+        try:
+            if fn is None:
+                raise ProtocolError(f"unknown op {op!r}; ops are {sorted(ops)} and shutdown")
+            self.take_payload(msg, fds, used)
+            with emit.bound(request_id, self.channel.send):
+                result = fn(msg, fds, used)
+            if inspect.isawaitable(result):
+                # An async handle, or a tool op's async function: awaited on the
+                # worker's one event loop.
+                result = self.run_awaitable(result)
+            reply = ok_reply(request_id, result)
+        except PluginError as exc:
+            reply = error_reply(request_id, exc, origin="plugin")
+        except WardenError as exc:
+            # The worker's own refusal: a bad request, a frame over a cap, a path out of
+            # its area, a file operation that failed.
+            reply = error_reply(request_id, exc, origin="warden")
+        except (Exception, SystemExit) as exc:
+            # SystemExit too: a plugin calling sys.exit() fails its call, not the worker.
+            reply = error_reply(request_id, exc, origin="plugin")
+        finally:
+            for i, fd in enumerate(fds):
+                if i not in used:
+                    os.close(fd)
+        self.reply(reply)
 
 
 def serve(fd: int, handler_factory: Callable[[], object], *, max_frame: int = DEFAULT_MAX_FRAME,
-          data_dir: str | None = None, extra_ops: dict | None = None) -> int:
+          data_dir: str | None = None, extra_ops: dict | None = None,
+          large_replies: bool = False, max_large: int | None = None) -> int:
     """Serve requests on the connected socket ``fd`` until shutdown or EOF; return an exit
     status (0 on a clean end, 2 when the host sent something that is not the protocol).
 
     ``handler_factory()`` returns a Handler or any object with ``handle`` (a module); it is
     called once, inside the sandbox, before the first request is read. ``data_dir`` enables
-    ``{"$file": relpath}`` payloads."""
-    channel = Channel(fd, max_send=max_frame, max_recv=max_frame)
+    ``{"$file": relpath}`` payloads. ``large_replies``: the host takes descriptors on this
+    channel, so large results go back beside their frame (a pipe, or the payload's own memfd);
+    ``max_large``: the most the host takes that way (its decode budget for this sandbox)."""
+    channel = Channel(fd, max_send=max_frame, max_recv=max_frame,
+                      max_large=max_large or DEFAULT_MAX_LARGE)
     try:
-        return _Worker(channel, handler_factory, data_dir, extra_ops).serve()
+        return _Worker(channel, handler_factory, data_dir, extra_ops, large_replies).serve()
     finally:
         channel.close()
 

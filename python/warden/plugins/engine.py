@@ -45,7 +45,7 @@ from warden.providers.base import Provider, SandboxHandle
 from warden.providers.registry import get_provider
 from warden.sandboxes import checks
 from warden.spec.sandbox import SandboxSpec
-from warden.wire import large, ops
+from warden.wire import ops
 
 if TYPE_CHECKING:
     from warden.scan import Policy
@@ -160,24 +160,11 @@ class Plugin:
 
     def _send(self, handle: SandboxHandle, op: str, action: str, field_name: str,
               value: object, timeout: float | None = None) -> object:
-        provider = self.engine.provider
         # A plugin may answer with a large result as {"$file": relpath} in its data/ (the
-        # spec's data_dir): the provider reads it from there by itself.
+        # spec's data_dir): the provider reads it from there by itself. A payload too large
+        # for a frame is the provider's to carry (the native one sends it as a memfd).
         args: dict[str, Any] = {"action": action, field_name: value}
-        try:
-            return provider.call(handle, op, args, timeout=timeout)
-        except PayloadTooLarge as exc:
-            # Only our own request over the cap goes again as a memfd (refused before a byte
-            # was written); a reply over the cap is the plugin's and is reported.
-            if exc.direction != "outgoing" or handle.provider != "native":
-                raise
-        ref, fd = large.memfd_ref(value)
-        try:
-            args[field_name] = ref
-            args["fds"] = [fd]
-            return provider.call(handle, op, args, timeout=timeout)
-        finally:
-            os.close(fd)
+        return self.engine.provider.call(handle, op, args, timeout=timeout)
 
     def _terminal(self, ctx: CallContext) -> object:
         pool = self.pool(ctx.tenant, _default=False)
@@ -223,7 +210,9 @@ class Plugin:
 
     def call(self, action: str, payload: object = None, *, tenant: str | None = None) -> object:
         """``handle(action, payload)`` in a warm worker; returns its result. A payload msgpack
-        cannot carry is an InvalidArgument, raised before any worker is asked."""
+        cannot carry is an InvalidArgument, raised before any worker is asked. On the native
+        provider a payload over the frame cap reaches ``handle`` as a read-only memoryview
+        (the host's sealed memfd, mapped) and a large result comes back beside the reply."""
         return self._chain(self._ctx(action, tenant, ops.CALL, checks.payload(payload), None))
 
     def call_batch(self, action: str, items: list, *, tenant: str | None = None) -> list:

@@ -233,10 +233,13 @@ class Sandbox:
     def call(self, fn_source_or_name: str, payload: object = None,
              timeout: float | None = None) -> object:
         """Call a function inside the sandbox: pass its source (``def f(x): ...``) the first
-        time, then its name alone. ``payload`` is what msgpack carries (checks.payload). A
-        timeout kills the sandbox (TimeoutExceeded); an exception the function raises is a
-        PluginError ("code in sandbox ... raised ...") with its type, message, traceback and,
-        for an OSError, errno and path."""
+        time, then its name alone. ``payload`` is what msgpack carries (checks.payload). On
+        the native provider a payload over the frame cap (16 MiB) reaches the function as a
+        read-only memoryview over the host's sealed memfd, and a large result comes back
+        beside the reply, so a sandbox holds about one copy of either (README, "Large
+        payloads"). A timeout kills the sandbox (TimeoutExceeded); an exception the function
+        raises is a PluginError ("code in sandbox ... raised ...") with its type, message,
+        traceback and, for an OSError, errno and path."""
         is_source, text = checks.function_ref(fn_source_or_name)
         args = {"payload": checks.payload(payload), "source" if is_source else "name": text}
         limit = checks.timeout_s(timeout)

@@ -447,13 +447,18 @@ class Channel:
         try:
             if reply.get("ok") is True:
                 return resolve_large(result, fds=rfds, data_dir=data_dir,
-                                     limit=self.max_large, used=used, budget=self.budget)
+                                     limit=self.max_large, used=used, budget=self.budget,
+                                     deadline=deadline)
             if reply.get("ok") is not False:
                 raise ProtocolError(f"reply to request {reply['id']} has no boolean 'ok'")
             parse_error(reply.get("error"))  # ProtocolError when it is not an error map
         except (ProtocolError, PayloadTooLarge) as exc:
             # A reply or its payload that this side refused: the peer is to be replaced.
             self.abandon(f"the reply to request {reply['id']} was refused: {exc}")
+            raise
+        except TimeoutExceeded:
+            # A pipe payload that did not arrive in time: the peer is still writing it.
+            self.abandon(f"the payload of the reply to request {reply['id']} timed out")
             raise
         finally:
             _close_all([fd for i, fd in enumerate(rfds) if i not in used])

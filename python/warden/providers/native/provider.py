@@ -49,7 +49,7 @@ from warden.providers.base import (
     SandboxSpec,
 )
 from warden.providers.errors import sandbox_error
-from warden.providers.native import network, prepare, runner
+from warden.providers.native import network, payloads, prepare, runner
 from warden.providers.native.execs import ExecMixin
 from warden.providers.native.files import FilesMixin
 from warden.providers.native.state import NativeState, spec_key, state_of
@@ -244,7 +244,9 @@ class NativeProvider(ExecMixin, network.NetworkMixin, FilesMixin, Provider):
                 spec.limits.memory_mb << 20, self.max_decode_bytes))
             env = network.env_for(spec.network, spec.env, ca)
             setup = {"config": cfg, "env": sandbox_env(env),
-                     "entry": spec.entry_point or None, "data_dir": spec.data_dir or None}
+                     "entry": spec.entry_point or None, "data_dir": spec.data_dir or None,
+                     # What the host takes beside a reply: the worker refuses more itself.
+                     "max_large": chan.max_large}
             result, got = descriptors.at_step(
                 "zygote spawn", self._zygote.spawn, chan, setup, fds, netns=True,
                 cgroup_fd=cg.dir_fd() is not None)
@@ -427,8 +429,8 @@ class NativeProvider(ExecMixin, network.NetworkMixin, FilesMixin, Provider):
         self._check_live(handle)
         deadline = time.monotonic() + timeout
         try:
-            return st.chan.call(op, deadline=deadline, data_dir=st.large_dir,
-                                on_stream=on_stream, **args)
+            return payloads.call(st.chan, op, args, deadline=deadline, data_dir=st.large_dir,
+                                 on_stream=on_stream)
         except TimeoutExceeded:
             self._kill(handle)
             st.dead = "timed out"

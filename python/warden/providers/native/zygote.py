@@ -15,11 +15,11 @@ Control protocol (warden.wire.channel frames on a unix socket, descriptors with 
 The zygote itself never reads a request: it forks a maker, which takes one request from the
 control socket, answers it and exits, and forks the next maker once it has answered. A spawn
 request carries nothing of the sandbox it is for; the maker reads the sandbox's setup,
-``{"config", "env", "entry", "data_dir"}``, which the host sends as one frame on the worker
-socket itself, and makes the sandbox. So no tenant's configuration, environment or paths ever
-enter the zygote's memory, which every later sandbox would inherit: a worker starts with the
-clean zygote and its own setup, nothing of any other sandbox's request. (The maker is forked
-ahead of its request, so its fork is not part of the request's wait.)
+``{"config", "env", "entry", "data_dir", "max_large"}``, which the host sends as one frame on
+the worker socket itself, and makes the sandbox. So no tenant's configuration, environment or
+paths ever enter the zygote's memory, which every later sandbox would inherit: a worker starts
+with the clean zygote and its own setup, nothing of any other sandbox's request. (The maker is
+forked ahead of its request, so its fork is not part of the request's wait.)
 
 The pid, pidfd and status pipe are those of the sandbox's init (warden-init, pid 1 inside, a
 child of the zygote), which reaps for the worker and writes how it ended to the status pipe
@@ -66,7 +66,8 @@ def _apply_env(env: list[str]) -> None:
         os.environ[name] = value
 
 
-def _serve_worker(entry: str | None, data_dir: str | None, env: list[str]) -> None:
+def _serve_worker(entry: str | None, data_dir: str | None, env: list[str],
+                  max_large: object = None) -> None:
     """In the sandboxed child: serve the worker protocol on descriptor 3, never return."""
     code = 0
     try:
@@ -75,7 +76,9 @@ def _serve_worker(entry: str | None, data_dir: str | None, env: list[str]) -> No
 
         def factory() -> object:
             return worker.load_entry(entry) if entry else worker.Handler(_no_plugin)
-        code = worker.serve(3, factory, data_dir=data_dir, extra_ops=toolops.OPS) or 0
+        code = worker.serve(3, factory, data_dir=data_dir, extra_ops=toolops.OPS,
+                            large_replies=True,
+                            max_large=max_large if type(max_large) is int else None) or 0
     except BaseException:
         code = 70
     finally:
@@ -138,7 +141,8 @@ def _make(ctl: Channel, rid: Any, fds: list[int], msg: dict[str, Any], said: int
             # A sibling: the zygote, not this short-lived maker, is the init's parent.
             pid, pidfd, mount_ns, status = _core.fork_sandboxed(cfg, sibling=True)
             if pid == 0:
-                _serve_worker(setup.get("entry"), setup.get("data_dir"), setup.get("env") or [])
+                _serve_worker(setup.get("entry"), setup.get("data_dir"), setup.get("env") or [],
+                              setup.get("max_large"))
             # The pidfd and status pipe, then the mount namespace when the config held it.
             back = [pidfd, status] if mount_ns < 0 else [pidfd, status, mount_ns]
             reply = ok_reply(rid, {"pid": pid})
