@@ -267,6 +267,26 @@ class Sandbox:
     def unexpose(self, port: int) -> None:
         self._provider.unexpose(self._handle, port)
 
+    def pause(self, *, reclaim: bool = False) -> int:
+        """Freeze every process of the sandbox (cgroup freezer): they use no CPU and keep
+        their memory, open files and connections until resume(). While paused, exec, call,
+        spawn, file and process operations raise SandboxPaused at once (nothing waits on a
+        frozen process); close() works and kills everything without thawing it. An operation
+        already in flight stalls, its timeout still running. ``reclaim=True`` also has the
+        kernel take back what it can of the sandbox's memory (page cache and reclaimable
+        kernel memory; anonymous memory only where the host has swap) and returns the bytes
+        given back; else 0. Pausing a paused sandbox does nothing but the reclaim."""
+        return self._provider.pause(self._handle, reclaim=checks.flag(reclaim, "reclaim"))
+
+    def resume(self) -> None:
+        """Thaw a paused sandbox: its processes go on where they stopped. Nothing when it is
+        not paused."""
+        self._provider.resume(self._handle)
+
+    @property
+    def paused(self) -> bool:
+        return self._provider.paused(self._handle)
+
     def close(self) -> None:
         self._provider.destroy(self._handle)
 
