@@ -95,8 +95,10 @@ class Lifetime:
                            else self._last + self.idle_s)
             if now < ttl_at and now < idle_at:
                 return min(ttl_at, idle_at)
-            reason = "ttl" if now >= ttl_at else "idle"
-            self._expired = (reason, self.ttl_s if reason == "ttl" else self.idle_s)
+            if now >= ttl_at:
+                self._expired = ("ttl", ttl_at - self._born)
+            else:
+                self._expired = ("idle", float(self.idle_s or 0.0))
             closer, self._closer = self._closer, None
         threading.Thread(target=_close_quietly, args=(self.sandbox, closer), daemon=True,
                          name=f"warden-expire-{self.sandbox}").start()
