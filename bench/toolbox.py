@@ -145,11 +145,29 @@ def docker_peer(runs: int) -> tuple[list[float], list[float]] | None:
         return None
 
 
+LIBS = "/usr/lib/x86_64-linux-gnu"
+
+
+def _uncache(top: str) -> None:
+    """Drop the page cache of the files in ``top`` (theirs alone), so that the sandbox's read
+    charges them to its cgroup whoever read them before."""
+    for name in os.listdir(top):
+        try:
+            fd = os.open(os.path.join(top, name), os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
 def reclaim_figure() -> None:
     """What pause(reclaim=True) gives back after the sandbox read the host's libraries."""
+    _uncache(LIBS)
     with warden.Sandbox(limits=warden.Limits(memory_mb=1024, wall_time_s=600)) as sb:
         sb.spawn(["python3", "-c", "import sys; sys.stdin.read()"])
-        sb.exec(["sh", "-c", "cat /usr/lib/x86_64-linux-gnu/*.so* >/dev/null 2>&1; true"])
+        sb.exec(["sh", "-c", f"cat {LIBS}/*.so* >/dev/null 2>&1; true"])
         t0 = time.perf_counter()
         given = sb.pause(reclaim=True)
         took = time.perf_counter() - t0
