@@ -208,15 +208,47 @@ def test_the_sandbox_cannot_reach_or_write_its_freezer_file(sb):
         assert f.read().strip() in ("FROZEN", "1")
 
 
+LIBS = "/usr/lib/x86_64-linux-gnu"
+
+
+def _uncache(top: str) -> None:
+    """Drop the page cache of the files in ``top`` (theirs alone): the sandbox's read of them
+    is then charged to its own cgroup, whoever read them before."""
+    for name in os.listdir(top):
+        try:
+            fd = os.open(os.path.join(top, name), os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def _file_cache(box: warden.Sandbox) -> int:
+    """The page cache of files (not tmpfs) charged to the sandbox, from memory.stat."""
+    cg = _cgroup(box)
+    dirs = getattr(cg, "_dirs", None)
+    path = os.path.join(dirs["memory"] if dirs else cg.path, "memory.stat")
+    with open(path) as f:
+        stat = dict(line.split() for line in f)
+    if dirs:  # v1
+        return int(stat["cache"]) - int(stat["shmem"])
+    return int(stat["file"]) - int(stat["shmem"])
+
+
 def test_reclaim_gives_page_cache_back_with_the_processes_alive(sb):
     p = sb.spawn(["python3", "-c", "import sys, time\nsys.stdin.read()\nprint('alive')\n"])
-    # Page cache charged to the sandbox: the host's own libraries, read once from inside.
-    sb.exec(["sh", "-c", "cat /usr/lib/x86_64-linux-gnu/*.so* /usr/lib/*/*.so* "
-             ">/dev/null 2>&1; true"], timeout=60)
-    before = _cgroup(sb).memory_usage()
+    _uncache(LIBS)
+    sb.exec(["sh", "-c", f"cat {LIBS}/*.so* >/dev/null 2>&1; true"], timeout=60)
+    cache, before = _file_cache(sb), _cgroup(sb).memory_usage()
     given = sb.pause(reclaim=True)
     after = _cgroup(sb).memory_usage()
-    assert given > 0 and after is not None and before is not None and after < before
+    assert before is not None and after is not None and 0 <= given
+    # Where the files' pages are cached (not over the v2 guest's uncached 9p root), most of
+    # them go back to the host.
+    if cache > 16 << 20:
+        assert given >= cache // 2 and _file_cache(sb) < cache // 4, (cache, given)
     sb.resume()
     p.close_stdin()
     assert p.wait(timeout=20).stdout == b"alive\n"
