@@ -343,6 +343,7 @@ class V1Driver(CgroupDriver):
                                                       "memory.memsw.limit_in_bytes"))
             if "memory" in self._h else False,
             "kill": "freezer" if "freezer" in self._h else "signal loop",
+            "pause": "freezer" if "freezer" in self._h else "unavailable",
             "delegation_ok": probe_ok,
             "delegation_error": probe_err,
         }

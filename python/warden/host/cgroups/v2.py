@@ -322,6 +322,7 @@ class V2Driver(CgroupDriver):
             "swap_limit": os.path.exists(os.path.join(self.base, "memory.swap.max")) or is_root,
             "kill": "cgroup.kill" if os.path.exists(os.path.join(self.mountpoint, "cgroup.kill"))
             or _kernel_at_least(5, 14) else "freeze + signal loop",
+            "pause": "cgroup.freeze" if _kernel_at_least(5, 2) else "unavailable",
             "delegation_ok": bool(writable and can_enable and not missing),
             "delegation_error": probe_err or (
                 "" if can_enable else
