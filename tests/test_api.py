@@ -13,6 +13,7 @@ PUBLIC = {
     "ProtocolError", "RateLimitExceeded", "CallFailed", "TimeoutExceeded", "MemoryLimitExceeded",
     "DiskQuotaExceeded", "PidsLimitExceeded", "WorkerCrashed", "PluginError", "InvalidArgument",
     "HostResourceExhausted", "SandboxFileError", "ForkServer", "Verdict",
+    "SandboxPaused", "SandboxExpired",
 }
 
 

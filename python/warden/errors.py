@@ -28,6 +28,9 @@
     ├── PayloadTooLarge          a frame or payload over a cap (.size, .limit, .direction)
     ├── ProtocolError            a peer sent bytes that are not a valid frame
     ├── RateLimitExceeded        the caller is over its rate limit (.retry_after)
+    ├── SandboxPaused            a request to a paused sandbox; nothing was sent (.sandbox)
+    ├── SandboxExpired           the sandbox closed itself at its ttl or idle timeout
+    │                            (.sandbox, .reason: "ttl" or "idle", .after_s)
     └── CallFailed               a call into a sandbox did not return a result
         ├── TimeoutExceeded      the wall deadline passed; the worker was killed
         ├── MemoryLimitExceeded  the worker was OOM-killed (confirmed from the cgroup)
@@ -67,6 +70,8 @@ __all__ = [
     "SandboxIsADirectory",
     "SandboxNotADirectory",
     "SandboxPermissionError",
+    "SandboxExpired",
+    "SandboxPaused",
     "SandboxSetupError",
     "ScanRejected",
     "TimeoutExceeded",
@@ -322,6 +327,35 @@ class RateLimitExceeded(WardenError):
         self.key = key
         self.retry_after = retry_after
         super().__init__(f"rate limit for {key} exceeded; retry in {retry_after:.3f}s")
+
+
+class SandboxPaused(WardenError):
+    """A request to a sandbox that is paused (Sandbox.pause): its processes are frozen, so
+    the request was refused before anything was sent, rather than waiting on them."""
+
+    def __init__(self, sandbox: str, what: str = "a request") -> None:
+        self.sandbox = sandbox
+        super().__init__(f"{what} to sandbox {sandbox} was refused: the sandbox is paused "
+                         "(every process in it is frozen); call resume() first")
+
+
+LIFETIME_REASONS = ("ttl", "idle")
+
+
+class SandboxExpired(WardenError):
+    """The sandbox closed itself: it reached its ``ttl_s``, or was idle for its
+    ``idle_timeout_s``; everything in it was killed."""
+
+    def __init__(self, sandbox: str, reason: str, after_s: float) -> None:
+        if reason not in LIFETIME_REASONS:
+            raise ValueError(f"reason must be one of {LIFETIME_REASONS}, got {reason!r}")
+        self.sandbox = sandbox
+        self.reason = reason
+        self.after_s = after_s
+        why = (f"reached its ttl of {after_s:g}s" if reason == "ttl"
+               else f"was idle for its idle_timeout_s of {after_s:g}s")
+        super().__init__(f"sandbox {sandbox} {why} and was closed with everything in it; "
+                         "create a new one (and raise ttl_s/idle_timeout_s if it was too short)")
 
 
 class CallFailed(WardenError):

@@ -308,7 +308,8 @@ def format_report(d: dict) -> str:
                      + (f"  ({cg['error']})" if cg.get("error") else ""))
         for c, p in sorted(cg.get("parents", {}).items()):
             lines.append(f"        {c}: {p}")
-        lines.append(f"        kill: {cg.get('kill')}, swap limit: {cg.get('swap_limit')}")
+        lines.append(f"        kill: {cg.get('kill')}, swap limit: {cg.get('swap_limit')}, "
+                     f"pause: {cg.get('pause')}")
     ids = d["host_ids"]
     lines += ["", "sandbox host ids"]
     if ids["base"] is None:

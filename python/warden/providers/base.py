@@ -155,6 +155,22 @@ class Provider(abc.ABC):
     def destroy(self, handle: SandboxHandle) -> None:
         """Kill everything in the sandbox and free it. Idempotent."""
 
+    def pause(self, handle: SandboxHandle, *, reclaim: bool = False) -> int:
+        """Freeze every process of the sandbox until :meth:`resume`; nothing when it is
+        paused already. While paused, a request that needs the code inside raises
+        SandboxPaused at once. ``reclaim`` also asks the kernel to take back what it can of
+        the sandbox's memory with its processes alive; returns the bytes given back (0
+        without ``reclaim``, or where the provider cannot tell)."""
+        raise ProviderUnavailable(f"pause() on provider {self.name!r}")
+
+    def resume(self, handle: SandboxHandle) -> None:
+        """Thaw a paused sandbox; nothing when it is not paused."""
+        raise ProviderUnavailable(f"resume() on provider {self.name!r}")
+
+    def paused(self, handle: SandboxHandle) -> bool:
+        """Whether the sandbox is paused (by any handle of it in this process)."""
+        return False
+
     def set_network(self, handle: SandboxHandle, network: str | NetworkPolicy) -> None:
         """New connections of the sandbox go by ``network`` (checked by the caller)."""
         raise ProviderUnavailable(f"changing a running sandbox's network on provider "

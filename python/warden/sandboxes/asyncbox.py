@@ -186,6 +186,17 @@ class AsyncSandbox:
     async def unexpose(self, port: int) -> None:
         await run(self._sync().unexpose, port)
 
+    async def pause(self, *, reclaim: bool = False) -> int:
+        """Sandbox.pause, awaited."""
+        return await run(self._sync().pause, reclaim=reclaim)
+
+    async def resume(self) -> None:
+        await run(self._sync().resume)
+
+    @property
+    def paused(self) -> bool:
+        return self._sync().paused
+
     async def close(self) -> None:
         if self._box is not None:
             await run(self._box.close)

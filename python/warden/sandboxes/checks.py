@@ -14,9 +14,10 @@ from warden.spec.limits import Limits
 from warden.spec.sandbox import LABEL_KEYS, known_network
 from warden.wire import codec
 
-__all__ = ["MAX_PAYLOAD_DEPTH", "MAX_TIMEOUT_S", "argv_list", "cwd_path", "env_map", "file_data",
-           "file_path", "flag", "function_ref", "labels_map", "limits_of", "network_policy",
-           "output_cap", "payload", "python_code", "reuse_key", "stdin_bytes", "timeout_s"]
+__all__ = ["MAX_LIFETIME_S", "MAX_PAYLOAD_DEPTH", "MAX_TIMEOUT_S", "argv_list", "cwd_path",
+           "env_map", "file_data", "file_path", "flag", "function_ref", "labels_map",
+           "lifetime_s", "limits_of", "network_policy", "output_cap", "payload", "python_code",
+           "reuse_key", "stdin_bytes", "timeout_s"]
 
 # The longest timeout a call or command may ask for: a week, as for Limits.wall_time_s. Longer
 # is a typo or a way to hold a sandbox forever; "no timeout of its own" is None.
@@ -68,6 +69,22 @@ def timeout_s(timeout: object, name: str = "timeout") -> float | None:
                               f"{MAX_TIMEOUT_S:g} (a week); None means the sandbox's "
                               "wall_time_s")
     return float(timeout)
+
+
+# The longest ttl_s/idle_timeout_s: ten years, far past any sandbox's life, and a bound that
+# keeps deadline arithmetic in floats (a huge int would overflow it).
+MAX_LIFETIME_S = 10 * 366 * 24 * 3600.0
+
+
+def lifetime_s(value: object, name: str) -> float | None:
+    """None (no such limit) or a finite number of seconds above 0 (ttl_s, idle_timeout_s)."""
+    if value is None:
+        return None
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not 0 < value <= MAX_LIFETIME_S):
+        raise InvalidArgument(name, value, "None or a finite number of seconds above 0 (at "
+                              "most ten years)")
+    return float(value)
 
 
 def limits_of(limits: object) -> Limits:

@@ -6,11 +6,13 @@ import builtins
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import IO, TypeVar
+from functools import partial
+from typing import IO, TypeVar, cast
 
 from warden.errors import InvalidArgument
+from warden.providers.base import Provider
 from warden.providers.registry import get_provider
-from warden.sandboxes import checks, transfer
+from warden.sandboxes import checks, lifetime, transfer
 from warden.sandboxes.notebook import Execution, Notebook
 from warden.sandboxes.process import Process, ProcessInfo
 from warden.sandboxes.terminal import Terminal, check_size
@@ -98,19 +100,35 @@ class Sandbox:
     InvalidArgument naming it, and the sandbox and its files are as they were. ``timeout``
     is None (the sandbox's ``limits.wall_time_s``) or seconds above 0 up to
     ``checks.MAX_TIMEOUT_S`` (a week); there is no unbounded timeout.
+
+    ``ttl_s`` closes the sandbox that many seconds after it was made; ``idle_timeout_s``
+    closes it once no operation has been in flight or started for that long (processes
+    running inside do not count: see warden.sandboxes.lifetime). Each is None or a finite
+    number of seconds above 0. After either, every use raises SandboxExpired.
     """
 
     def __init__(self, limits: Limits | None = None, network: str | NetworkPolicy = "none",
                  labels: Mapping[str, str] | None = None, readonly: bool = False, *,
                  provider: str = "native", reuse_key: str | None = None,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, ttl_s: float | None = None,
+                 idle_timeout_s: float | None = None) -> None:
         spec = SandboxSpec(limits=checks.limits_of(limits), network=checks.network_policy(network),
                            readonly=checks.flag(readonly, "readonly"),
                            labels=checks.labels_map(labels), env=checks.env_map(env))
         key = checks.reuse_key(reuse_key)
-        self._provider = get_provider(provider)
+        ttl = checks.lifetime_s(ttl_s, "ttl_s")
+        idle = checks.lifetime_s(idle_timeout_s, "idle_timeout_s")
+        self._provider: Provider = get_provider(provider)
         self.spec = spec
         self._handle = self._provider.create(spec, reuse_key=key)
+        self._life: lifetime.Lifetime | None = None
+        if ttl is not None or idle is not None:
+            # The closer holds the provider and handle, not this object: a Sandbox its user
+            # dropped is still closed when due.
+            self._life = lifetime.Lifetime(self._handle.id, ttl, idle,
+                                           partial(self._provider.destroy, self._handle))
+            self._provider = cast(Provider, lifetime.Tracked(self._provider, self._life))
+            lifetime.watch(self._life)
         self.files = Files(self)
         self._notebook = Notebook(self)
 
@@ -270,7 +288,31 @@ class Sandbox:
     def unexpose(self, port: int) -> None:
         self._provider.unexpose(self._handle, port)
 
+    def pause(self, *, reclaim: bool = False) -> int:
+        """Freeze every process of the sandbox (cgroup freezer): they use no CPU and keep
+        their memory, open files and connections until resume(). While paused, exec, call,
+        spawn, file and process operations raise SandboxPaused at once (nothing waits on a
+        frozen process); close() works and kills everything without thawing it. An operation
+        already in flight stalls, its timeout still running. ``reclaim=True`` also has the
+        kernel take back what it can of the sandbox's memory (page cache and reclaimable
+        kernel memory; anonymous memory only where the host has swap) and returns the bytes
+        given back; else 0. Pausing a paused sandbox does nothing but the reclaim."""
+        return self._provider.pause(self._handle, reclaim=checks.flag(reclaim, "reclaim"))
+
+    def resume(self) -> None:
+        """Thaw a paused sandbox: its processes go on where they stopped. Nothing when it is
+        not paused."""
+        self._provider.resume(self._handle)
+
+    @property
+    def paused(self) -> bool:
+        return self._provider.paused(self._handle)
+
     def close(self) -> None:
+        """Kill everything in the sandbox and free it (a paused one without thawing it).
+        Allowed at any time, again, and after the sandbox expired."""
+        if self._life is not None:
+            self._life.finish()
         self._provider.destroy(self._handle)
 
     def __enter__(self) -> Sandbox:

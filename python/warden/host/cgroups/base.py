@@ -12,7 +12,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from warden.errors import CgroupTeardownError, SandboxSetupError
+from warden.errors import CgroupTeardownError, ProviderUnavailable, SandboxSetupError
 from warden.host.owner import alive, proc_starttime
 
 # cpu.max / cpu.cfs_period_us: the kernel's default period; quota is cpus times it.
@@ -21,6 +21,9 @@ CPU_PERIOD_US = 100_000
 _MIN_QUOTA_US = 1_000
 # How long destroy() may wait for the kernel to empty a cgroup before it gives up and says so.
 TEARDOWN_TIMEOUT_S = 5.0
+# How long freeze() waits for every task to stop (a task in uninterruptible sleep, e.g. on a
+# slow disk, holds the group in FREEZING) before it thaws the group again and says so.
+FREEZE_TIMEOUT_S = 2.0
 
 _SEQ = itertools.count(1)
 _OWNER_RE = re.compile(r"^warden-(?:self-)?(\d+)-(\d+)$")
@@ -286,6 +289,47 @@ class SandboxCgroup:
 
     def destroy(self) -> None:
         raise NotImplementedError
+
+    # Freezing: every task stops where it is (no CPU, signals but SIGKILL held on v1) until
+    # thawed. Only warden (root on the host) can write the freezer file of a sandbox's cgroup.
+
+    def freeze(self) -> None:
+        """Stop every task in the cgroup and wait until each has stopped. A group that does
+        not reach the frozen state within FREEZE_TIMEOUT_S is thawed again and the failure
+        raised (SandboxSetupError, step "freeze"): never half frozen."""
+        raise NotImplementedError
+
+    def thaw(self) -> None:
+        raise NotImplementedError
+
+    def frozen(self) -> bool:
+        """Whether the cgroup is (being) frozen now, as the kernel reports it."""
+        raise NotImplementedError
+
+    def memory_usage(self) -> int | None:
+        """The memory charged to the cgroup now, in bytes (None without a memory controller)."""
+        raise NotImplementedError
+
+    def reclaim(self) -> int:
+        """Ask the kernel to reclaim what it can of the cgroup's memory now, leaving its
+        processes alive: page cache and reclaimable kernel objects; anonymous memory only
+        where there is swap. Returns the bytes the charge went down by (0 when none)."""
+        raise NotImplementedError
+
+
+def _wait_frozen(path: str, done, undo) -> None:
+    """Poll (``done``) until the group at ``path`` is frozen; else ``undo`` and raise."""
+    deadline = time.monotonic() + FREEZE_TIMEOUT_S
+    delay = 0.0001
+    while not done():
+        if time.monotonic() > deadline:
+            undo()
+            raise ProviderUnavailable(
+                f"a freeze of cgroup {path}",
+                f"a task did not stop within {FREEZE_TIMEOUT_S:g}s (uninterruptible sleep, "
+                "e.g. on a slow disk); the sandbox was thawed again and runs on; retry later")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.005)
 
 
 class CgroupDriver:

@@ -30,6 +30,7 @@ from warden.host.cgroups.base import (
     _setup,
     _swap_enabled,
     _sweep_base,
+    _wait_frozen,
     _write,
     cpu_quota_us,
 )
@@ -145,6 +146,49 @@ class V1Cgroup(SandboxCgroup):
 
     def _kill_busy(self) -> None:
         self.kill()
+
+    def _freezer_state(self) -> str:
+        d = self._dirs.get("freezer")
+        if d is None:
+            raise ProviderUnavailable(
+                "pausing a sandbox (the cgroup v1 freezer controller)",
+                "this sandbox's cgroup has no freezer hierarchy: mount the freezer controller "
+                "(see `warden doctor`)")
+        return os.path.join(d, "freezer.state")
+
+    def freeze(self) -> None:
+        state = self._freezer_state()
+        _setup("cgroup v1 freezer.state", state, _write, state, "FROZEN")
+        # FREEZING until every task has stopped (Documentation/admin-guide/cgroup-v1/
+        # freezer-subsystem.rst); a task that forks meanwhile is frozen with its parent.
+        _wait_frozen(state, lambda: _read(state).strip() == "FROZEN", self.thaw)
+
+    def thaw(self) -> None:
+        state = self._freezer_state()
+        _setup("cgroup v1 freezer.state", state, _write, state, "THAWED")
+
+    def frozen(self) -> bool:
+        d = self._dirs.get("freezer")
+        return d is not None and _read(os.path.join(d, "freezer.state")).strip() != "THAWED"
+
+    def memory_usage(self) -> int | None:
+        d = self._dirs.get("memory")
+        return None if d is None else _read_int(os.path.join(d, "memory.usage_in_bytes"))
+
+    def reclaim(self) -> int:
+        d = self._dirs.get("memory")
+        if d is None:
+            return 0
+        before = self.memory_usage() or 0
+        # force_empty reclaims as much as it can and leaves the tasks where they are
+        # (memory.rst 5.1; it gives up after a few rounds that free nothing): page cache and
+        # reclaimable slab go, anonymous memory stays unless there is swap.
+        force = os.path.join(d, "memory.force_empty")
+        try:
+            _write(force, "0")
+        except OSError:
+            return 0  # EBUSY/EINTR: nothing more could go; the pause itself stands
+        return max(0, before - (self.memory_usage() or 0))
 
 
 
@@ -299,6 +343,7 @@ class V1Driver(CgroupDriver):
                                                       "memory.memsw.limit_in_bytes"))
             if "memory" in self._h else False,
             "kill": "freezer" if "freezer" in self._h else "signal loop",
+            "pause": "freezer" if "freezer" in self._h else "unavailable",
             "delegation_ok": probe_ok,
             "delegation_error": probe_err,
         }

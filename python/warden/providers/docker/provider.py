@@ -38,6 +38,7 @@ from warden.errors import (
     ProtocolError,
     ProviderUnavailable,
     SandboxFileError,
+    SandboxPaused,
     TimeoutExceeded,
     WardenError,
     WorkerCrashed,
@@ -70,6 +71,7 @@ except ImportError as _exc:  # pragma: no cover - the registry turns this into a
 from warden.providers.docker import network
 from warden.providers.docker.config import container_config
 from warden.providers.docker.link import Link, attach
+from warden.providers.docker.pause import PauseMixin
 from warden.providers.docker.reconcile import CLAIMED, Housekeeper, Reconciling
 from warden.providers.docker.state import DockerState, state_of
 
@@ -85,7 +87,7 @@ _STOP_GRACE_S = 5.0
 _EXEC_GRACE_S = 5.0
 
 
-class DockerProvider(network.NetworkMixin, Reconciling, Provider):
+class DockerProvider(network.NetworkMixin, Reconciling, PauseMixin, Provider):
     """Sandboxes as containers of one Docker engine (``DOCKER_HOST``, else the default socket).
 
     ``idle_seconds``: a reusable sandbox (one created with a reuse key) unused for that long is
@@ -349,6 +351,8 @@ class DockerProvider(network.NetworkMixin, Reconciling, Provider):
         if st.foreign:
             raise WorkerCrashed(f"sandbox {handle.id} belongs to warden process "
                                 f"{st.owner}; only its owner may call into it")
+        if st.paused:
+            raise SandboxPaused(handle.id)
         if timeout is None:
             timeout = handle.spec.limits.wall_time_s
         msg = {"id": 0, "op": op}

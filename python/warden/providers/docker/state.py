@@ -57,6 +57,11 @@ class DockerState:
     # with a NetworkPolicy; None otherwise. Set by start, ended by start (for the next
     # container) and destroy, under ``lock`` (providers.docker.network).
     net: Attachment | None = None
+    # Whether the current container is paused (docker pause), written by pause and resume
+    # under ``pause_lock``, never ``lock`` (a request in flight holds it while the container
+    # is frozen); read by the request, which refuses to start while it is set.
+    paused: bool = False
+    pause_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def state_of(handle: SandboxHandle) -> DockerState:

@@ -162,10 +162,12 @@ class Preparer:
             self._doomed.append(r.close)
         return None
 
-    def cgroup(self, memory_bytes: int, pids: int, cpus: float) -> cgroups.SandboxCgroup:
+    def cgroup(self, memory_bytes: int, pids: int, cpus: float, *,
+               freezer: bool = False) -> cgroups.SandboxCgroup:
         # Every sandbox warden makes has its own pid namespace, whose init's death kills all
-        # of it: the freezer's race-free kill is never needed.
-        return cgroups.driver().create(memory_bytes, pids, cpus, freezer=False)
+        # of it: the freezer's race-free kill is never needed. A long-lived sandbox asks for
+        # it all the same (v1), for pause(): its processes join it at birth, so none escapes.
+        return cgroups.driver().create(memory_bytes, pids, cpus, freezer=freezer)
 
     def netns(self) -> int:
         return _core.netns_create()

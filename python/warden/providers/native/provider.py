@@ -35,6 +35,7 @@ from warden.errors import (
     PluginError,
     ProtocolError,
     SandboxFileError,
+    SandboxPaused,
     TimeoutExceeded,
     WorkerCrashed,
 )
@@ -52,6 +53,7 @@ from warden.providers.errors import sandbox_error
 from warden.providers.native import network, payloads, prepare, runner
 from warden.providers.native.execs import ExecMixin
 from warden.providers.native.files import FilesMixin
+from warden.providers.native.pause import PauseMixin
 from warden.providers.native.state import NativeState, spec_key, state_of
 from warden.providers.native.zygote import Zygote
 from warden.spec.limits import Limits
@@ -97,7 +99,7 @@ class _Made:
         self.provider._teardown(self.handle)
 
 
-class NativeProvider(ExecMixin, network.NetworkMixin, FilesMixin, Provider):
+class NativeProvider(ExecMixin, network.NetworkMixin, FilesMixin, PauseMixin, Provider):
     """Sandboxes of warden's own core. ``max_decode_bytes``: the absolute cap on what one
     reply may make the host allocate (warden.wire.bounds; default WARDEN_MAX_DECODE_BYTES,
     else 1 GiB); each sandbox's own bound is at most twice its memory limit."""
@@ -190,7 +192,7 @@ class NativeProvider(ExecMixin, network.NetworkMixin, FilesMixin, Provider):
                 # One more pid than asked for: the sandbox's init, which the caller did not
                 # start.
                 cg = descriptors.at_step("cgroup", prep.cgroup, lim.memory_mb << 20,
-                                         lim.pids + 1, lim.cpus)
+                                         lim.pids + 1, lim.cpus, freezer=True)
             except BaseException:
                 host_id.release()
                 raise
@@ -335,6 +337,7 @@ class NativeProvider(ExecMixin, network.NetworkMixin, FilesMixin, Provider):
     def destroy(self, handle: SandboxHandle) -> None:
         with self._lock:
             self._live.pop(handle.id, None)
+        self._end_pause(handle)
         if self._teardown(handle) and state_of(handle).prep_key is not None:
             # The next sandbox of its spec is made now, off the caller's path.
             prepare.preparer().finished(state_of(handle).prep_key)
@@ -453,6 +456,8 @@ class NativeProvider(ExecMixin, network.NetworkMixin, FilesMixin, Provider):
         st = state_of(handle)
         if st.dead:
             raise WorkerCrashed(f"sandbox {handle.id} is gone ({st.dead}); create a new one")
+        if st.paused:
+            raise SandboxPaused(handle.id)
 
     def run(self, argv: Sequence[str], *, stdin: bytes | None = None,
             limits: Limits | None = None, network: str | NetworkPolicy = "none",

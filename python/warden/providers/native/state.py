@@ -79,6 +79,12 @@ class NativeState:
     # removed by teardown (providers.native.network.detach).
     ca: CertAuthority | None = None
     ca_bundle: str | None = None
+    # Whether the sandbox's cgroup is frozen (providers.native.pause), and whether destroy has
+    # begun (no pause after it). Written under ``pause_lock``, never ``lock``: a request in
+    # flight holds ``lock`` while its process is frozen. Read by the request's live check.
+    paused: bool = False
+    closing: bool = False
+    pause_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def state_of(handle: SandboxHandle) -> NativeState:
