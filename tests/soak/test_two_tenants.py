@@ -59,14 +59,15 @@ def _host_state() -> dict[str, object]:
         for d in dirs
         if d.startswith("sb-") and os.path.basename(dirpath).startswith(mine)
     )
-    # warden's mounts in the host's namespace: its state directory's (the per-process areas).
-    # Other processes of the host (a dockerd, other warden processes) mount and unmount there
-    # too; theirs are not this test's to count.
+    # warden's mounts in the host's namespace: this process's area and what is mounted in it.
+    # Other processes of the host (a dockerd, other warden processes) mount and unmount in
+    # theirs; those are not this test's to count.
     from warden.host import state
 
-    top = state.state_dir()
+    own = state.areas().path
     with open("/proc/self/mountinfo") as f:
-        mounts = sum(1 for line in f if line.split(" ")[4].startswith(top))
+        mounts = sum(1 for line in f
+                     if (line.split(" ")[4] + "/").startswith(own + "/"))
     children = sorted(
         int(p) for p in os.listdir("/proc") if p.isdigit() and _ppid(int(p)) == os.getpid()
     )
