@@ -34,6 +34,7 @@ _WHERE: dict[str, str] = {
     "ScanRejected": "warden.errors",
     "TimeoutExceeded": "warden.errors",
     "WardenError": "warden.errors",
+    "WatchLimitExceeded": "warden.errors",
     "WorkerCrashed": "warden.errors",
     "ExecResult": "warden.spec.result",
     "Limits": "warden.spec.limits",
@@ -50,6 +51,9 @@ _WHERE: dict[str, str] = {
     "AsyncProcess": "warden.sandboxes.asyncproc",
     "AsyncTerminal": "warden.sandboxes.asyncproc",
     "Terminal": "warden.sandboxes.terminal",
+    "Watch": "warden.sandboxes.watch",
+    "WatchEvent": "warden.sandboxes.watch",
+    "AsyncWatch": "warden.sandboxes.asyncwatch",
     "ForkServer": "warden.testing.forkserver",
     "Verdict": "warden.testing.verdict",
     "Finding": "warden.scan",
@@ -106,17 +110,20 @@ if TYPE_CHECKING:
         ScanRejected,
         TimeoutExceeded,
         WardenError,
+        WatchLimitExceeded,
         WorkerCrashed,
     )
     from warden.plugins.ceilings import Ceilings
     from warden.plugins.engine import Engine, Plugin
     from warden.sandboxes.asyncbox import AsyncSandbox
     from warden.sandboxes.asyncproc import AsyncProcess, AsyncTerminal
+    from warden.sandboxes.asyncwatch import AsyncWatch
     from warden.sandboxes.notebook import Execution
     from warden.sandboxes.process import Process
     from warden.sandboxes.run import run
     from warden.sandboxes.sandbox import Sandbox
     from warden.sandboxes.terminal import Terminal
+    from warden.sandboxes.watch import Watch, WatchEvent
     from warden.scan import Finding, Policy, scan, scan_paths
     from warden.spec.limits import Limits
     from warden.spec.network import NetworkEvent, NetworkPolicy

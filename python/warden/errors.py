@@ -25,6 +25,8 @@
     │                            sandbox, or it was forgotten; also ProcessLookupError (.pid)
     ├── ProcessStdinClosed       a write to a background process whose stdin is closed;
     │                            also BrokenPipeError (.pid)
+    ├── WatchLimitExceeded       a watch needs more inotify instances or watches than a limit
+    │                            allows (.limit, .path, .watched); nothing is left watching
     ├── PayloadTooLarge          a frame or payload over a cap (.size, .limit, .direction)
     ├── ProtocolError            a peer sent bytes that are not a valid frame
     ├── RateLimitExceeded        the caller is over its rate limit (.retry_after)
@@ -76,6 +78,7 @@ __all__ = [
     "ScanRejected",
     "TimeoutExceeded",
     "WardenError",
+    "WatchLimitExceeded",
     "WorkerCrashed",
     "sandbox_file_error",
 ]
@@ -293,6 +296,21 @@ class ProcessStdinClosed(WardenError, BrokenPipeError):
         self.pid = pid
         super().__init__(f"the stdin of process {pid} in sandbox {sandbox} is closed (it "
                          "ended, closed it, or was started with stdin=False)")
+
+
+class WatchLimitExceeded(WardenError):
+    """A watch (Sandbox.watch) needs more than a limit allows: the kernel's inotify limits
+    of the sandbox's user (``max_user_instances``, ``max_user_watches``: sysctl
+    fs.inotify.*, and user.max_inotify_* of its user namespace) or warden's own
+    ``max_watches`` directories of one watch. The watch was stopped, never left partial."""
+
+    def __init__(self, limit: str, path: str, sandbox: str, watched: int) -> None:
+        self.limit = limit
+        self.path = path
+        self.watched = watched
+        super().__init__(f"watching {path!r} in sandbox {sandbox} reached the inotify limit "
+                         f"{limit} after {watched} directories; the watch was stopped. Watch "
+                         "a smaller tree (recursive=False, a subdirectory) or raise the limit")
 
 
 class PayloadTooLarge(WardenError):

@@ -23,6 +23,7 @@ from typing import IO, Any
 from warden.errors import ProcessNotFound, ProcessStdinClosed, TimeoutExceeded
 from warden.sandboxes import checks
 from warden.sandboxes.asyncproc import AsyncProcess, AsyncTerminal, run
+from warden.sandboxes.asyncwatch import AsyncWatch
 from warden.sandboxes.notebook import Execution
 from warden.sandboxes.process import Collected, ProcessInfo
 from warden.sandboxes.sandbox import Sandbox
@@ -161,6 +162,10 @@ class AsyncSandbox:
     async def spawn(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
                     cwd: str | None = None, stdin: bool = True) -> AsyncProcess:
         return AsyncProcess(await run(self._sync().spawn, argv, env=env, cwd=cwd, stdin=stdin))
+
+    async def watch(self, path: str = ".", recursive: bool = True) -> AsyncWatch:
+        """Sandbox.watch, awaited: ``async for event in await sb.watch("src")``."""
+        return AsyncWatch(await run(self._sync().watch, path, recursive))
 
     async def processes(self) -> list[ProcessInfo]:
         return await run(self._sync().processes)

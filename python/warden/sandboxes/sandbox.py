@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import builtins
+import errno
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import IO, TypeVar, cast
 
-from warden.errors import InvalidArgument
+from warden.errors import InvalidArgument, PathEscapeError, sandbox_file_error
 from warden.providers.base import Provider
 from warden.providers.registry import get_provider
 from warden.sandboxes import checks, lifetime, transfer
+from warden.sandboxes import watch as watching
 from warden.sandboxes.notebook import Execution, Notebook
 from warden.sandboxes.process import Process, ProcessInfo
 from warden.sandboxes.terminal import Terminal, check_size
+from warden.sandboxes.watch import Watch, WatchEvent
 from warden.spec.limits import Limits
 from warden.spec.network import NetworkEvent, NetworkPolicy
 from warden.spec.result import ExecResult
@@ -25,7 +28,8 @@ from warden.wire.entries import MAX_ENTRIES, Entry, parse_entries, parse_entry
 
 _T = TypeVar("_T")
 
-__all__ = ["Entry", "Execution", "Files", "Process", "ProcessInfo", "Sandbox", "Terminal"]
+__all__ = ["Entry", "Execution", "Files", "Process", "ProcessInfo", "Sandbox", "Terminal",
+           "Watch", "WatchEvent"]
 
 
 class Files:
@@ -201,6 +205,23 @@ class Sandbox:
             {"argv": args, "env": None, "env_add": extra, "cwd": where, "stdin": True,
              "tty": size}, procs.parse_start)
         return Terminal(self, pid, args or ["<login shell>"], started)
+
+    def watch(self, path: str = ".", recursive: bool = True) -> Watch:
+        """Change events of ``path`` (a directory of the workspace; links refused), and
+        with ``recursive`` of every directory below it, those made later included: an
+        iterator of WatchEvent (created, modified, deleted, moved) from inotify inside the
+        sandbox, for changes after this call returned. ``close()`` it (or use ``with``) to
+        stop the watch; closing the sandbox ends the iteration. WatchLimitExceeded when the
+        tree needs more inotify watches than the sandbox's user may have."""
+        where = checks.file_path(path)
+        deep = checks.flag(recursive, "recursive")
+        entry = self.files.stat(where)
+        if entry.type == "link":
+            raise PathEscapeError(f"{where!r} in sandbox {self.id} is a symbolic link; watch "
+                                  "the directory itself", path=where)
+        if entry.type != "dir":
+            raise sandbox_file_error(errno.ENOTDIR, where, op="watch", sandbox=self.id)
+        return Watch(self, watching.start(self, where, deep), where)
 
     def processes(self) -> list[ProcessInfo]:
         """The live processes started through warden (spawn) in this sandbox: pid, argv,
