@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
-from tests.cli.test_cli import warden_cli
+from tests.cli.test_cli import PYTHON_DIR, warden_cli
 from tests.conftest import require
 from tests.plugins.test_plugins import native_ok
 
@@ -111,3 +115,23 @@ def test_nothing_found_is_status_0_and_an_unloadable_target_125(fuzzable, tmp_pa
 def test_a_missing_target_is_a_usage_error(tmp_path):
     r = warden_cli("fuzz", str(tmp_path / "nope.py"))
     assert r.returncode == 2 and b"no such file" in r.stderr
+
+
+def test_ctrl_c_ends_the_jobs_and_still_prints_what_was_found(fuzzable, tmp_path):
+    target = write(tmp_path, "ok.py", "def TestOneInput(data):\n    return len(data)\n")
+    environ = dict(os.environ, PYTHONPATH=PYTHON_DIR)
+    proc = subprocess.Popen([sys.executable, "-m", "warden", "fuzz", target, "--time", "3600",
+                             "--crashes", str(tmp_path / "c")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=environ)
+    try:
+        # Once the job runs inputs, interrupt the command alone.
+        time.sleep(8)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)  # far before the hour it was given
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert b"interrupted" in err and b"no failing input" in out
+    assert b" inputs in " in out

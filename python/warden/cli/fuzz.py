@@ -126,13 +126,25 @@ def _start_jobs(args: argparse.Namespace, work: str, corpus: str) -> list[tuple]
 
 
 def _wait(jobs: list[tuple], limit_s: float) -> list[int]:
+    """The jobs' exit statuses. Past ``limit_s``, or on Ctrl-C, each job is told to end
+    (SIGTERM: it closes its sandbox at its next input), then killed after a grace."""
     deadline = time.monotonic() + limit_s
+    try:
+        for proc, _out, _cfg in jobs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                break
+    except KeyboardInterrupt:
+        print("warden fuzz: interrupted; ending the jobs", file=sys.stderr)
     codes = []
     for proc, out, _cfg in jobs:
-        try:
-            codes.append(proc.wait(timeout=max(0.1, deadline - time.monotonic())))
-        except subprocess.TimeoutExpired:
+        if proc.poll() is None:
             proc.terminate()
+        try:
+            codes.append(proc.wait(timeout=_GRACE_S))
+        except subprocess.TimeoutExpired:
+            proc.kill()
             codes.append(proc.wait())
         out.close()
     return codes
@@ -172,8 +184,10 @@ def fuzz(args: argparse.Namespace) -> int:
     try:
         corpus = os.path.abspath(args.corpus or os.path.join(work, "corpus"))
         os.makedirs(corpus, exist_ok=True)
+        started = time.monotonic()
         jobs = _start_jobs(args, work, corpus)
         codes = _wait(jobs, args.time + _GRACE_S)
+        took = time.monotonic() - started
         failed_jobs = [(i, c) for i, c in enumerate(codes) if c != 0]
         for i, code in failed_jobs:
             print(f"warden fuzz: job {i} ended with status {code}:\n"
@@ -184,7 +198,7 @@ def fuzz(args: argparse.Namespace) -> int:
         shutil.rmtree(work, ignore_errors=True)
     if failed_jobs and len(failed_jobs) == len(jobs) and not buckets:
         return EXIT_WARDEN
-    print(f"{runs} inputs in {args.time:g} s ({runs / args.time:.0f}/s), each in a fresh fork")
+    print(f"{runs} inputs in {took:.0f} s ({runs / took:.0f}/s), each in a fresh fork")
     if buckets:
         print(_table(buckets))
         print(f"{sum(b.count for b in buckets)} failing inputs in {len(buckets)} buckets; "

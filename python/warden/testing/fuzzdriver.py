@@ -14,7 +14,8 @@ What comes back from the sandbox is checked before it is replayed: counter ids w
 setup reserved, hits one byte per counter, comparisons of bounded bytes, str and int only.
 
 Run as ``python -m warden.testing.fuzzdriver CONFIG.json``; it ends itself (closing its fork
-server, writing how many inputs it ran to ``runs`` in its work directory) when its time is up. Exit status: 0 when the time was up, 3 when the target could
+server, writing how many inputs it ran to ``runs`` in its work directory) when its time is up
+or at the first input after a SIGINT or SIGTERM. Exit status: 0 when the time was up, 3 when the target could
 not be loaded (the error on stderr), 4 when atheris is missing, 5 when the fork server
 failed past what it restarts by itself.
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from typing import Any
@@ -103,7 +105,9 @@ def _libfuzzer_args(cfg: dict) -> list[str]:
             # A safety net only: this job ends itself at its deadline, closing its sandbox.
             f"-max_total_time={int(cfg['time_s']) + 60}",
             f"-timeout={int(cfg['per_input']['wall_time_s'] + 30)}",
-            f"-artifact_prefix={cfg['workdir']}{os.sep}", "-print_final_stats=0"]
+            f"-artifact_prefix={cfg['workdir']}{os.sep}", "-print_final_stats=0",
+            # SIGINT and SIGTERM end the job through Python (above), not libFuzzer's exit.
+            "-handle_int=0", "-handle_term=0"]
     if cfg.get("seed") is not None:
         args.append(f"-seed={cfg['seed']}")
     return args
@@ -131,6 +135,12 @@ def main(argv: list[str]) -> int:
     store = CrashStore(cfg["crashes"], cfg["log"])
 
     runs = [0]
+    stop = [False]
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop[0] = True  # ended at the next input, with its sandbox closed
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
 
     def end(status: int) -> None:
         fs.close()
@@ -140,7 +150,7 @@ def main(argv: list[str]) -> int:
         os._exit(status)  # libFuzzer has no way back: it ends the process itself
 
     def test_one_input(data: bytes) -> None:
-        if time.monotonic() >= deadline:
+        if stop[0] or time.monotonic() >= deadline:
             end(0)
         runs[0] += 1
         try:
