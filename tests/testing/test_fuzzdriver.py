@@ -1,15 +1,22 @@
 """What `warden fuzz` does on the host with what comes out of a sandbox: coverage is replayed
 only within the counters setup reserved and only for bounded operands, and failing inputs are
-kept once per bucket however many jobs and runs hit them."""
+kept once per bucket however many jobs and runs hit them. A job that ends (libFuzzer never
+returns to it) leaves no sandbox behind."""
 
 from __future__ import annotations
 
 import array
 import json
+import os
+import subprocess
+import sys
 
+import pytest
 from warden.testing.crashes import CrashStore, summarize
 from warden.testing.fuzzdriver import Replay
 from warden.testing.verdict import ExceptionInfo, Verdict
+
+from tests.plugins.test_plugins import native_ok
 
 
 class FakeAtheris:
@@ -77,3 +84,40 @@ def test_one_input_per_bucket_across_jobs_and_runs(tmp_path):
     assert [(b.bucket, b.count, b.what, b.file) for b in rows] == [
         ("b1ValueError", 4, "ValueError", "crash-b1ValueError"),
         ("b2ValueError", 1, "ValueError", "crash-b2ValueError")]
+
+
+def _left_by(pid: int) -> list[str]:
+    """warden's cgroups and area mounts made by process ``pid`` that are still there."""
+    left = [line.split()[4] for line in open("/proc/self/mountinfo")
+            if f"/{pid}-" in line.split()[4]]
+    for root, dirs, _files in os.walk("/sys/fs/cgroup"):
+        left += [os.path.join(root, d) for d in dirs if d.startswith(f"warden-{pid}-")]
+        if root.count(os.sep) >= 6:
+            dirs[:] = []
+    return left
+
+
+def test_a_job_that_ends_leaves_no_sandbox_behind(tmp_path):
+    native_ok()
+    pytest.importorskip("atheris", reason="warden fuzz needs atheris (the dev extras)")
+    target = tmp_path / "target"
+    target.mkdir(mode=0o755)
+    target.chmod(0o755)
+    (target / "t.py").write_text("def TestOneInput(data):\n    return len(data)\n")
+    (target / "t.py").chmod(0o644)
+    work, corpus, crashes = (tmp_path / n for n in ("work", "corpus", "crashes"))
+    for d in (work, corpus, crashes):
+        d.mkdir()
+    cfg = {"target": str(target / "t.py"), "corpus": str(corpus), "crashes": str(crashes),
+           "time_s": 3, "max_len": 64, "per_input": {"memory_mb": 64, "wall_time_s": 5,
+                                                      "cpu_time_s": None},
+           "limits": None, "log": str(tmp_path / "log"), "workdir": str(work), "seed": 1}
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    job = subprocess.Popen([sys.executable, "-m", "warden.testing.fuzzdriver",
+                            str(tmp_path / "cfg.json")], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
+    _out, err = job.communicate(timeout=120)
+    assert job.returncode == 0, err.decode()[-2000:]
+    assert int((work / "runs").read_text()) > 0
+    assert _left_by(job.pid) == []

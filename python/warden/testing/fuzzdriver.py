@@ -22,6 +22,7 @@ failed past what it restarts by itself.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
@@ -144,10 +145,14 @@ def main(argv: list[str]) -> int:
 
     def end(status: int) -> None:
         fs.close()
+        fs.provider.close()
         with open(os.path.join(cfg["workdir"], "runs"), "w", encoding="utf-8") as f:
             f.write(str(runs[0]))
+        # libFuzzer has no way back to here (it ends the process itself), so the clean-up
+        # warden registered for exit (made-ahead sandboxes, cgroups, areas) runs now.
+        atexit._run_exitfuncs()
         sys.stderr.flush()
-        os._exit(status)  # libFuzzer has no way back: it ends the process itself
+        os._exit(status)
 
     def test_one_input(data: bytes) -> None:
         if stop[0] or time.monotonic() >= deadline:
