@@ -1,36 +1,43 @@
 """One ``warden fuzz`` job: libFuzzer (atheris) on the host, each input run in a fork server.
 
-The mutation loop runs here, outside the sandbox; the target runs inside it, instrumented by
+The mutation loop runs outside the sandbox; the target runs inside it, instrumented by
 atheris there (warden.testing.fuzzshim). Each input is one fork server input: a fresh
 copy-on-write child of the state after the target was loaded, with the per-input limits and
 an exact Verdict. The child answers with the counters it hit and the operands of its
-comparisons; this process replays them into its own atheris counters (``_trace_branch``) and
+comparisons; the fuzzer replays them into its own atheris counters (``_trace_branch``) and
 comparison hooks (``_trace_cmp``, which feed libFuzzer's table of compared values), so
 libFuzzer's coverage feedback, corpus and CMP-guided mutations work as if the target ran in
-this process. A failing input is not a crash of this process: it goes to the CrashStore and
-fuzzing goes on.
+the fuzzer's process. A failing input is not a crash of the fuzzer: it goes to the
+CrashStore and fuzzing goes on.
+
+Two processes: this one (the *server*) owns the fork server, and a child forked before any
+sandbox or thread exists runs libFuzzer, which ends its process itself and never returns to
+warden's clean-up. They speak over two pipes: the fuzzer sends an input, the server answers
+with its coverage (carry-encoded) or an empty frame for a failing input.
 
 What comes back from the sandbox is checked before it is replayed: counter ids within what
 setup reserved, hits one byte per counter, comparisons of bounded bytes, str and int only.
 
-Run as ``python -m warden.testing.fuzzdriver CONFIG.json``; it ends itself (closing its fork
-server, writing how many inputs it ran to ``runs`` in its work directory) when its time is up
-or at the first input after a SIGINT or SIGTERM. Exit status: 0 when the time was up, 3 when the target could
-not be loaded (the error on stderr), 4 when atheris is missing, 5 when the fork server
-failed past what it restarts by itself.
+Run as ``python -m warden.testing.fuzzdriver CONFIG.json``; it ends (closing its fork server,
+writing how many inputs it ran to ``runs`` in its work directory) when its time is up or at
+the first input after a SIGINT or SIGTERM. Exit status: 0 when the time was up, 3 when the
+target could not be loaded (the error on stderr), 4 when atheris is missing, 5 when the fork
+server failed past what it restarts by itself.
 """
 
 from __future__ import annotations
 
-import atexit
+import importlib.util
 import json
 import os
 import signal
+import struct
 import sys
 import time
 from typing import Any
 
 from warden.errors import WardenError
+from warden.guest import carry
 from warden.spec.limits import Limits
 from warden.testing.crashes import CrashStore
 from warden.testing.forkserver import ForkServer
@@ -103,9 +110,10 @@ def _fork_server(cfg: dict) -> ForkServer:
 
 def _libfuzzer_args(cfg: dict) -> list[str]:
     args = [sys.argv[0], cfg["corpus"], f"-max_len={cfg['max_len']}",
-            # A safety net only: this job ends itself at its deadline, closing its sandbox.
-            f"-max_total_time={int(cfg['time_s']) + 60}",
-            f"-timeout={int(cfg['per_input']['wall_time_s'] + 30)}",
+            # No -max_total_time and no -timeout: libFuzzer would end the process without
+            # warden's clean-up. This job ends itself at its deadline (or on SIGTERM), closing
+            # its sandbox; every request to the fork server has a timeout of its own.
+            "-timeout=0",
             f"-artifact_prefix={cfg['workdir']}{os.sep}", "-print_final_stats=0",
             # SIGINT and SIGTERM end the job through Python (above), not libFuzzer's exit.
             "-handle_int=0", "-handle_term=0"]
@@ -114,63 +122,128 @@ def _libfuzzer_args(cfg: dict) -> list[str]:
     return args
 
 
-def main(argv: list[str]) -> int:
-    with open(argv[0], encoding="utf-8") as f:
-        cfg = json.load(f)
-    try:
-        import atheris
-    except ImportError:
-        print("warden fuzz needs atheris: pip install atheris (or warden's dev extras)",
-              file=sys.stderr)
-        return EXIT_ATHERIS
-    deadline = time.monotonic() + float(cfg["time_s"])
-    try:
-        fs = _fork_server(cfg)
-        counters = fs.run(None).value
-        if type(counters) is not int or not 0 <= counters < 1 << 24:
-            raise WardenError("the fuzz target's sandbox said no counter count")
-    except WardenError as exc:
-        print(f"warden fuzz: the target could not be loaded: {exc}", file=sys.stderr)
-        return EXIT_SETUP
-    replay = Replay(atheris, counters)
-    store = CrashStore(cfg["crashes"], cfg["log"])
+_FRAME = struct.Struct("<I")
 
-    runs = [0]
-    stop = [False]
 
-    def on_signal(signum: int, frame: object) -> None:
-        stop[0] = True  # ended at the next input, with its sandbox closed
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+def _send(fd: int, data: bytes) -> None:
+    view = memoryview(_FRAME.pack(len(data)) + data)
+    while view:
+        view = view[os.write(fd, view):]
 
-    def end(status: int) -> None:
-        fs.close()
-        fs.provider.close()
-        with open(os.path.join(cfg["workdir"], "runs"), "w", encoding="utf-8") as f:
-            f.write(str(runs[0]))
-        # libFuzzer has no way back to here (it ends the process itself), so the clean-up
-        # warden registered for exit (made-ahead sandboxes, cgroups, areas) runs now.
-        atexit._run_exitfuncs()
-        sys.stderr.flush()
-        os._exit(status)
+
+def _recv(fd: int) -> bytes | None:
+    """One frame, or None when the other side is gone."""
+    head = _read(fd, _FRAME.size)
+    return None if head is None else _read(fd, _FRAME.unpack(head)[0])
+
+
+def _read(fd: int, n: int) -> bytes | None:
+    parts, left = [], n
+    while left:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            return None
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
+
+
+def _fuzzer(cfg: dict, to_server: int, from_server: int) -> None:
+    """The libFuzzer side (a child process): each input to the server, its coverage back.
+    Ends with os._exit when the server stops answering; it holds nothing to clean up."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when to end
+    import atheris
+
+    first = _recv(from_server)
+    if first is None:
+        os._exit(0)
+    replay = Replay(atheris, int.from_bytes(first, "little"))
 
     def test_one_input(data: bytes) -> None:
-        if stop[0] or time.monotonic() >= deadline:
-            end(0)
-        runs[0] += 1
         try:
-            v = fs.run(bytes(data))
-        except WardenError as exc:
-            print(f"warden fuzz: the fork server failed: {exc}", file=sys.stderr)
-            end(EXIT_SERVER)
-        if v.outcome == "ok":
-            replay(v.value)
-        else:
-            store.record(bytes(data), v)
+            _send(to_server, bytes(data))
+        except BrokenPipeError:
+            os._exit(0)
+        reply = _recv(from_server)
+        if reply is None:
+            os._exit(0)
+        if reply:
+            replay(carry.decode(reply))
 
     atheris.Setup(_libfuzzer_args(cfg), test_one_input)
     atheris.Fuzz()
-    return 0  # not reached: libFuzzer exits
+    os._exit(0)
+
+
+def _serve(cfg: dict, fs: ForkServer, from_fuzzer: int, to_fuzzer: int) -> int:
+    """Runs the fuzzer's inputs until the deadline or a signal; how many."""
+    deadline = time.monotonic() + float(cfg["time_s"])
+    store = CrashStore(cfg["crashes"], cfg["log"])
+    stop = [False]
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop[0] = True
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    runs = 0
+    while not stop[0] and time.monotonic() < deadline:
+        data = _recv(from_fuzzer)
+        if data is None:
+            break
+        runs += 1
+        v = fs.run(data)
+        if v.outcome == "ok":
+            _send(to_fuzzer, carry.encode(v.value, "coverage"))
+        else:
+            store.record(data, v)
+            _send(to_fuzzer, b"")
+    return runs
+
+
+def main(argv: list[str]) -> int:
+    with open(argv[0], encoding="utf-8") as f:
+        cfg = json.load(f)
+    if importlib.util.find_spec("atheris") is None:
+        print("warden fuzz needs atheris: pip install atheris (or warden's dev extras)",
+              file=sys.stderr)
+        return EXIT_ATHERIS
+    # libFuzzer ends its process itself, never returning to warden's clean-up: so it runs in
+    # a child of this process, forked before any sandbox or thread exists, and this process
+    # owns the fork server and ends normally.
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(in_r)
+        os.close(out_w)
+        try:
+            _fuzzer(cfg, in_w, out_r)
+        finally:
+            os._exit(70)
+    os.close(in_w)
+    os.close(out_r)
+    status, runs = 0, 0
+    try:
+        with _fork_server(cfg) as fs:
+            counters = fs.run(None).value
+            if type(counters) is not int or not 0 <= counters < 1 << 24:
+                raise WardenError("the fuzz target's sandbox said no counter count")
+            _send(out_w, counters.to_bytes(4, "little"))
+            try:
+                runs = _serve(cfg, fs, in_r, out_w)
+            except WardenError as exc:
+                print(f"warden fuzz: the fork server failed: {exc}", file=sys.stderr)
+                status = EXIT_SERVER
+    except WardenError as exc:
+        print(f"warden fuzz: the target could not be loaded: {exc}", file=sys.stderr)
+        status = EXIT_SETUP
+    finally:
+        os.close(out_w)  # the fuzzer ends at its next input
+        os.close(in_r)
+        os.waitpid(pid, 0)
+    with open(os.path.join(cfg["workdir"], "runs"), "w", encoding="utf-8") as f:
+        f.write(str(runs))
+    return status
 
 
 if __name__ == "__main__":
