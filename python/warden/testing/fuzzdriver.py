@@ -22,7 +22,7 @@ Run as ``python -m warden.testing.fuzzdriver CONFIG.json``; it ends (closing its
 writing how many inputs it ran to ``runs`` in its work directory) when its time is up or at
 the first input after a SIGINT or SIGTERM. Exit status: 0 when the time was up, 3 when the
 target could not be loaded (the error on stderr), 4 when atheris is missing, 5 when the fork
-server failed past what it restarts by itself.
+server failed past what it restarts by itself, 6 when libFuzzer ended by itself with an error.
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ from warden.testing.crashes import CrashStore
 from warden.testing.forkserver import ForkServer
 from warden.testing.fuzzshim import SOURCE
 
-__all__ = ["EXIT_ATHERIS", "EXIT_SERVER", "EXIT_SETUP", "Replay", "main"]
+__all__ = ["EXIT_ATHERIS", "EXIT_FUZZER", "EXIT_SERVER", "EXIT_SETUP", "Replay", "main"]
 
-EXIT_SETUP, EXIT_ATHERIS, EXIT_SERVER = 3, 4, 5
+EXIT_SETUP, EXIT_ATHERIS, EXIT_SERVER, EXIT_FUZZER = 3, 4, 5, 6
 _SETUP_AT = "/setup"
 _MAX_HITS = 128
 _MAX_CMP_LEN = 64
@@ -110,10 +110,10 @@ def _fork_server(cfg: dict) -> ForkServer:
 
 def _libfuzzer_args(cfg: dict) -> list[str]:
     args = [sys.argv[0], cfg["corpus"], f"-max_len={cfg['max_len']}",
-            # No -max_total_time and no -timeout: libFuzzer would end the process without
-            # warden's clean-up. This job ends itself at its deadline (or on SIGTERM), closing
-            # its sandbox; every request to the fork server has a timeout of its own.
-            "-timeout=0",
+            # No -max_total_time, and a -timeout that never fires: the server ends the job at
+            # its deadline, and every request to the fork server has a timeout of its own.
+            # (-timeout=0 still lets a SIGALRM end the fuzzer, seen under strace.)
+            "-timeout=1000000",
             f"-artifact_prefix={cfg['workdir']}{os.sep}", "-print_final_stats=0",
             # SIGINT and SIGTERM end the job through Python (above), not libFuzzer's exit.
             "-handle_int=0", "-handle_term=0"]
@@ -240,7 +240,11 @@ def main(argv: list[str]) -> int:
     finally:
         os.close(out_w)  # the fuzzer ends at its next input
         os.close(in_r)
-        os.waitpid(pid, 0)
+        fuzzer = os.waitpid(pid, 0)[1]
+    if status == 0 and fuzzer != 0:
+        print(f"warden fuzz: libFuzzer ended by itself (wait status {fuzzer}); its output is "
+              "above", file=sys.stderr)
+        status = EXIT_FUZZER
     with open(os.path.join(cfg["workdir"], "runs"), "w", encoding="utf-8") as f:
         f.write(str(runs))
     return status
