@@ -1,13 +1,13 @@
 """A fork server's input leaves nothing for the next one: not in /dev/shm (a writable tmpfs of
 every sandbox, beside /tmp and /workspace), not in the sandbox's IPC namespace (SysV shared
 memory and message queues, POSIX message queues outlive the child that made them). Each is
-tried for real by one input and looked for by the next."""
+tried for real by one input and looked for by the next. Nor in a shared mapping that setup
+made: each input sees setup's bytes there, whatever the one before it wrote."""
 
 from __future__ import annotations
 
 import errno
 
-import pytest
 import warden
 
 SETUP = r'''
@@ -60,25 +60,42 @@ def test_an_input_leaves_nothing_in_dev_shm_or_the_ipc_namespace_for_the_next():
 
 
 SHARED_SETUP = r'''
-import mmap
-# Python's mmap.mmap(-1, n) is MAP_SHARED: every child forked after setup shares its pages.
+import ctypes, mmap, multiprocessing, os
+from multiprocessing import shared_memory
+# Python's mmap.mmap(-1, n) is MAP_SHARED: without warden's fix every child forked after setup
+# shares its pages. So do multiprocessing's Value (its heap is a shared mapping), a
+# SharedMemory block and a MAP_SHARED mapping of a file in /dev/shm.
 board = mmap.mmap(-1, 4096)
+board[:5] = b"setup"
+counter = multiprocessing.Value("i", 7)
+block = shared_memory.SharedMemory(create=True, size=4096)
+block.buf[:5] = b"block"
+fd = os.open("/dev/shm/mapped", os.O_RDWR | os.O_CREAT, 0o600)
+os.write(fd, b"filed" + bytes(4091))
+filemap = mmap.mmap(fd, 4096)
+
+def seen():
+    with open("/dev/shm/mapped", "rb") as f:
+        on_disk = f.read(5)
+    return [bytes(board[:5]), counter.value, bytes(block.buf[:5]), bytes(filemap[:5]), on_disk]
 
 def target(what):
     if what == "write":
         board[:5] = b"dirty"
-    return bytes(board[:5])
+        counter.value += 1
+        block.buf[:5] = b"dirty"
+        filemap[:5] = b"dirty"
+        filemap.flush()
+    return seen()
 '''
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a MAP_SHARED mapping that setup made (mmap.mmap(-1, n), multiprocessing.Value, a "
-    "mapped /dev/shm file) is inherited by every child the forker makes and is the same "
-    "pages in each: an input's writes are seen by every later input. scratch.Areas restores "
-    "files only; a fix must refuse or privatise shared writable mappings at the end of "
-    "setup (e.g. read /proc/self/maps in the forker and fail setup, or remap them "
-    "MAP_PRIVATE with their content), or document the limit"))
 def test_an_input_cannot_change_a_shared_mapping_that_setup_left_for_the_next():
     with warden.ForkServer(SHARED_SETUP, per_input=warden.Limits(wall_time_s=5)) as fs:
-        assert fs.run("write").value == b"dirty"
-        assert fs.run("read").value == b"\0" * 5
+        # The input itself sees its writes, through the same objects setup made ...
+        assert fs.run("write").value == [b"dirty", 8, b"dirty", b"dirty", b"filed"]
+        # ... and the next input starts from what setup left, again and again.
+        for _ in range(2):
+            assert fs.run("read").value == [b"setup", 7, b"block", b"filed", b"filed"]
+            assert fs.run("write").value[1] == 8
+

@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 from warden.spec.limits import BOUNDS, NETWORK_POLICIES, parse_size
 
-__all__ = ["byte_count", "count", "cwd", "env_pair", "network", "number", "provider", "size_mb",
-           "whole"]
+__all__ = ["LIMIT_FLAGS", "byte_count", "count", "cwd", "env_pair", "network", "number",
+           "provider", "size_mb", "whole"]
 
 _MIB = 1 << 20
 
@@ -136,3 +136,23 @@ def provider(text: str) -> str:
     if text not in known:
         raise _bad(f"unknown provider {text!r}; known: {', '.join(known)}")
     return text
+
+
+# The limits of `warden run` and `warden fuzz`:
+# (flag, Limits field, argparse type, metavar, help)
+LIMIT_FLAGS = (
+    ("--memory", "memory_mb", size_mb("memory_mb"), "SIZE",
+     "memory limit in whole MiB, e.g. 128M (default 256M)"),
+    ("--disk", "disk_mb", size_mb("disk_mb"), "SIZE",
+     "writable space for /workspace and /tmp in whole MiB, e.g. 64M (default 64M)"),
+    ("--file-size", "file_size_mb", size_mb("file_size_mb"), "SIZE",
+     "largest file the command may write, in whole MiB (default: no limit of its own)"),
+    ("--pids", "pids", whole("pids"), "N", "most processes at once (default 64)"),
+    ("--open-files", "open_files", whole("open_files"), "N",
+     "most open descriptors per process (default 256)"),
+    ("--cpus", "cpus", number("cpus"), "N", "CPU share, e.g. 0.5 (default 1.0)"),
+    ("--timeout", "wall_time_s", number("wall_time_s", "s"), "S",
+     "wall time limit in seconds (default 10)"),
+    ("--cpu-time", "cpu_time_s", number("cpu_time_s", "s"), "S",
+     "CPU time limit in seconds (default: none)"),
+)

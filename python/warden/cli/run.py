@@ -22,25 +22,6 @@ __all__ = ["EXIT_USAGE", "EXIT_WARDEN", "add_parser", "exit_status", "run", "sig
 
 EXIT_USAGE, EXIT_WARDEN = 2, 125
 
-# (flag, Limits field, argparse type, metavar, help)
-_LIMIT_FLAGS = (
-    ("--memory", "memory_mb", flags.size_mb("memory_mb"), "SIZE",
-     "memory limit in whole MiB, e.g. 128M (default 256M)"),
-    ("--disk", "disk_mb", flags.size_mb("disk_mb"), "SIZE",
-     "writable space for /workspace and /tmp in whole MiB, e.g. 64M (default 64M)"),
-    ("--file-size", "file_size_mb", flags.size_mb("file_size_mb"), "SIZE",
-     "largest file the command may write, in whole MiB (default: no limit of its own)"),
-    ("--pids", "pids", flags.whole("pids"), "N", "most processes at once (default 64)"),
-    ("--open-files", "open_files", flags.whole("open_files"), "N",
-     "most open descriptors per process (default 256)"),
-    ("--cpus", "cpus", flags.number("cpus"), "N", "CPU share, e.g. 0.5 (default 1.0)"),
-    ("--timeout", "wall_time_s", flags.number("wall_time_s", "s"), "S",
-     "wall time limit in seconds (default 10)"),
-    ("--cpu-time", "cpu_time_s", flags.number("cpu_time_s", "s"), "S",
-     "CPU time limit in seconds (default: none)"),
-)
-
-
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "run", help="run one command in a fresh sandbox",
@@ -49,7 +30,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         epilog="exit status: the command's own; 128+N when signal N killed it; 126 when it "
         "cannot be executed, 127 when it is not there; 125 when warden failed; 2 for a wrong "
         "command line")
-    for flag, field, kind, metavar, text in _LIMIT_FLAGS:
+    for flag, field, kind, metavar, text in flags.LIMIT_FLAGS:
         p.add_argument(flag, dest=field, type=kind, metavar=metavar, help=text)
     p.add_argument("--network", type=flags.network, default="none", metavar="POLICY",
                    help="network policy (default none: loopback only)")
@@ -142,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         print("warden run: name a command after --, e.g. warden run -- ls -l", file=sys.stderr)
         return EXIT_USAGE
     # Every flag was checked against the same bounds as Limits, so this cannot refuse.
-    limits = Limits(**{field: getattr(args, field) for _, field, *_ in _LIMIT_FLAGS
+    limits = Limits(**{field: getattr(args, field) for _, field, *_ in flags.LIMIT_FLAGS
                        if getattr(args, field) is not None})
     stdin = None if sys.stdin is None or sys.stdin.isatty() else sys.stdin.buffer.read()
     try:

@@ -1,6 +1,9 @@
 """The forker: the process of a fork server that runs setup once and then forks one child per
 input, inside the sandbox.
 
+After setup, the shared writable mappings setup left are made private copies
+(warden.guest.privatize), so that no input's writes reach another through them.
+
 It never sees an input or a result: the collector (warden.guest.forkserver) writes each input
 to a pipe that only the child reads, and the child writes its result to a pipe that only the
 collector reads. So every child starts from the forker as setup left it, with nothing of any
@@ -36,6 +39,7 @@ from typing import Any
 
 from warden.guest import carry
 from warden.guest.childguard import Guard, prctl
+from warden.guest.privatize import privatize_shared
 from warden.guest.scratch import Areas
 
 __all__ = ["BOOT", "FORKER_FDS", "STATUS", "TOLD_FD", "Fds", "Limits", "main", "serve"]
@@ -279,6 +283,7 @@ def main() -> None:
         os.closerange(TOLD_FD + 1, 1 << 20)
         msg = carry.decode(_read_exact(fds.ctl, _HEADER.unpack(_read_exact(fds.ctl, 4))[0]))
         entry = _load(msg)
+        privatize_shared()
         areas = Areas()
         lim = Limits(float(msg["wall_s"]), msg.get("cpu_s"), msg.get("memory_bytes"),
                      int(msg["result_cap"]))

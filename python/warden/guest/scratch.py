@@ -1,7 +1,10 @@
 """The sandbox's writable areas (/tmp, /workspace, /dev/shm) put back, after every input of a fork
 server, as setup left them: what an input created is removed, and what setup left there and
 an input changed (content, mode, a rename, a removal) is written again from a copy taken
-right after setup. An area setup left empty costs one directory read per input.
+right after setup. An area setup left empty costs one directory read per input, or, on tmpfs,
+one lstat: tmpfs counts a directory's entries in its size (mm/shmem.c adds BOGO_DIRENT_SIZE
+for every link made in it, by any call, and takes it off for every one removed), so an
+empty tmpfs directory whose size is what it was when empty holds nothing.
 
 Mounts below an area (a read-only bind of the host's Python or warden under /tmp, when they
 live there) are not the area's: they are neither kept nor removed, and the directories that
@@ -19,6 +22,18 @@ import stat
 __all__ = ["MAX_KEPT", "Areas"]
 
 MAX_KEPT = 64 << 20
+
+
+def _fstype(path: str) -> str:
+    """The type of the file system mounted at ``path`` ("" when none is)."""
+    found = ""
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            fields, _, rest = line.partition(" - ")
+            parts = fields.split()
+            if len(parts) >= 5 and parts[4] == path:
+                found = rest.split(" ", 1)[0]  # the last mount there is the one seen
+    return found
 
 
 def _remove(path: str) -> None:
@@ -99,6 +114,9 @@ class _Area:
                 self.pinned.add(d)
                 d = os.path.dirname(d)
         self.pinned.discard("")
+        # The size an empty area has, where that size alone says it is empty (tmpfs).
+        self.empty_size = (os.lstat(root).st_size if not self.state and not self.mounts
+                           and _fstype(root) == "tmpfs" else None)
         # The copy: (path, mode, file content or link target or None for a directory).
         self.copy: list[tuple[str, int, bytes | str | None]] = []
         for path, (mode, *_rest) in sorted(self.state.items()):
@@ -116,9 +134,12 @@ class _Area:
         return sum(len(c) for _p, _m, c in self.copy if isinstance(c, bytes))
 
     def restore(self) -> None:
-        if stat.S_IMODE(os.lstat(self.root).st_mode) != self.mode:
+        st = os.lstat(self.root)
+        if stat.S_IMODE(st.st_mode) != self.mode:
             os.chmod(self.root, self.mode)
         if not self.state:
+            if st.st_size == self.empty_size:
+                return
             self._wipe("")
             return
         if _walk(self.root, self.mounts) == self.state:

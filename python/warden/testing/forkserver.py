@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import Any
 
 from warden.errors import (
@@ -41,6 +41,9 @@ _SETUP_AT = "/setup"
 # results stay well under a frame (BATCH * (RESULT_CAP + stderr tail)).
 BATCH = 32
 RESULT_CAP = 256 << 10
+# The most one request's inputs may hold (the frame is 16 MiB: room for the request's own
+# fields); a single input over it is refused before anything runs.
+INPUT_CAP = 12 << 20
 # What a sandbox needs beyond one input's memory: the collector, the forker, setup's state.
 _SERVER_OVERHEAD_MB = 256
 _SLACK_S = 5.0
@@ -201,7 +204,7 @@ class ForkServer:
 
     def run(self, input: object) -> Verdict:
         """The verdict of ``input``."""
-        encoded = carry.encode(input)
+        encoded = _encode(input, "input")
         server = self._take()
         try:
             return server.run([encoded])[0]
@@ -210,12 +213,19 @@ class ForkServer:
 
     def map(self, inputs: Iterable[object], jobs: int | None = None) -> Iterator[Verdict]:
         """Verdicts of ``inputs``, in their order, spread over ``jobs`` fork servers (default:
-        one per CPU). Each input is checked (InvalidArgument) before it is sent."""
+        one per CPU). Inputs given as a collection (a list, a tuple, a set...) are all checked
+        here, before any runs: one that cannot travel is an InvalidArgument from this call.
+        Inputs from an iterator are checked as they are taken, each before it is sent."""
         if jobs is None:
             jobs = len(os.sched_getaffinity(0)) or 1
         if isinstance(jobs, bool) or not isinstance(jobs, int) or not 1 <= jobs <= 256:
             raise InvalidArgument("jobs", jobs, "None or a whole number from 1 to 256")
         batches = _batches(inputs)
+        if isinstance(inputs, Collection):
+            batches = iter(list(batches))
+        return self._map(batches, jobs)
+
+    def _map(self, batches: Iterator[list[bytes]], jobs: int) -> Iterator[Verdict]:
         if jobs == 1:
             server = self._take()
             try:
@@ -285,13 +295,26 @@ class ForkServer:
         self.close()
 
 
+def _encode(value: object, name: str) -> bytes:
+    data = carry.encode(value, name)
+    if len(data) > INPUT_CAP:
+        raise InvalidArgument(name, f"<{type(value).__name__} of {len(data)} bytes encoded>",
+                              f"at most {INPUT_CAP} bytes once encoded; pass a larger input "
+                              "as a file the setup reads")
+    return data
+
+
 def _batches(inputs: Iterable[object]) -> Iterator[list[bytes]]:
+    """Requests of at most BATCH inputs and INPUT_CAP bytes."""
     batch: list[bytes] = []
+    size = 0
     for i, value in enumerate(inputs):
-        batch.append(carry.encode(value, f"inputs[{i}]"))
-        if len(batch) == BATCH:
+        data = _encode(value, f"inputs[{i}]")
+        if batch and (len(batch) == BATCH or size + len(data) > INPUT_CAP):
             yield batch
-            batch = []
+            batch, size = [], 0
+        batch.append(data)
+        size += len(data)
     if batch:
         yield batch
 
