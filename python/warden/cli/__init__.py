@@ -14,13 +14,13 @@ _VERBOSE_HELP = "say more on stderr: -v info, -vv debug (or set WARDEN_LOG=debug
 
 def build_parser() -> argparse.ArgumentParser:
     from warden._version import version
-    from warden.cli import demo, doctor, images, keys, run, scan
+    from warden.cli import demo, doctor, images, keys, run, scan, serve
 
     p = argparse.ArgumentParser(prog="warden", description="kernel-enforced sandboxes")
     p.add_argument("--version", action="version", version=f"warden {version()}")
     p.add_argument("-v", "--verbose", action="count", default=0, help=_VERBOSE_HELP)
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-    for command in (run, doctor, scan, images, demo, keys):
+    for command in (run, doctor, scan, images, demo, serve, keys):
         command.add_parser(sub)
     # Also after the subcommand (`warden run -v -- ...`); SUPPRESS keeps a -v given before it.
     for parser in sub.choices.values():
