@@ -42,9 +42,10 @@ class Service:
     keys: dict[str, str]     # name -> key text
     state_dir: str
 
-    def client(self, name: str | None = None, **kw) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {self.keys[name]}"} if name else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=120, **kw)
+    def client(self, name: str | None = None, headers: dict | None = None) -> httpx.Client:
+        sent = {"Authorization": f"Bearer {self.keys[name]}"} if name else {}
+        return httpx.Client(base_url=self.url, headers={**sent, **(headers or {})},
+                            timeout=120)
 
 
 def _free_port() -> int:
