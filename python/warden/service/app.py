@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from warden.errors import WardenError
 from warden.service.config import Config
 from warden.service.keys import KeyInfo, KeyStore
 from warden.service.metrics import ServiceMetrics
@@ -143,6 +144,21 @@ async def _not_found(request: Request, exc: Exception) -> Response:
                         status_code=status)
 
 
+def _reconcile() -> None:
+    """Sweep what warden processes that died (a server killed, say) left on the host: their
+    sandboxes died with them (PR_SET_PDEATHSIG), their cgroups and state areas may not have."""
+    from warden.providers.registry import get_provider
+
+    try:
+        report = get_provider("native").reconcile()
+    except WardenError as exc:
+        log.warning("reconciling at start failed: %s", exc)
+        return
+    if report.removed:
+        log.info("at start, removed %d leftovers of dead warden processes",
+                 len(report.removed))
+
+
 def build_app(store: KeyStore, config: Config) -> Starlette:
     """The application; its sandboxes are closed when it shuts down."""
     from warden.service import files, openapi, routes
@@ -152,6 +168,7 @@ def build_app(store: KeyStore, config: Config) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await anyio.to_thread.run_sync(_reconcile)
         yield
         count = await anyio.to_thread.run_sync(registry.close_all)
         log.info("shut down: closed %d sandboxes", count)
