@@ -54,6 +54,8 @@ def test_put_get_list_delete_a_file(service, box):
         r = c.get(f"/v1/sandboxes/{box}/files/dir/blob.bin")
         assert r.status_code == 404 and r.json()["error"]["type"] == "SandboxFileNotFound"
         assert r.json()["error"]["path"] == "dir/blob.bin"
+        # Errors name the sandbox by the id the client knows, not the provider's.
+        assert box in r.json()["error"]["message"] and "native-" not in r.text
         r = c.get(f"/v1/sandboxes/{box}/files/dir")
         assert r.status_code == 409 and r.json()["error"]["type"] == "SandboxIsADirectory"
 
@@ -100,4 +102,5 @@ def test_uploads_are_bounded_by_the_sandbox_disk(service, box):
                   content=_chunks(b"\0" * (12 << 20), 1 << 20))
         assert r.status_code == 413, r.text
         assert r.json()["error"]["type"] == "DiskQuotaExceeded"
+        assert box in r.json()["error"]["message"] and "native-" not in r.text
         c.delete(f"/v1/sandboxes/{box}/files/big")

@@ -10,7 +10,7 @@ import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -26,7 +26,7 @@ from warden.service.config import Config
 from warden.service.keys import KeyInfo, KeyStore
 from warden.service.metrics import ServiceMetrics
 from warden.service.problems import ApiError, QuotaExceeded, describe
-from warden.service.registry import Registry
+from warden.service.registry import Live, Registry
 
 __all__ = ["Ctx", "build_app", "endpoint", "run_sync"]
 
@@ -45,10 +45,17 @@ class Ctx:
     metrics: ServiceMetrics
     limiter: anyio.CapacityLimiter
     streams: anyio.CapacityLimiter
+    found: list[Live] = field(default_factory=list)
 
     @property
     def tenant(self) -> str:
         return self.key.tenant
+
+    def sandbox(self, request: Request) -> Live:
+        """The caller's sandbox named by the route's ``{id}`` (404 when it is not theirs)."""
+        live = self.registry.get(self.tenant, request.path_params["id"])
+        self.found.append(live)
+        return live
 
 
 async def run_sync(limiter: anyio.CapacityLimiter, fn: Callable[..., Any], *args: Any) -> Any:
@@ -81,8 +88,13 @@ async def _authenticate(request: Request, kind: str) -> KeyInfo:
     return key
 
 
-def _answer(exc: BaseException, request: Request, route: str) -> Response:
+def _answer(exc: BaseException, request: Request, route: str,
+            found: list[Live] | None = None) -> Response:
     status, body = describe(exc)
+    for live in found or ():
+        # A warden error names the provider's id of the sandbox; the client knows it by its
+        # service id, and the provider's (a pid and a count) is the host's business.
+        body["error"]["message"] = body["error"]["message"].replace(live.sandbox.id, live.id)
     if status == 500:
         log.error("%s %s failed", request.method, route, exc_info=exc)
     headers = {}
@@ -104,6 +116,7 @@ def endpoint(route: str, kind: str = "sandboxes") -> Callable[[Handler], Any]:
             state = request.app.state
             started = time.perf_counter()
             tenant = ""
+            ctx: Ctx | None = None
             try:
                 key = await _authenticate(request, kind)
                 tenant = key.tenant
@@ -114,7 +127,7 @@ def endpoint(route: str, kind: str = "sandboxes") -> Callable[[Handler], Any]:
             except Exception as exc:  # every error becomes an answer; 500s are logged
                 if isinstance(exc, QuotaExceeded):
                     state.metrics.quota_refusals.labels(tenant, exc.fields["quota"]).inc()
-                response = _answer(exc, request, route)
+                response = _answer(exc, request, route, ctx.found if ctx else None)
                 if response.status_code in (401, 403):
                     state.metrics.auth_refusals.labels(str(response.status_code)).inc()
             state.metrics.requests.labels(route, request.method,

@@ -73,7 +73,7 @@ class _StreamWriter:
 
 @endpoint(_ONE)
 async def put_file(request: Request, ctx: Ctx) -> Response:
-    live = ctx.registry.get(ctx.tenant, request.path_params["id"])
+    live = ctx.sandbox(request)
     path = request.path_params["path"]
     length = request.headers.get("content-length", "")
     disk = live.limits.disk_mb << 20
@@ -104,7 +104,7 @@ def _ended(task: asyncio.Task[None]) -> None:
 
 @endpoint(_ONE)
 async def get_file(request: Request, ctx: Ctx) -> Response:
-    live = ctx.registry.get(ctx.tenant, request.path_params["id"])
+    live = ctx.sandbox(request)
     path = request.path_params["path"]
     entry = await run_sync(ctx.limiter, live.sandbox.files.stat, path)
     if entry.type == "link":
@@ -131,14 +131,14 @@ async def get_file(request: Request, ctx: Ctx) -> Response:
 
 @endpoint(_ONE)
 async def delete_file(request: Request, ctx: Ctx) -> Response:
-    live = ctx.registry.get(ctx.tenant, request.path_params["id"])
+    live = ctx.sandbox(request)
     await run_sync(ctx.limiter, live.sandbox.files.remove, request.path_params["path"])
     return Response(status_code=204)
 
 
 @endpoint("/v1/sandboxes/{id}/files")
 async def list_files(request: Request, ctx: Ctx) -> Response:
-    live = ctx.registry.get(ctx.tenant, request.path_params["id"])
+    live = ctx.sandbox(request)
     path = request.query_params.get("path", ".")
     recursive = request.query_params.get("recursive", "false").lower()
     if recursive not in ("true", "false", "1", "0"):

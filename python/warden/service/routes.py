@@ -53,8 +53,7 @@ async def listing(request: Request, ctx: Ctx) -> Response:
 
 @endpoint(_ONE)
 async def show(request: Request, ctx: Ctx) -> Response:
-    return JSONResponse(bodies.live_json(ctx.registry.get(ctx.tenant,
-                                                          request.path_params["id"])))
+    return JSONResponse(bodies.live_json(ctx.sandbox(request)))
 
 
 @endpoint(_ONE)
@@ -66,7 +65,7 @@ async def delete(request: Request, ctx: Ctx) -> Response:
 
 @endpoint(_ONE + "/exec")
 async def execute(request: Request, ctx: Ctx) -> Response:
-    live = ctx.registry.get(ctx.tenant, request.path_params["id"])
+    live = ctx.sandbox(request)
     args = bodies.exec_args(await bodies.read_json(request, ctx.config.max_json_bytes))
     argv = args.pop("argv")
     result = await run_sync(ctx.limiter, lambda: live.sandbox.exec(argv, **args))
@@ -75,7 +74,7 @@ async def execute(request: Request, ctx: Ctx) -> Response:
 
 @endpoint(_ONE + "/code")
 async def code(request: Request, ctx: Ctx) -> Response:
-    live = ctx.registry.get(ctx.tenant, request.path_params["id"])
+    live = ctx.sandbox(request)
     args = bodies.code_args(await bodies.read_json(request, ctx.config.max_json_bytes))
     source = args.pop("code")
     execution = await run_sync(ctx.limiter, lambda: live.sandbox.run_code(source, **args))
