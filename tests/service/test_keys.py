@@ -113,3 +113,22 @@ def test_keys_commands_create_list_revoke(tmp_path):
     assert again.returncode == 1 and "no live key" in again.stderr
     bad = _cli("create", "--tenant", "acme", "--expires", "-1", "--state-dir", str(tmp_path))
     assert bad.returncode == 2
+
+
+def test_serve_command_checks_its_flags(tmp_path):
+    env = dict(os.environ, PYTHONPATH=PYTHON_DIR)
+    helped = subprocess.run([sys.executable, "-m", "warden", "serve", "--help"],
+                            capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert helped.returncode == 0
+    assert all(f in helped.stdout for f in ("--host", "--port", "--state-dir", "--config"))
+    bad = subprocess.run([sys.executable, "-m", "warden", "serve", "--port", "70000"],
+                         capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert bad.returncode == 2 and "TCP port" in bad.stderr
+    for text in (None, "defaults: {sandboxez: 1}\n"):
+        path = tmp_path / "quotas.yaml"
+        if text is not None:
+            path.write_text(text)
+        wrong = subprocess.run([sys.executable, "-m", "warden", "serve", "--config", str(path),
+                                "--state-dir", str(tmp_path)], capture_output=True, text=True,
+                               env=env, timeout=60, check=False)
+        assert wrong.returncode == 1 and wrong.stderr.startswith("warden serve: ")

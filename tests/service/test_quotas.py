@@ -35,8 +35,11 @@ def test_live_sandboxes_memory_and_largest_limits(service):
         assert again.status_code == 201
         c.delete(f"/v1/sandboxes/{again.json()['id']}")
     with service.client("admin") as c:
-        assert 'warden_quota_refusals_total{quota="sandboxes",tenant="tight"}' in \
-            c.get("/metrics").text
+        metrics = c.get("/metrics").text
+    assert 'warden_quota_refusals_total{quota="sandboxes",tenant="tight"}' in metrics
+    assert 'warden_sandboxes{state="running",tenant="tight"} 0.0' in metrics
+    assert 'warden_sandbox_create_seconds_count{path="on_call"}' in metrics
+    assert 'route="/v1/sandboxes/{id}"' in metrics
 
 
 def test_total_memory_quota(tmp_path):

@@ -25,7 +25,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return 1
     try:
         server.serve(args.host, args.port, args.state_dir, args.config)
-    except WardenError as exc:
+    except (WardenError, OSError) as exc:
         print(f"warden serve: {exc}", file=sys.stderr)
         return 1
     return 0
