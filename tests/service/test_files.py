@@ -104,3 +104,21 @@ def test_uploads_are_bounded_by_the_sandbox_disk(service, box):
         assert r.json()["error"]["type"] == "DiskQuotaExceeded"
         assert box in r.json()["error"]["message"] and "native-" not in r.text
         c.delete(f"/v1/sandboxes/{box}/files/big")
+
+
+def test_a_stalled_upload_is_given_up(service, box, monkeypatch):
+    import socket
+
+    from warden.service import files
+
+    monkeypatch.setattr(files, "IDLE_S", 1.0)
+    host, port = service.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=60) as s:
+        s.sendall(f"PUT /v1/sandboxes/{box}/files/stalled HTTP/1.1\r\nHost: x\r\n"
+                  f"Authorization: Bearer {service.keys['acme']}\r\n"
+                  "Content-Length: 100000\r\n\r\n".encode() + b"y" * 10)
+        head = s.recv(65536)
+    assert head.startswith(b"HTTP/1.1 408"), head[:200]
+    with service.client("acme") as c:
+        c.delete(f"/v1/sandboxes/{box}/files/stalled")
+        assert c.get(f"/v1/sandboxes/{box}").status_code == 200  # the sandbox serves on

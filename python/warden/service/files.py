@@ -31,6 +31,9 @@ log = logging.getLogger("warden")
 
 _ONE = "/v1/sandboxes/{id}/files/{path:path}"
 _CHUNK = 1 << 20
+# A client that neither sends nor takes a byte for this long loses its transfer: each one
+# holds a stream thread, and a stalled client must not hold it forever.
+IDLE_S = 120.0
 
 
 class _BodyReader:
@@ -43,7 +46,8 @@ class _BodyReader:
 
     async def _next(self) -> bytes:
         try:
-            return await self._chunks.__anext__()
+            with anyio.fail_after(IDLE_S):
+                return await self._chunks.__anext__()
         except StopAsyncIteration:
             return b""
 
@@ -66,8 +70,12 @@ class _StreamWriter:
     def __init__(self, send: MemoryObjectSendStream[bytes]) -> None:
         self._send = send
 
+    async def _send_within(self, data: bytes) -> None:
+        with anyio.fail_after(IDLE_S):
+            await self._send.send(data)
+
     def write(self, data: bytes) -> int:
-        anyio.from_thread.run(self._send.send, bytes(data))
+        anyio.from_thread.run(self._send_within, bytes(data))
         return len(data)
 
 
@@ -80,7 +88,12 @@ async def put_file(request: Request, ctx: Ctx) -> Response:
     if length.isdigit() and int(length) > disk:
         raise ApiError(413, "PayloadTooLarge", f"the body of {length} bytes is over the "
                        f"sandbox's disk of {disk} bytes", size=int(length), limit=disk)
-    size = await run_sync(ctx.streams, live.sandbox.files.upload, _BodyReader(request), path)
+    try:
+        size = await run_sync(ctx.streams, live.sandbox.files.upload, _BodyReader(request),
+                              path)
+    except TimeoutError:
+        raise ApiError(408, "RequestTimeout", f"the body stalled: nothing came for "
+                       f"{IDLE_S:.0f} s; the file may hold part of what came before") from None
     return JSONResponse({"path": path, "size": size}, status_code=201)
 
 
@@ -98,7 +111,9 @@ async def _pump(ctx: Ctx, sandbox: Any, path: str,
 def _ended(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         exc = task.exception()
-        if not isinstance(exc, (anyio.BrokenResourceError, anyio.ClosedResourceError)):
+        if isinstance(exc, TimeoutError):
+            log.info("a download stopped: its client took nothing for %.0f s", IDLE_S)
+        elif not isinstance(exc, (anyio.BrokenResourceError, anyio.ClosedResourceError)):
             log.warning("a download stopped: %s", exc)
 
 
