@@ -78,7 +78,9 @@ async def _authenticate(request: Request, kind: str) -> KeyInfo:
     if scheme.lower() != "bearer" or not text.strip():
         raise ApiError(401, "Unauthorized", "no API key; send `Authorization: Bearer KEY` "
                        "(make one with `warden keys create`)")
-    key = await run_sync(state.limiter, state.store.verify, text.strip())
+    # Checking a key the server has not seen costs a scrypt: on threads of their own, so that
+    # a flood of made-up keys slows key checks, not the sandboxes' work.
+    key = await run_sync(state.auth, state.store.verify, text.strip())
     if key is None:
         raise ApiError(401, "Unauthorized", "the API key is not valid: unknown, wrong, "
                        "revoked or expired")
@@ -198,4 +200,5 @@ def build_app(store: KeyStore, config: Config) -> Starlette:
     app.state.metrics = sandbox_metrics
     app.state.limiter = anyio.CapacityLimiter(config.workers)
     app.state.streams = anyio.CapacityLimiter(config.workers)
+    app.state.auth = anyio.CapacityLimiter(2)
     return app
