@@ -1,6 +1,7 @@
-"""The warden command line: one module per subcommand (run, doctor, scan, images, demo, fuzz), each
-with ``add_parser(subparsers)`` and the function that runs it; here only their assembly and
-``main``, which also decides where the library's log goes (warden.cli.logs)."""
+"""The warden command line: one module per subcommand (run, doctor, scan, images, demo, serve,
+keys, fuzz), each with ``add_parser(subparsers)`` and the function that runs it; here only
+their assembly and ``main``, which also decides where the library's log goes
+(warden.cli.logs)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,13 @@ _VERBOSE_HELP = "say more on stderr: -v info, -vv debug (or set WARDEN_LOG=debug
 
 def build_parser() -> argparse.ArgumentParser:
     from warden._version import version
-    from warden.cli import demo, doctor, fuzz, images, run, scan
+    from warden.cli import demo, doctor, fuzz, images, keys, run, scan, serve
 
     p = argparse.ArgumentParser(prog="warden", description="kernel-enforced sandboxes")
     p.add_argument("--version", action="version", version=f"warden {version()}")
     p.add_argument("-v", "--verbose", action="count", default=0, help=_VERBOSE_HELP)
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-    for command in (run, doctor, scan, images, demo, fuzz):
+    for command in (run, doctor, scan, images, demo, fuzz, serve, keys):
         command.add_parser(sub)
     # Also after the subcommand (`warden run -v -- ...`); SUPPRESS keeps a -v given before it.
     for parser in sub.choices.values():
