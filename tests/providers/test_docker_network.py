@@ -9,7 +9,7 @@ import warden
 
 from tests.conftest import require
 from tests.network.conftest import inside, world_with_servers
-from tests.network.world import require_world
+from tests.network.world import API, require_world
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def docker_provider(docker_engine):
 
 
 def _policy(world, **kw) -> warden.NetworkPolicy:
-    base = dict(allow=["api.test:8080"], resolve={"api.test": "127.0.0.1"},
+    base = dict(allow=["api.test:8080"], resolve={"api.test": API},
                 egress_netns=world.path)
     base.update(kw)
     return warden.NetworkPolicy(**base)
